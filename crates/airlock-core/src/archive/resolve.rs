@@ -1,0 +1,475 @@
+//! Turning the files of an archive into verified images, whatever the dialect.
+//!
+//! `manifest.json` (every Docker-style dialect) is the authority for which images exist and
+//! their layer order; `index.json` supplies the original manifests, indexes and names when it
+//! is there and agrees. An OCI-only archive is read from `index.json` alone. Every config is
+//! checked against its name and every layer's diffID against the config.
+
+use std::collections::BTreeMap;
+use std::fs;
+
+use super::reader::ArchiveContents;
+use crate::compression::{self, Compression};
+use crate::digest::{self, Digest};
+use crate::error::{Error, Result};
+use crate::reference::Reference;
+use crate::spec::{
+    self, media_type, ConfigView, Descriptor, DockerArchiveEntry, Document, Index, Manifest,
+    ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME,
+};
+use crate::store::{Staging, Store};
+use crate::transport::{PlatformManifest, SourceImage};
+
+/// Which dialect an archive was written in, for messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// `manifest.json` and blobs, no OCI layout (Docker <= 24, podman, skopeo, crane).
+    DockerArchive,
+    /// `manifest.json` plus an OCI layout (Docker 25+, containerd, airlock).
+    Hybrid,
+    /// An OCI layout only.
+    Oci,
+}
+
+impl Dialect {
+    /// A short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::DockerArchive => "docker-archive",
+            Dialect::Hybrid => "docker/OCI hybrid archive",
+            Dialect::Oci => "OCI archive",
+        }
+    }
+}
+
+/// Where blobs can be read while resolving: the staging area first, then the store.
+pub(crate) struct BlobLookup<'a> {
+    pub contents: &'a ArchiveContents,
+    pub staging: &'a Staging,
+    pub store: Option<&'a Store>,
+}
+
+impl BlobLookup<'_> {
+    fn read(&self, d: &Digest, label: &str) -> Result<Vec<u8>> {
+        if let Some(p) = self.staging.path_of(d) {
+            return fs::read(&p).map_err(|e| Error::io("read", p, e));
+        }
+        if let Some(s) = self.store.filter(|s| s.has_blob(d)) {
+            return s.read_blob(d);
+        }
+        Err(Error::MissingBlob {
+            referenced_by: label.to_string(),
+            missing: d.to_string(),
+        })
+    }
+
+    fn has(&self, d: &Digest) -> bool {
+        self.staging.path_of(d).is_some() || self.store.is_some_and(|s| s.has_blob(d))
+    }
+
+    fn read_path(&self, path: &str, referenced_by: &str) -> Result<(Digest, Vec<u8>)> {
+        let f = self.contents.file(path).ok_or_else(|| Error::MissingBlob {
+            referenced_by: referenced_by.to_string(),
+            missing: path.to_string(),
+        })?;
+        Ok((f.digest.clone(), self.read(&f.digest, path)?))
+    }
+
+    /// Compression of a blob and its diffID, computed now if the reader did not.
+    fn layer_facts(&self, d: &Digest, label: &str) -> Result<(Compression, Digest)> {
+        if let Some(c) = self.contents.compression.get(d) {
+            return match c {
+                Compression::Gzip | Compression::Zstd => match self.contents.diff_ids.get(d) {
+                    Some(Ok(diff)) => Ok((*c, diff.clone())),
+                    Some(Err(msg)) => Err(Error::Decompress {
+                        codec: c.name(),
+                        detail: format!("{label}: {msg}"),
+                    }),
+                    None => self.compute_facts(d, label),
+                },
+                _ => Ok((*c, d.clone())),
+            };
+        }
+        self.compute_facts(d, label)
+    }
+
+    fn compute_facts(&self, d: &Digest, label: &str) -> Result<(Compression, Digest)> {
+        let path = self
+            .staging
+            .path_of(d)
+            .or_else(|| self.store.filter(|s| s.has_blob(d)).map(|s| s.blob_path(d)))
+            .ok_or_else(|| Error::MissingBlob {
+                referenced_by: label.to_string(),
+                missing: d.to_string(),
+            })?;
+        let file = fs::File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+        let (magic, rest) = compression::peek(file, compression::MAGIC_LEN).map_err(|e| Error::io("read", &path, e))?;
+        let c = Compression::detect(&magic);
+        if c == Compression::None {
+            return Ok((c, d.clone()));
+        }
+        let (diff, _) = digest::hash_reader(compression::decoder(c, rest)).map_err(|e| Error::Decompress {
+            codec: c.name(),
+            detail: format!("{label}: {e}"),
+        })?;
+        Ok((c, diff))
+    }
+}
+
+/// Resolve the images of an archive. Generated manifests are staged.
+pub(crate) fn resolve(lookup: &BlobLookup) -> Result<(Dialect, Vec<SourceImage>)> {
+    let md = &lookup.contents.metadata;
+    let index = md
+        .get("index.json")
+        .map(|b| spec::parse_json::<Index>(b, "index.json", "OCI image index"))
+        .transpose()?;
+    if let Some(mj) = md.get("manifest.json") {
+        let entries: Vec<DockerArchiveEntry> = spec::parse_json(mj, "manifest.json", "manifest.json")?;
+        if entries.is_empty() {
+            return Err(Error::NoImage {
+                detail: "manifest.json lists no image".into(),
+            });
+        }
+        let dialect = if index.is_some() { Dialect::Hybrid } else { Dialect::DockerArchive };
+        let originals = match &index {
+            Some(idx) => original_manifests(lookup, idx)?,
+            None => BTreeMap::new(),
+        };
+        let mut images = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            images.push(from_docker_entry(lookup, i, entry, &originals)?);
+        }
+        return Ok((dialect, merge_same_root(images)));
+    }
+    if let Some(idx) = index {
+        let mut images = Vec::new();
+        for desc in &idx.manifests {
+            let names = names_from_annotations(desc);
+            if let Some(img) = from_oci_descriptor(lookup, desc, names)? {
+                images.push(img);
+            }
+        }
+        if images.is_empty() {
+            return Err(Error::NoImage {
+                detail: "index.json lists no manifest whose blobs are in the archive".into(),
+            });
+        }
+        return Ok((Dialect::Oci, merge_same_root(images)));
+    }
+    if md.contains_key("repositories") {
+        return Err(Error::NoImage {
+            detail: "it has a 'repositories' file but no manifest.json: it was written by Docker older than 1.10; load it there and save it again".into(),
+        });
+    }
+    Err(Error::NoImage {
+        detail: "it has neither manifest.json nor index.json".into(),
+    })
+}
+
+/// Several manifest.json entries (or index descriptors) for one root become one image with
+/// all the names.
+fn merge_same_root(images: Vec<SourceImage>) -> Vec<SourceImage> {
+    let mut out: Vec<SourceImage> = Vec::new();
+    for img in images {
+        if let Some(existing) = out.iter_mut().find(|o| o.root.digest == img.root.digest) {
+            for n in img.names {
+                if !existing.names.contains(&n) {
+                    existing.names.push(n);
+                }
+            }
+        } else {
+            out.push(img);
+        }
+    }
+    out
+}
+
+fn names_from_annotations(desc: &Descriptor) -> Vec<Reference> {
+    desc.annotation(ANNOTATION_IMAGE_NAME)
+        .or_else(|| desc.annotation(ANNOTATION_REF_NAME))
+        .and_then(|n| Reference::parse(n).ok())
+        .into_iter()
+        .collect()
+}
+
+/// An original manifest found through `index.json`, keyed by config digest.
+struct Original {
+    manifest_desc: Descriptor,
+    manifest: Manifest,
+    /// The index it sits in, when the whole index is present.
+    parent_index: Option<Descriptor>,
+    names: Vec<Reference>,
+}
+
+fn original_manifests(lookup: &BlobLookup, index: &Index) -> Result<BTreeMap<Digest, Original>> {
+    let mut out = BTreeMap::new();
+    for desc in &index.manifests {
+        if !lookup.has(&desc.digest) {
+            continue;
+        }
+        let names = names_from_annotations(desc);
+        let bytes = lookup.read(&desc.digest, "index.json")?;
+        match spec::parse_document(&bytes, &desc.digest.to_string())? {
+            Document::Manifest(m) => {
+                out.insert(
+                    m.config.digest.clone(),
+                    Original {
+                        manifest_desc: desc.clone(),
+                        manifest: *m,
+                        parent_index: None,
+                        names,
+                    },
+                );
+            }
+            Document::Index(child_index) => {
+                let complete = child_index.manifests.iter().all(|c| manifest_complete(lookup, c));
+                for child in &child_index.manifests {
+                    if !lookup.has(&child.digest) {
+                        continue;
+                    }
+                    let cb = lookup.read(&child.digest, &desc.digest.to_string())?;
+                    if let Document::Manifest(m) = spec::parse_document(&cb, &child.digest.to_string())? {
+                        out.insert(
+                            m.config.digest.clone(),
+                            Original {
+                                manifest_desc: child.clone(),
+                                manifest: *m,
+                                parent_index: complete.then(|| desc.clone()),
+                                names: names.clone(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn manifest_complete(lookup: &BlobLookup, desc: &Descriptor) -> bool {
+    let Ok(bytes) = lookup.read(&desc.digest, "") else { return false };
+    match spec::parse_document(&bytes, "") {
+        Ok(Document::Manifest(m)) => std::iter::once(&m.config)
+            .chain(&m.layers)
+            .all(|d| lookup.has(&d.digest) || d.urls.is_some()),
+        _ => false,
+    }
+}
+
+fn from_docker_entry(
+    lookup: &BlobLookup,
+    i: usize,
+    entry: &DockerArchiveEntry,
+    originals: &BTreeMap<Digest, Original>,
+) -> Result<SourceImage> {
+    let label = format!("manifest.json entry {i}");
+    let (config_digest, config_bytes) = lookup.read_path(&entry.config, &label)?;
+    check_named_digest(&entry.config, &config_digest)?;
+    let config: ConfigView = spec::parse_json(&config_bytes, &entry.config, "image config")?;
+    let mut names: Vec<Reference> = Vec::new();
+    for tag in &entry.repo_tags {
+        names.push(Reference::parse(tag)?);
+    }
+    // Prefer the archive's original manifest when it agrees with manifest.json.
+    if let Some(orig) = originals.get(&config_digest) {
+        if let Ok(diff_ids) = verify_layers(lookup, &orig.manifest, &config, &orig.manifest_desc.digest.to_string()) {
+            for n in &orig.names {
+                if !names.contains(n) {
+                    names.push(n.clone());
+                }
+            }
+            let platform = PlatformManifest {
+                descriptor: orig.manifest_desc.clone(),
+                manifest: orig.manifest.clone(),
+                diff_ids,
+            };
+            let (root, id) = match &orig.parent_index {
+                Some(parent) => (bare(parent), parent.digest.clone()),
+                None => (bare(&orig.manifest_desc), config_digest.clone()),
+            };
+            return Ok(SourceImage {
+                names,
+                root,
+                generated: false,
+                id,
+                platforms: vec![platform],
+            });
+        }
+    }
+    // Otherwise build an OCI manifest from manifest.json's layer files.
+    if entry.layers.len() != config.rootfs.diff_ids.len() {
+        return Err(Error::LayerCountMismatch {
+            image: label,
+            layers: entry.layers.len(),
+            diff_ids: config.rootfs.diff_ids.len(),
+        });
+    }
+    let mut layers = Vec::new();
+    for (li, path) in entry.layers.iter().enumerate() {
+        let f = lookup.contents.file(path).ok_or_else(|| Error::MissingBlob {
+            referenced_by: "manifest.json".into(),
+            missing: path.clone(),
+        })?;
+        let (codec, diff) = lookup.layer_facts(&f.digest, path)?;
+        if diff != config.rootfs.diff_ids[li] {
+            return Err(Error::DiffIdMismatch {
+                index: li,
+                path_in_archive: path.clone(),
+                expected: config.rootfs.diff_ids[li].clone(),
+                actual: diff,
+            });
+        }
+        let mt = match codec {
+            Compression::Gzip => media_type::OCI_LAYER_GZIP,
+            Compression::Zstd => media_type::OCI_LAYER_ZSTD,
+            _ => media_type::OCI_LAYER,
+        };
+        layers.push(Descriptor::new(mt, f.digest.clone(), f.size));
+    }
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(media_type::OCI_MANIFEST.to_string()),
+        config: Descriptor::new(media_type::OCI_CONFIG, config_digest.clone(), config_bytes.len() as u64),
+        layers,
+        annotations: None,
+    };
+    let bytes = serde_json::to_vec(&manifest).map_err(|e| Error::Usage(e.to_string()))?;
+    let staged = lookup.staging.write_bytes(&bytes)?;
+    let descriptor = Descriptor::new(media_type::OCI_MANIFEST, staged.digest, staged.size);
+    Ok(SourceImage {
+        names,
+        root: descriptor.clone(),
+        generated: true,
+        id: config_digest,
+        platforms: vec![PlatformManifest {
+            descriptor,
+            manifest,
+            diff_ids: config.rootfs.diff_ids.clone(),
+        }],
+    })
+}
+
+fn bare(d: &Descriptor) -> Descriptor {
+    Descriptor::new(&d.media_type, d.digest.clone(), d.size)
+}
+
+/// A config file named after a digest must hash to it.
+fn check_named_digest(path: &str, actual: &Digest) -> Result<()> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let hex = name.strip_suffix(".json").or_else(|| name.strip_prefix("sha256:")).unwrap_or(name);
+    if let Some(expected) = Digest::from_hex(hex) {
+        if &expected != actual {
+            return Err(Error::DigestMismatch {
+                what: "config",
+                path_in_archive: path.to_string(),
+                expected,
+                actual: actual.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Check a manifest's config and layers against the config's diffIDs. Returns the diffIDs.
+fn verify_layers(lookup: &BlobLookup, m: &Manifest, config: &ConfigView, label: &str) -> Result<Vec<Digest>> {
+    let diff_ids = &config.rootfs.diff_ids;
+    if m.layers.len() != diff_ids.len() {
+        return Err(Error::LayerCountMismatch {
+            image: label.to_string(),
+            layers: m.layers.len(),
+            diff_ids: diff_ids.len(),
+        });
+    }
+    for (i, layer) in m.layers.iter().enumerate() {
+        if !lookup.has(&layer.digest) {
+            if layer.urls.is_some() {
+                continue; // a foreign layer left out on purpose
+            }
+            return Err(Error::MissingBlob {
+                referenced_by: format!("manifest {label}"),
+                missing: layer.digest.to_string(),
+            });
+        }
+        let (_, diff) = lookup.layer_facts(&layer.digest, &format!("blobs/sha256/{}", layer.digest.hex()))?;
+        if diff != diff_ids[i] {
+            return Err(Error::DiffIdMismatch {
+                index: i,
+                path_in_archive: format!("blobs/sha256/{}", layer.digest.hex()),
+                expected: diff_ids[i].clone(),
+                actual: diff,
+            });
+        }
+    }
+    Ok(diff_ids.clone())
+}
+
+fn platform_from(lookup: &BlobLookup, desc: &Descriptor, m: Manifest, label: &str) -> Result<PlatformManifest> {
+    let config_bytes = lookup.read(&m.config.digest, label)?;
+    let config: ConfigView = spec::parse_json(&config_bytes, &format!("blobs/sha256/{}", m.config.digest.hex()), "image config")?;
+    let diff_ids = verify_layers(lookup, &m, &config, label)?;
+    Ok(PlatformManifest {
+        descriptor: desc.clone(),
+        manifest: m,
+        diff_ids,
+    })
+}
+
+/// One image from an `index.json` descriptor of an OCI-only archive. A sparse index (some
+/// platforms missing) is not passed off as complete: the present platform manifest becomes
+/// the image instead.
+fn from_oci_descriptor(lookup: &BlobLookup, desc: &Descriptor, names: Vec<Reference>) -> Result<Option<SourceImage>> {
+    let label = desc.digest.to_string();
+    let bytes = lookup.read(&desc.digest, "index.json")?;
+    match spec::parse_document(&bytes, &label)? {
+        Document::Manifest(m) => {
+            let id = m.config.digest.clone();
+            let p = platform_from(lookup, desc, *m, &label)?;
+            Ok(Some(SourceImage {
+                names,
+                root: bare(desc),
+                generated: false,
+                id,
+                platforms: vec![p],
+            }))
+        }
+        Document::Index(idx) => {
+            let mut platforms = Vec::new();
+            let mut complete = true;
+            for child in &idx.manifests {
+                if !manifest_complete(lookup, child) {
+                    complete = false;
+                    continue;
+                }
+                let cb = lookup.read(&child.digest, &label)?;
+                if let Document::Manifest(m) = spec::parse_document(&cb, &child.digest.to_string())? {
+                    platforms.push(platform_from(lookup, child, *m, &child.digest.to_string())?);
+                }
+            }
+            if platforms.is_empty() {
+                return Ok(None);
+            }
+            if complete {
+                return Ok(Some(SourceImage {
+                    names,
+                    root: bare(desc),
+                    generated: false,
+                    id: desc.digest.clone(),
+                    platforms,
+                }));
+            }
+            let host = spec::Platform::host();
+            let pick = platforms
+                .iter()
+                .position(|p| p.descriptor.platform.as_ref().is_some_and(|pl| pl.os == host.os && pl.architecture == host.architecture))
+                .unwrap_or(0);
+            let p = platforms.swap_remove(pick);
+            Ok(Some(SourceImage {
+                names,
+                root: bare(&p.descriptor),
+                generated: false,
+                id: p.manifest.config.digest.clone(),
+                platforms: vec![p],
+            }))
+        }
+    }
+}

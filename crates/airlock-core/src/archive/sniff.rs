@@ -1,0 +1,147 @@
+//! Telling what an input is before trusting it: not a tar at all, a flat filesystem tar
+//! (`docker export`), or an image archive, judged from the first bytes and entry names.
+
+use crate::digest::is_sha256_hex;
+
+/// What an entry name says about the archive it sits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A file every image-archive dialect may hold (metadata or blob).
+    ImageArchive,
+    /// A directory that image archives hold (`blobs/`, `<v1id>/`).
+    ArchiveDir,
+    /// Anything else: a root filesystem path.
+    Foreign,
+}
+
+/// Classify one normalised entry path (no leading `./`, no trailing `/`).
+pub fn classify(path: &str, is_dir: bool) -> EntryKind {
+    if path.is_empty() {
+        return EntryKind::ArchiveDir;
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        ["oci-layout"] | ["index.json"] | ["manifest.json"] | ["repositories"] => EntryKind::ImageArchive,
+        ["blobs"] => EntryKind::ArchiveDir,
+        ["blobs", _alg] if is_dir => EntryKind::ArchiveDir,
+        ["blobs", _alg, _hex] => EntryKind::ImageArchive,
+        [one] if is_hex_id(one) && is_dir => EntryKind::ArchiveDir,
+        [one] => {
+            let stem = one
+                .strip_suffix(".json")
+                .or_else(|| one.strip_suffix(".tar.gz"))
+                .or_else(|| one.strip_suffix(".tar.zst"))
+                .or_else(|| one.strip_suffix(".tar"))
+                .or_else(|| one.strip_prefix("sha256:"))
+                .unwrap_or("");
+            if is_hex_id(stem) {
+                EntryKind::ImageArchive
+            } else {
+                EntryKind::Foreign
+            }
+        }
+        [id, "VERSION" | "json" | "layer.tar"] if is_hex_id(id) => EntryKind::ImageArchive,
+        _ => EntryKind::Foreign,
+    }
+}
+
+fn is_hex_id(s: &str) -> bool {
+    is_sha256_hex(s)
+}
+
+/// Describe bytes that are not a tar, for the error message.
+pub fn describe_non_tar(prefix: &[u8], total_len: usize) -> String {
+    if total_len == 0 {
+        return "an empty file".to_string();
+    }
+    let text = String::from_utf8_lossy(&prefix[..prefix.len().min(512)]);
+    let trimmed = text.trim_start();
+    let lower = trimmed.to_ascii_lowercase();
+    if lower.starts_with("<!doctype html") || lower.starts_with("<html") {
+        return "an HTML page (a download that returned an error page?)".to_string();
+    }
+    if lower.starts_with("<?xml") || lower.starts_with('<') {
+        return "XML or HTML text".to_string();
+    }
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        return "JSON text (a single manifest or config, not an archive)".to_string();
+    }
+    if prefix.starts_with(b"PK\x03\x04") {
+        return "a ZIP file".to_string();
+    }
+    if prefix.starts_with(b"\x7fELF") {
+        return "an executable (ELF) file".to_string();
+    }
+    if prefix.starts_with(b"%PDF") {
+        return "a PDF document".to_string();
+    }
+    if total_len < 512 {
+        return format!("{total_len} bytes, too short for a tar (truncated?)");
+    }
+    if prefix.iter().take(512).all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) {
+        return "plain text".to_string();
+    }
+    let head: Vec<String> = prefix.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("binary data starting {}", head.join(" "))
+}
+
+/// True when a 512-byte block has a valid tar header checksum.
+pub fn is_tar_header(block: &[u8]) -> bool {
+    if block.len() < 512 {
+        return false;
+    }
+    let stored = std::str::from_utf8(&block[148..156])
+        .ok()
+        .map(|s| s.trim_matches(|c: char| c == '\0' || c == ' '))
+        .and_then(|s| u32::from_str_radix(s, 8).ok());
+    let Some(stored) = stored else { return false };
+    let sum: u32 = block[..512]
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| if (148..156).contains(&i) { b' ' as u32 } else { b as u32 })
+        .sum();
+    sum == stored
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn recognises_every_dialect_name() {
+        for p in [
+            "manifest.json".to_string(),
+            "index.json".to_string(),
+            "oci-layout".to_string(),
+            "repositories".to_string(),
+            format!("blobs/sha256/{HEX}"),
+            format!("{HEX}.json"),
+            format!("{HEX}.tar"),
+            format!("{HEX}.tar.gz"),
+            format!("sha256:{HEX}"),
+            format!("{HEX}/layer.tar"),
+            format!("{HEX}/VERSION"),
+            format!("{HEX}/json"),
+        ] {
+            assert_eq!(classify(&p, false), EntryKind::ImageArchive, "{p}");
+        }
+        assert_eq!(classify(HEX, true), EntryKind::ArchiveDir);
+        assert_eq!(classify("blobs/sha256", true), EntryKind::ArchiveDir);
+    }
+
+    #[test]
+    fn rootfs_paths_are_foreign() {
+        for p in ["bin", "etc/passwd", ".dockerenv", "usr/bin/sh", "data.json"] {
+            assert_eq!(classify(p, p == "bin"), EntryKind::Foreign, "{p}");
+        }
+    }
+
+    #[test]
+    fn describes_non_tars() {
+        assert_eq!(describe_non_tar(b"", 0), "an empty file");
+        assert!(describe_non_tar(b"<!DOCTYPE html><html>", 21).contains("HTML"));
+        assert!(describe_non_tar(b"{\"a\":1}", 7).contains("JSON"));
+    }
+}

@@ -1,0 +1,111 @@
+//! A small tar writer for archives we generate: deterministic headers (uid 0, mtime 0),
+//! and a hard check that every entry's data is exactly as long as its header says.
+
+use std::io::{self, Read, Write};
+
+use crate::digest::{Digest, Hasher};
+use crate::error::{Error, Result};
+
+const BLOCK: usize = 512;
+const COPY_BUF: usize = 1 << 20;
+
+/// Writes tar entries to `W`.
+pub struct TarWriter<W: Write> {
+    out: W,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> TarWriter<W> {
+    /// Start a tar stream.
+    pub fn new(out: W) -> Self {
+        TarWriter {
+            out,
+            buf: vec![0u8; COPY_BUF],
+        }
+    }
+
+    fn header(&mut self, path: &str, size: u64, context: &str) -> Result<()> {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(path)
+            .map_err(|e| Error::stream(format!("tar header for {path}"), e))?;
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        self.out
+            .write_all(h.as_bytes())
+            .map_err(|e| Error::stream(context.to_string(), e))
+    }
+
+    fn pad(&mut self, size: u64, context: &str) -> Result<()> {
+        let rem = (size % BLOCK as u64) as usize;
+        if rem != 0 {
+            let zeros = [0u8; BLOCK];
+            self.out
+                .write_all(&zeros[..BLOCK - rem])
+                .map_err(|e| Error::stream(context.to_string(), e))?;
+        }
+        Ok(())
+    }
+
+    /// Add a file held in memory.
+    pub fn append_bytes(&mut self, path: &str, bytes: &[u8]) -> Result<()> {
+        let ctx = format!("write {path} to the archive");
+        self.header(path, bytes.len() as u64, &ctx)?;
+        self.out.write_all(bytes).map_err(|e| Error::stream(ctx.clone(), e))?;
+        self.pad(bytes.len() as u64, &ctx)
+    }
+
+    /// Add a file streamed from `reader`, which must yield exactly `size` bytes hashing to
+    /// `expected`.
+    pub fn append_verified(&mut self, path: &str, size: u64, expected: &Digest, reader: &mut dyn Read) -> Result<()> {
+        let ctx = format!("write {path} to the archive");
+        self.header(path, size, &ctx)?;
+        let mut hasher = Hasher::new();
+        let mut left = size;
+        while left > 0 {
+            let want = (left as usize).min(self.buf.len());
+            let n = match reader.read(&mut self.buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::stream(format!("read blob {expected}"), e)),
+            };
+            hasher.update(&self.buf[..n]);
+            self.out
+                .write_all(&self.buf[..n])
+                .map_err(|e| Error::stream(ctx.clone(), e))?;
+            left -= n as u64;
+        }
+        let mut extra = [0u8; 1];
+        let longer = matches!(reader.read(&mut extra), Ok(n) if n > 0);
+        if left > 0 || longer {
+            return Err(Error::SizeMismatch {
+                path_in_archive: path.to_string(),
+                expected: size,
+                actual: if longer { size + 1 } else { size - left },
+            });
+        }
+        let actual = hasher.finish();
+        if &actual != expected {
+            return Err(Error::DigestMismatch {
+                what: "blob",
+                path_in_archive: path.to_string(),
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        self.pad(size, &ctx)
+    }
+
+    /// Write the end-of-archive marker and return the writer.
+    pub fn finish(mut self) -> Result<W> {
+        self.out
+            .write_all(&[0u8; BLOCK * 2])
+            .map_err(|e| Error::stream("finish the archive", e))?;
+        Ok(self.out)
+    }
+}

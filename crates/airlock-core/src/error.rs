@@ -1,0 +1,225 @@
+//! The one error type of the core library.
+//!
+//! Every variant carries what a user needs to act: the path inside the archive, the digest
+//! that was expected and the one that was found. The CLI turns these into one sentence and
+//! a hint; the library never prints.
+
+use std::path::PathBuf;
+
+use crate::digest::Digest;
+
+/// Result alias used throughout the core library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the core library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An operating-system error on a named file.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("open", "write", ...).
+        action: &'static str,
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+
+    /// An operating-system error while reading or writing a stream (stdin, stdout, a pipe).
+    #[error("{context}: {source}")]
+    Stream {
+        /// What was being read or written.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+
+    /// Bytes did not hash to the digest that names them.
+    #[error("{what} {path_in_archive}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// Which digest: "blob", "config", "layer diffID".
+        what: &'static str,
+        /// Where the bytes came from (path in the archive, or blob name).
+        path_in_archive: String,
+        /// The digest the metadata promised.
+        expected: Digest,
+        /// The digest the bytes actually have.
+        actual: Digest,
+    },
+
+    /// A size recorded in a descriptor does not match the bytes.
+    #[error("{path_in_archive}: descriptor says {expected} bytes, found {actual}")]
+    SizeMismatch {
+        /// Where the bytes came from.
+        path_in_archive: String,
+        /// Size in the descriptor.
+        expected: u64,
+        /// Size of the bytes.
+        actual: u64,
+    },
+
+    /// Metadata names a file or blob the archive does not contain.
+    #[error("{referenced_by} names {missing}, which is not in the archive")]
+    MissingBlob {
+        /// The metadata file that holds the reference.
+        referenced_by: String,
+        /// The path or digest that is missing.
+        missing: String,
+    },
+
+    /// The input is a flat filesystem tar (`docker export`), not an image archive.
+    #[error(
+        "this is a filesystem snapshot (a flat tar like `docker export` writes, first entry '{first_entry}'), not an image archive"
+    )]
+    FilesystemSnapshot {
+        /// The first entry that gave it away.
+        first_entry: String,
+    },
+
+    /// The input is an image archive, given where a filesystem snapshot was expected.
+    #[error("this is an image archive ({dialect}), not a filesystem snapshot")]
+    ImageArchiveNotSnapshot {
+        /// The dialect recognised.
+        dialect: String,
+    },
+
+    /// The input is not a tar at all.
+    #[error("the input is not a tar archive: it looks like {looks_like}")]
+    NotATar {
+        /// A short description of what the bytes look like ("empty", "HTML", "JSON", ...).
+        looks_like: String,
+    },
+
+    /// The stream ended in the middle of the archive.
+    #[error("the archive is truncated: {detail}")]
+    Truncated {
+        /// Where it ended.
+        detail: String,
+    },
+
+    /// The tar structure itself is damaged.
+    #[error("the archive is damaged: {detail}")]
+    BadTar {
+        /// What the tar reader said.
+        detail: String,
+    },
+
+    /// A metadata file could not be parsed.
+    #[error("{path_in_archive} is not valid {what}: {detail}")]
+    BadMetadata {
+        /// The file.
+        path_in_archive: String,
+        /// What it should have been ("manifest.json", "image config", ...).
+        what: &'static str,
+        /// Parser message.
+        detail: String,
+    },
+
+    /// A layer's diffID does not match the config's `rootfs.diff_ids`.
+    #[error(
+        "layer {index} ({path_in_archive}) has diffID {actual} but the image config lists {expected}"
+    )]
+    DiffIdMismatch {
+        /// Layer position, from 0 at the bottom.
+        index: usize,
+        /// The layer file in the archive.
+        path_in_archive: String,
+        /// diffID in the config.
+        expected: Digest,
+        /// diffID of the uncompressed layer bytes.
+        actual: Digest,
+    },
+
+    /// The number of layers in a manifest does not match the config.
+    #[error("{image}: the manifest lists {layers} layers but the config lists {diff_ids} diffIDs")]
+    LayerCountMismatch {
+        /// The image.
+        image: String,
+        /// Layers in the manifest.
+        layers: usize,
+        /// diffIDs in the config.
+        diff_ids: usize,
+    },
+
+    /// The archive holds no image we can read.
+    #[error("the archive holds no image: {detail}")]
+    NoImage {
+        /// Why.
+        detail: String,
+    },
+
+    /// A reference string could not be parsed.
+    #[error("invalid image reference '{reference}': {detail}")]
+    BadReference {
+        /// What was given.
+        reference: String,
+        /// What is wrong.
+        detail: String,
+    },
+
+    /// A reference names no image in the store.
+    #[error("no image '{reference}' in the store")]
+    ImageNotFound {
+        /// What was asked for.
+        reference: String,
+    },
+
+    /// A short ID matches more than one image.
+    #[error("'{prefix}' matches more than one image")]
+    AmbiguousId {
+        /// The prefix given.
+        prefix: String,
+    },
+
+    /// The store directory is not an airlock/OCI store.
+    #[error("{} is not an image store: {detail}", path.display())]
+    BadStore {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+
+    /// A compression stream is damaged.
+    #[error("{codec} stream is damaged: {detail}")]
+    Decompress {
+        /// gzip, zstd, xz, bzip2.
+        codec: &'static str,
+        /// Decoder message.
+        detail: String,
+    },
+
+    /// An option combination or value that cannot work.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    /// Wrap an I/O error on a path.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Wrap an I/O error on a stream.
+    pub fn stream(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Stream {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// True when the failure is a broken pipe on output (the reader went away: not an error
+    /// worth reporting, the way `head` users expect).
+    pub fn is_broken_pipe(&self) -> bool {
+        match self {
+            Error::Io { source, .. } | Error::Stream { source, .. } => {
+                source.kind() == std::io::ErrorKind::BrokenPipe
+            }
+            _ => false,
+        }
+    }
+}

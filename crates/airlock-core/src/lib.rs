@@ -1,0 +1,30 @@
+//! # airlock-core
+//!
+//! The blocking core of airlock, a tool that moves container images and filesystem
+//! snapshots across an air gap without any container engine.
+//!
+//! - [`store`]: the embedded image store, an OCI image layout with atomic, locked updates.
+//! - [`archive`]: every image-archive dialect docker, podman, containerd, skopeo and crane
+//!   write (read in one streaming pass, every digest checked), and the hybrid archive that
+//!   all of them load (written metadata first).
+//! - [`transport`]: the source/destination abstraction and the one copy path every command
+//!   uses.
+//! - [`compression`], [`digest`], [`reference`], [`spec`]: the building blocks.
+//!
+//! Nothing here prints, parses command lines or starts an async runtime; errors are one
+//! typed enum, [`Error`], carrying the paths and digests a user needs.
+
+#![deny(missing_docs)]
+
+pub mod archive;
+pub mod compression;
+pub mod digest;
+pub mod error;
+pub mod reference;
+pub mod spec;
+pub mod store;
+pub mod transport;
+
+pub use digest::Digest;
+pub use error::{Error, Result};
+pub use reference::Reference;

@@ -1,0 +1,288 @@
+//! The JSON documents of OCI and Docker images, read leniently and written exactly.
+//!
+//! Manifests, indexes and configs are kept as the bytes that came in (their digests are their
+//! identity); these types are views used to find the blobs they name. Unknown fields are
+//! tolerated so that documents from any tool parse.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+
+/// Media types of the documents and layers we meet.
+pub mod media_type {
+    /// OCI image index.
+    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    /// OCI image manifest.
+    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    /// OCI image config.
+    pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+    /// OCI uncompressed layer.
+    pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+    /// OCI gzip layer.
+    pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+    /// OCI zstd layer.
+    pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+    /// Docker manifest list.
+    pub const DOCKER_MANIFEST_LIST: &str =
+        "application/vnd.docker.distribution.manifest.list.v2+json";
+    /// Docker schema 2 manifest.
+    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    /// Docker image config.
+    pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+    /// Docker layer (gzip).
+    pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+    /// True for an index or manifest list.
+    pub fn is_index(mt: &str) -> bool {
+        mt == OCI_INDEX || mt == DOCKER_MANIFEST_LIST
+    }
+
+    /// True for a single-platform manifest.
+    pub fn is_manifest(mt: &str) -> bool {
+        mt == OCI_MANIFEST || mt == DOCKER_MANIFEST
+    }
+}
+
+/// Annotation holding the full image name (Docker, containerd, airlock).
+pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
+/// OCI annotation holding the reference name in an image layout.
+pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// A content descriptor.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Descriptor {
+    /// Media type of the content.
+    #[serde(rename = "mediaType", default)]
+    pub media_type: String,
+    /// Digest of the content.
+    pub digest: Digest,
+    /// Size in bytes.
+    pub size: u64,
+    /// Where a foreign layer can be fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urls: Option<Vec<String>>,
+    /// Free-form annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// Platform of a manifest inside an index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+}
+
+impl Descriptor {
+    /// A descriptor with no annotations or platform.
+    pub fn new(media_type: &str, digest: Digest, size: u64) -> Self {
+        Descriptor {
+            media_type: media_type.to_string(),
+            digest,
+            size,
+            urls: None,
+            annotations: None,
+            platform: None,
+        }
+    }
+
+    /// One annotation's value.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.as_ref()?.get(key).map(String::as_str)
+    }
+}
+
+/// An OS/architecture pair.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct Platform {
+    /// CPU architecture (`amd64`, `arm64`, ...).
+    pub architecture: String,
+    /// Operating system (`linux`, ...).
+    pub os: String,
+    /// CPU variant (`v8`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// OS version (Windows).
+    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    pub os_version: Option<String>,
+}
+
+impl Platform {
+    /// The platform of the running host, in Go's naming.
+    pub fn host() -> Self {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" => "ppc64le",
+            other => other,
+        };
+        Platform {
+            architecture: architecture.to_string(),
+            os: std::env::consts::OS.to_string(),
+            variant: None,
+            os_version: None,
+        }
+    }
+
+    /// `os/arch[/variant]`.
+    pub fn display(&self) -> String {
+        match &self.variant {
+            Some(v) => format!("{}/{}/{}", self.os, self.architecture, v),
+            None => format!("{}/{}", self.os, self.architecture),
+        }
+    }
+}
+
+/// A single-platform image manifest (OCI or Docker schema 2).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always 2.
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    /// Media type, when the document names it.
+    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// The config blob.
+    pub config: Descriptor,
+    /// Layers, bottom first.
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
+    /// Free-form annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// An image index (OCI) or manifest list (Docker).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Index {
+    /// Always 2.
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    /// Media type, when the document names it.
+    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// The manifests (or nested indexes).
+    #[serde(default)]
+    pub manifests: Vec<Descriptor>,
+    /// Free-form annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+impl Index {
+    /// An empty OCI index.
+    pub fn empty() -> Self {
+        Index {
+            schema_version: 2,
+            media_type: Some(media_type::OCI_INDEX.to_string()),
+            manifests: Vec::new(),
+            annotations: None,
+        }
+    }
+}
+
+/// One entry of Docker's `manifest.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DockerArchiveEntry {
+    /// Path of the config file in the archive.
+    #[serde(rename = "Config")]
+    pub config: String,
+    /// Tags of the image.
+    #[serde(rename = "RepoTags", default, deserialize_with = "null_as_empty")]
+    pub repo_tags: Vec<String>,
+    /// Paths of the layer files, bottom first.
+    #[serde(rename = "Layers")]
+    pub layers: Vec<String>,
+    /// Descriptors of foreign layers, keyed by diffID.
+    #[serde(
+        rename = "LayerSources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub layer_sources: Option<BTreeMap<String, Descriptor>>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The parts of an image config that airlock reads. The config itself is kept as bytes.
+#[derive(Clone, Debug, Deserialize, Default)]
+pub struct ConfigView {
+    /// CPU architecture.
+    #[serde(default)]
+    pub architecture: String,
+    /// Operating system.
+    #[serde(default)]
+    pub os: String,
+    /// CPU variant.
+    #[serde(default)]
+    pub variant: Option<String>,
+    /// Creation time (RFC 3339).
+    #[serde(default)]
+    pub created: Option<String>,
+    /// The layer diffIDs.
+    pub rootfs: RootFs,
+}
+
+/// `rootfs` of an image config.
+#[derive(Clone, Debug, Deserialize, Default)]
+pub struct RootFs {
+    /// Always "layers".
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// diffIDs, bottom first.
+    #[serde(default)]
+    pub diff_ids: Vec<Digest>,
+}
+
+/// What a JSON document is, judged by its media type or shape.
+pub enum Document {
+    /// A single-platform manifest.
+    Manifest(Box<Manifest>),
+    /// An index of manifests.
+    Index(Index),
+}
+
+/// Parse manifest or index bytes, named `path` in messages.
+pub fn parse_document(bytes: &[u8], path: &str) -> Result<Document> {
+    let bad = |detail: String| Error::BadMetadata {
+        path_in_archive: path.to_string(),
+        what: "image manifest or index",
+        detail,
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    let mt = value.get("mediaType").and_then(|v| v.as_str()).unwrap_or("");
+    if media_type::is_index(mt) || (mt.is_empty() && value.get("manifests").is_some()) {
+        serde_json::from_value(value)
+            .map(Document::Index)
+            .map_err(|e| bad(e.to_string()))
+    } else {
+        serde_json::from_value(value)
+            .map(|m| Document::Manifest(Box::new(m)))
+            .map_err(|e| bad(e.to_string()))
+    }
+}
+
+/// Parse JSON bytes into `T`, naming the file and what it should be in the error.
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    path: &str,
+    what: &'static str,
+) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::BadMetadata {
+        path_in_archive: path.to_string(),
+        what,
+        detail: e.to_string(),
+    })
+}
+
+/// The uncompressed-layer media type that pairs with a manifest media type.
+pub fn uncompressed_layer_type(manifest_media_type: &str) -> &'static str {
+    if manifest_media_type == media_type::DOCKER_MANIFEST {
+        "application/vnd.docker.image.rootfs.diff.tar"
+    } else {
+        media_type::OCI_LAYER
+    }
+}

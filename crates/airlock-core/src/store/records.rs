@@ -1,0 +1,250 @@
+//! Images as the store sees them: `index.json` descriptors grouped by root, with names.
+
+use std::collections::BTreeMap;
+
+use super::{group_by_root, NewImage, Store, ANNOTATION_GENERATED};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::reference::Reference;
+use crate::spec::{
+    self, ConfigView, Descriptor, Document, Index, Manifest, Platform, ANNOTATION_IMAGE_NAME,
+    ANNOTATION_REF_NAME,
+};
+
+/// One image in the store: a manifest (or an index of manifests) and its names.
+#[derive(Clone, Debug)]
+pub struct ImageRecord {
+    /// Descriptor of the root manifest or index (no annotations).
+    pub root: Descriptor,
+    /// Every name pointing at it.
+    pub names: Vec<Reference>,
+    /// True when airlock generated the manifest (so there is no registry digest).
+    pub generated: bool,
+    /// The platform images present in the store (one for a plain manifest).
+    pub platforms: Vec<PlatformImage>,
+}
+
+/// One single-platform image: manifest and config.
+#[derive(Clone, Debug)]
+pub struct PlatformImage {
+    /// Descriptor of the manifest.
+    pub descriptor: Descriptor,
+    /// The manifest.
+    pub manifest: Manifest,
+    /// The parsed config.
+    pub config: ConfigView,
+}
+
+impl PlatformImage {
+    /// The platform, from the config.
+    pub fn platform(&self) -> Platform {
+        Platform {
+            architecture: self.config.architecture.clone(),
+            os: self.config.os.clone(),
+            variant: self.config.variant.clone(),
+            os_version: None,
+        }
+    }
+}
+
+impl ImageRecord {
+    /// The platform image to use on this host: the one matching the host, else the first.
+    pub fn primary(&self) -> &PlatformImage {
+        let host = Platform::host();
+        self.platforms
+            .iter()
+            .find(|p| p.config.os == host.os && p.config.architecture == host.architecture)
+            .unwrap_or(&self.platforms[0])
+    }
+
+    /// Docker's image ID: the config digest for a single-platform image, the index digest
+    /// for a multi-platform one.
+    pub fn id(&self) -> Digest {
+        if spec::media_type::is_index(&self.root.media_type) {
+            self.root.digest.clone()
+        } else {
+            self.platforms[0].manifest.config.digest.clone()
+        }
+    }
+
+    /// `repo@digest` for each repository, when the manifest came from a registry.
+    pub fn repo_digests(&self) -> Vec<String> {
+        if self.generated {
+            return Vec::new();
+        }
+        let mut v: Vec<String> = self
+            .names
+            .iter()
+            .map(|n| format!("{}@{}", n.familiar_repository(), self.root.digest))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// What happened to one name on commit or tag.
+#[derive(Clone, Debug)]
+pub struct TagChange {
+    /// The name (None for an untagged image).
+    pub name: Option<Reference>,
+    /// The image it now points at.
+    pub image_id: Digest,
+    /// The image it pointed at before, if it moved.
+    pub moved_from: Option<Digest>,
+}
+
+/// The name recorded on a store descriptor.
+pub(crate) fn descriptor_name(d: &Descriptor) -> Option<Reference> {
+    d.annotation(ANNOTATION_IMAGE_NAME)
+        .or_else(|| d.annotation(ANNOTATION_REF_NAME))
+        .and_then(|n| Reference::parse(n).ok())
+}
+
+pub(crate) fn load_records(store: &Store, index: &Index) -> Result<Vec<ImageRecord>> {
+    let mut out = Vec::new();
+    for (digest, descs) in group_by_root(index) {
+        let first = descs[0];
+        let root = Descriptor::new(&first.media_type, digest.clone(), first.size);
+        let names: Vec<Reference> = descs.iter().filter_map(|d| descriptor_name(d)).collect();
+        let generated = descs.iter().any(|d| d.annotation(ANNOTATION_GENERATED).is_some());
+        let bytes = store.read_blob(&digest)?;
+        let platforms = match spec::parse_document(&bytes, &digest.to_string())? {
+            Document::Manifest(m) => vec![platform_image(store, root.clone(), *m)?],
+            Document::Index(idx) => {
+                let mut v = Vec::new();
+                for child in idx.manifests.iter().filter(|c| store.has_blob(&c.digest)) {
+                    let b = store.read_blob(&child.digest)?;
+                    if let Document::Manifest(m) = spec::parse_document(&b, &child.digest.to_string())? {
+                        v.push(platform_image(store, child.clone(), *m)?);
+                    }
+                }
+                v
+            }
+        };
+        if platforms.is_empty() {
+            continue;
+        }
+        out.push(ImageRecord {
+            root,
+            names,
+            generated,
+            platforms,
+        });
+    }
+    out.sort_by_key(|r| r.names.first().map(|n| n.to_string()).unwrap_or_else(|| format!("~{}", r.root.digest)));
+    Ok(out)
+}
+
+fn platform_image(store: &Store, descriptor: Descriptor, manifest: Manifest) -> Result<PlatformImage> {
+    let bytes = store.read_blob(&manifest.config.digest)?;
+    let config = spec::parse_json(&bytes, &manifest.config.digest.to_string(), "image config")?;
+    Ok(PlatformImage {
+        descriptor,
+        manifest,
+        config,
+    })
+}
+
+pub(crate) fn resolve(images: Vec<ImageRecord>, query: &str) -> Result<ImageRecord> {
+    let not_found = || Error::ImageNotFound {
+        reference: query.to_string(),
+    };
+    // A full digest: image ID (config), manifest or index digest.
+    if let Ok(d) = query.parse::<Digest>() {
+        return images
+            .into_iter()
+            .find(|i| i.id() == d || i.root.digest == d || i.platforms.iter().any(|p| p.manifest.config.digest == d))
+            .ok_or_else(not_found);
+    }
+    let hexish = query.strip_prefix("sha256:").unwrap_or(query);
+    if let Ok(r) = Reference::parse(query) {
+        if let Some(d) = r.digest() {
+            if let Some(i) = images.iter().find(|i| &i.root.digest == d) {
+                return Ok(i.clone());
+            }
+        } else if let Some(i) = images.iter().find(|i| i.names.contains(&r)) {
+            return Ok(i.clone());
+        }
+    }
+    // A short ID: at least 4 hex characters, unique among image IDs.
+    if hexish.len() >= 4 && hexish.len() < 64 && hexish.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let mut hits = images.into_iter().filter(|i| i.id().hex().starts_with(hexish));
+        let first = hits.next().ok_or_else(not_found)?;
+        if hits.next().is_some() {
+            return Err(Error::AmbiguousId {
+                prefix: query.to_string(),
+            });
+        }
+        return Ok(first);
+    }
+    Err(not_found())
+}
+
+fn named_descriptor(root: &Descriptor, name: Option<&Reference>, generated: bool) -> Descriptor {
+    let mut d = root.clone();
+    let mut ann = BTreeMap::new();
+    if let Some(n) = name {
+        ann.insert(ANNOTATION_IMAGE_NAME.to_string(), n.to_string());
+        ann.insert(ANNOTATION_REF_NAME.to_string(), n.to_string());
+    }
+    if generated {
+        ann.insert(ANNOTATION_GENERATED.to_string(), "true".to_string());
+    }
+    d.annotations = (!ann.is_empty()).then_some(ann);
+    d
+}
+
+/// Rewrite `index` so each new image carries its names; names that pointed elsewhere move,
+/// and an image left with no name stays as an untagged (dangling) entry, as in docker.
+pub(crate) fn apply_new_images(index: &mut Index, before: &[ImageRecord], images: &[NewImage]) -> Vec<TagChange> {
+    let id_of = |root: &Digest| before.iter().find(|r| &r.root.digest == root).map(|r| r.id());
+    let mut changes = Vec::new();
+    for img in images {
+        if img.names.is_empty() {
+            if !index.manifests.iter().any(|d| d.digest == img.root.digest) {
+                index.manifests.push(named_descriptor(&img.root, None, img.generated));
+            }
+            changes.push(TagChange {
+                name: None,
+                image_id: img.id.clone(),
+                moved_from: None,
+            });
+            continue;
+        }
+        for name in &img.names {
+            let existing = index.manifests.iter().position(|d| descriptor_name(d).as_ref() == Some(name));
+            let mut moved_from = None;
+            if let Some(pos) = existing {
+                let old = index.manifests[pos].digest.clone();
+                if old == img.root.digest {
+                    changes.push(TagChange {
+                        name: Some(name.clone()),
+                        image_id: img.id.clone(),
+                        moved_from: None,
+                    });
+                    continue;
+                }
+                let old_desc = index.manifests.remove(pos);
+                moved_from = id_of(&old).or(Some(old.clone()));
+                let still_named = index.manifests.iter().any(|d| d.digest == old);
+                if !still_named {
+                    let generated = old_desc.annotation(ANNOTATION_GENERATED).is_some();
+                    let bare = Descriptor::new(&old_desc.media_type, old.clone(), old_desc.size);
+                    index.manifests.push(named_descriptor(&bare, None, generated));
+                }
+            }
+            // A name replaces the untagged entry of the same image.
+            index
+                .manifests
+                .retain(|d| !(d.digest == img.root.digest && descriptor_name(d).is_none()));
+            index.manifests.push(named_descriptor(&img.root, Some(name), img.generated));
+            changes.push(TagChange {
+                name: Some(name.clone()),
+                image_id: img.id.clone(),
+                moved_from,
+            });
+        }
+    }
+    changes
+}

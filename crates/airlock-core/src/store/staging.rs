@@ -1,0 +1,150 @@
+//! Staging areas: where an operation writes blobs before they are proven and committed.
+//!
+//! Each staging area is a directory under `STORE/tmp/` holding a locked `.owner` file for as
+//! long as its process lives. Blobs in it are named by the digest computed while writing
+//! them, so nothing unverified can ever be renamed into `blobs/`. `gc` removes areas whose
+//! owner lock can be taken (the process died, e.g. kill -9).
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::digest::{Digest, Hasher};
+use crate::error::{Error, Result};
+
+const OWNER_FILE: &str = ".owner";
+const COPY_BUF: usize = 1 << 20;
+
+/// A directory of verified blobs waiting to be committed. Removed when dropped.
+pub struct Staging {
+    dir: tempfile::TempDir,
+    _owner: File,
+}
+
+/// A blob written into a staging area.
+#[derive(Clone, Debug)]
+pub struct StagedBlob {
+    /// Digest of the bytes as written.
+    pub digest: Digest,
+    /// Number of bytes.
+    pub size: u64,
+}
+
+impl Staging {
+    pub(crate) fn new(tmp_dir: &Path) -> Result<Staging> {
+        let dir = tempfile::Builder::new()
+            .prefix("stage-")
+            .tempdir_in(tmp_dir)
+            .map_err(|e| Error::io("create staging area in", tmp_dir, e))?;
+        let owner_path = dir.path().join(OWNER_FILE);
+        let owner = File::create(&owner_path).map_err(|e| Error::io("create", &owner_path, e))?;
+        owner.lock().map_err(|e| Error::io("lock", &owner_path, e))?;
+        Ok(Staging { dir, _owner: owner })
+    }
+
+    /// The staging directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Path of a staged blob, if it is here.
+    pub fn path_of(&self, digest: &Digest) -> Option<PathBuf> {
+        let p = self.dir.path().join(digest.hex());
+        p.is_file().then_some(p)
+    }
+
+    /// Stream `reader` into a new blob, hashing as it goes; if `expected` is given the bytes
+    /// must hash to it (`label` names the source in the error).
+    pub fn write_blob(&self, reader: &mut dyn Read, expected: Option<&Digest>, label: &str) -> Result<StagedBlob> {
+        let mut tmp = tempfile::Builder::new()
+            .prefix("part-")
+            .tempfile_in(self.dir.path())
+            .map_err(|e| Error::io("create temp file in", self.dir.path(), e))?;
+        let mut hasher = Hasher::new();
+        let mut buf = vec![0u8; COPY_BUF];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_error(label, e)),
+            };
+            hasher.update(&buf[..n]);
+            tmp.write_all(&buf[..n]).map_err(|e| Error::io("write", tmp.path(), e))?;
+        }
+        let size = hasher.len();
+        let digest = hasher.finish();
+        if let Some(exp) = expected {
+            if exp != &digest {
+                return Err(Error::DigestMismatch {
+                    what: "blob",
+                    path_in_archive: label.to_string(),
+                    expected: exp.clone(),
+                    actual: digest,
+                });
+            }
+        }
+        self.persist(tmp, digest, size)
+    }
+
+    /// Stage bytes already in memory.
+    pub fn write_bytes(&self, bytes: &[u8]) -> Result<StagedBlob> {
+        let digest = Digest::of(bytes);
+        if self.path_of(&digest).is_some() {
+            return Ok(StagedBlob {
+                digest,
+                size: bytes.len() as u64,
+            });
+        }
+        let mut tmp = tempfile::Builder::new()
+            .prefix("part-")
+            .tempfile_in(self.dir.path())
+            .map_err(|e| Error::io("create temp file in", self.dir.path(), e))?;
+        tmp.write_all(bytes).map_err(|e| Error::io("write", tmp.path(), e))?;
+        self.persist(tmp, digest, bytes.len() as u64)
+    }
+
+    fn persist(&self, tmp: tempfile::NamedTempFile, digest: Digest, size: u64) -> Result<StagedBlob> {
+        // fsync before the name says "complete": after a crash a blob is whole or absent.
+        tmp.as_file().sync_all().map_err(|e| Error::io("sync", tmp.path(), e))?;
+        let dest = self.dir.path().join(digest.hex());
+        tmp.persist(&dest).map_err(|e| Error::io("rename", &dest, e.error))?;
+        Ok(StagedBlob { digest, size })
+    }
+}
+
+/// Turn a read error into ours, recognising truncation.
+pub(crate) fn read_error(label: &str, e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        Error::Truncated {
+            detail: format!("the stream ended inside {label}"),
+        }
+    } else {
+        Error::stream(format!("read {label}"), e)
+    }
+}
+
+/// Remove staging areas whose owning process is gone, and stray temp files.
+pub(crate) fn remove_abandoned(tmp_dir: &Path) -> Result<()> {
+    let entries = match fs::read_dir(tmp_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("read", tmp_dir, e)),
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            let owner = path.join(OWNER_FILE);
+            let abandoned = match File::open(&owner) {
+                Ok(f) => f.try_lock().is_ok(),
+                Err(_) => true,
+            };
+            if abandoned {
+                fs::remove_dir_all(&path).map_err(|e| Error::io("remove", &path, e))?;
+            }
+        } else {
+            let _ = fs::remove_file(&path);
+        }
+    }
+    Ok(())
+}
