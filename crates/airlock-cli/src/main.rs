@@ -1,1 +1,135 @@
-fn main(){}
+//! `airlock`: move container images across an air gap, no engine needed.
+//!
+//! This crate holds only the command line: argument parsing, output formatting and the
+//! hints added to errors. All format and store logic lives in `airlock-core`.
+
+mod commands;
+mod hints;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Move container images and filesystem snapshots across an air gap, without any engine.
+#[derive(Parser, Debug)]
+#[command(name = "airlock", version, about, max_term_width = 100)]
+struct Cli {
+    /// Image store directory [default: $AIRLOCK_STORE, else $XDG_DATA_HOME/airlock, else
+    /// ~/.local/share/airlock]
+    #[arg(long, global = true, value_name = "DIR")]
+    store: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Load images from an archive (any dialect docker, podman, containerd, skopeo or crane
+    /// writes; plain, gzip, zstd, xz or bzip2) into the store, verifying every digest.
+    Load {
+        /// Archive file or OCI layout directory; `-` or nothing reads standard input.
+        #[arg(short, long, value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// Print nothing but errors.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Save images from the store into one archive that docker, podman, containerd and
+    /// skopeo all load.
+    Save {
+        /// Output file; `-` or nothing writes standard output (never a terminal).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Archive layout: `docker` (OCI layout plus manifest.json: loads everywhere) or `oci`.
+        #[arg(long, value_enum, default_value_t = Format::Docker)]
+        format: Format,
+        /// Compress the whole archive (uses every core).
+        #[arg(long, value_enum, default_value_t = Compress::None)]
+        compress: Compress,
+        /// Compression level (gzip 1-9, default 6; zstd 1-19, default 3).
+        #[arg(long, value_name = "N")]
+        level: Option<i32>,
+        /// Select images whose name matches this glob (`k8s*`, `*/pause:*`); repeatable.
+        #[arg(long = "match", value_name = "PATTERN")]
+        matches: Vec<String>,
+        /// Save every image in the store.
+        #[arg(long)]
+        all: bool,
+        /// Images by name, image ID or short ID.
+        images: Vec<String>,
+    },
+    /// List images in the store.
+    Images {
+        /// Only names matching this glob.
+        pattern: Option<String>,
+        /// `table` (default) or `json`.
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        /// Only image IDs.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show details of images as JSON.
+    Inspect {
+        /// Images by name, image ID or manifest digest.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Give an image another name.
+    Tag {
+        /// Existing image (name or ID).
+        source: String,
+        /// New name.
+        target: String,
+    },
+    /// Remove image names, or images by ID.
+    Rmi {
+        /// Names or IDs.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Delete blobs no image references, and staging left by interrupted runs.
+    Gc,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    Docker,
+    Oci,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Compress {
+    None,
+    Gzip,
+    Zstd,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum ListFormat {
+    Table,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if e.chain().any(|c| {
+                c.downcast_ref::<airlock_core::Error>()
+                    .is_some_and(|e| e.is_broken_pipe())
+                    || c.downcast_ref::<std::io::Error>()
+                        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                // The reader went away (`| head`): not an error.
+                return ExitCode::SUCCESS;
+            }
+            hints::report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}

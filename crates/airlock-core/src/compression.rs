@@ -79,13 +79,15 @@ pub fn peek<R: Read>(mut reader: R, n: usize) -> io::Result<(Vec<u8>, Peeked<R>)
 }
 
 /// A decoder for `compression` over `reader`.
-pub fn decoder<'a, R: Read + Send + 'a>(compression: Compression, reader: R) -> Box<dyn Read + Send + 'a> {
+pub fn decoder<'a, R: Read + Send + 'a>(
+    compression: Compression,
+    reader: R,
+) -> Box<dyn Read + Send + 'a> {
     match compression {
         Compression::None => Box::new(reader),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(
-            256 * 1024,
-            reader,
-        ))),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
+            io::BufReader::with_capacity(256 * 1024, reader),
+        )),
         Compression::Zstd => match zstd::stream::read::Decoder::new(reader) {
             Ok(d) => Box::new(d),
             Err(e) => Box::new(FailingReader(Some(e))),
@@ -111,7 +113,9 @@ impl Read for FailingReader {
 }
 
 /// Detect the compression of a stream by its magic bytes and return a decoding reader.
-pub fn auto_decoder<'a, R: Read + Send + 'a>(reader: R) -> io::Result<(Compression, Box<dyn Read + Send + 'a>)> {
+pub fn auto_decoder<'a, R: Read + Send + 'a>(
+    reader: R,
+) -> io::Result<(Compression, Box<dyn Read + Send + 'a>)> {
     let (prefix, rest) = peek(reader, MAGIC_LEN)?;
     let c = Compression::detect(&prefix);
     Ok((c, decoder(c, rest)))
@@ -169,7 +173,10 @@ pub fn encoder<W: Write + Send + 'static>(
         }
         other => Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            format!("writing {} is not supported; use gzip or zstd", other.name()),
+            format!(
+                "writing {} is not supported; use gzip or zstd",
+                other.name()
+            ),
         )),
     }
 }
@@ -263,9 +270,10 @@ impl<W: Write> ParallelGzipWriter<W> {
 
 fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
     // A fixed header (no name, mtime 0) keeps output reproducible.
-    let mut enc = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::with_capacity(data.len() / 2 + 64), flate2::Compression::new(level));
+    let mut enc = flate2::GzBuilder::new().mtime(0).write(
+        Vec::with_capacity(data.len() / 2 + 64),
+        flate2::Compression::new(level),
+    );
     enc.write_all(data)?;
     enc.finish()
 }
@@ -416,14 +424,19 @@ mod tests {
         let one = run(1);
         assert_eq!(one, run(3), "output must not depend on thread count");
         let mut back = Vec::new();
-        decoder(Compression::Gzip, &one[..]).read_to_end(&mut back).unwrap();
+        decoder(Compression::Gzip, &one[..])
+            .read_to_end(&mut back)
+            .unwrap();
         assert_eq!(back, data);
     }
 
     #[test]
     fn detects_every_magic() {
         assert_eq!(Compression::detect(&[0x1f, 0x8b, 8]), Compression::Gzip);
-        assert_eq!(Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]), Compression::Zstd);
+        assert_eq!(
+            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Compression::Zstd
+        );
         assert_eq!(Compression::detect(b"\xfd7zXZ\0"), Compression::Xz);
         assert_eq!(Compression::detect(b"BZh91AY"), Compression::Bzip2);
         assert_eq!(Compression::detect(b"ustar"), Compression::None);

@@ -172,8 +172,7 @@ fn valid_tag(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= 128
         && !t.starts_with(['.', '-'])
-        && t
-            .bytes()
+        && t.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
@@ -181,8 +180,9 @@ fn valid_path_component(c: &str) -> bool {
     !c.is_empty()
         && c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         && c.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
-        && c.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+        && c.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
 }
 
 /// Shell-style glob match (`*` any run, `?` one character) used by `--match` and `images
@@ -229,7 +229,10 @@ mod tests {
         assert_eq!(norm("localhost:5000/a/b"), "localhost:5000/a/b:latest");
         assert_eq!(norm("quay.io/x/y:v1.2"), "quay.io/x/y:v1.2");
         let d = Digest::of(b"x");
-        assert_eq!(norm(&format!("redis@{d}")), format!("docker.io/library/redis@{d}"));
+        assert_eq!(
+            norm(&format!("redis@{d}")),
+            format!("docker.io/library/redis@{d}")
+        );
     }
 
     #[test]

@@ -102,7 +102,11 @@ pub struct Platform {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
     /// OS version (Windows).
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
 }
 
@@ -251,9 +255,11 @@ pub fn parse_document(bytes: &[u8], path: &str) -> Result<Document> {
         what: "image manifest or index",
         detail,
     };
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
-    let mt = value.get("mediaType").and_then(|v| v.as_str()).unwrap_or("");
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    let mt = value
+        .get("mediaType")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
     if media_type::is_index(mt) || (mt.is_empty() && value.get("manifests").is_some()) {
         serde_json::from_value(value)
             .map(Document::Index)

@@ -33,8 +33,13 @@ pub struct ArchiveSource<'a> {
 impl<'a> ArchiveSource<'a> {
     /// Read an archive stream (plain or gzip/zstd/xz/bzip2, detected by magic bytes).
     /// Blobs `store` already has are not written again.
-    pub fn read_stream(input: Box<dyn Read + Send>, staging: &'a Staging, store: Option<&'a Store>) -> Result<Self> {
-        let (codec, decoded) = compression::auto_decoder(input).map_err(|e| Error::stream("read the archive", e))?;
+    pub fn read_stream(
+        input: Box<dyn Read + Send>,
+        staging: &'a Staging,
+        store: Option<&'a Store>,
+    ) -> Result<Self> {
+        let (codec, decoded) =
+            compression::auto_decoder(input).map_err(|e| Error::stream("read the archive", e))?;
         // Decompression (or the disk read) runs one buffer ahead on its own thread.
         let mut ahead = ReadAhead::new(decoded, 1 << 20, 4);
         let contents = reader::read_archive(&mut ahead, staging, store).map_err(|e| match e {
@@ -53,7 +58,12 @@ impl<'a> ArchiveSource<'a> {
         Self::resolve(contents, staging, store, Compression::None)
     }
 
-    fn resolve(contents: reader::ArchiveContents, staging: &'a Staging, store: Option<&'a Store>, compression: Compression) -> Result<Self> {
+    fn resolve(
+        contents: reader::ArchiveContents,
+        staging: &'a Staging,
+        store: Option<&'a Store>,
+        compression: Compression,
+    ) -> Result<Self> {
         let lookup = resolve::BlobLookup {
             contents: &contents,
             staging,
@@ -80,9 +90,11 @@ impl<'a> ArchiveSource<'a> {
     }
 
     fn path(&self, digest: &Digest) -> Option<PathBuf> {
-        self.staging
-            .path_of(digest)
-            .or_else(|| self.store.filter(|s| s.has_blob(digest)).map(|s| s.blob_path(digest)))
+        self.staging.path_of(digest).or_else(|| {
+            self.store
+                .filter(|s| s.has_blob(digest))
+                .map(|s| s.blob_path(digest))
+        })
     }
 }
 

@@ -68,7 +68,10 @@ pub fn normalize(path: &str) -> String {
 }
 
 fn is_metadata(path: &str) -> bool {
-    matches!(path, "manifest.json" | "index.json" | "repositories" | "oci-layout")
+    matches!(
+        path,
+        "manifest.json" | "index.json" | "repositories" | "oci-layout"
+    )
 }
 
 /// Collects the files of an archive, from a tar stream or a directory.
@@ -115,21 +118,37 @@ impl<'a> Ingest<'a> {
                 });
             }
             let mut bytes = Vec::with_capacity(size as usize);
-            reader.read_to_end(&mut bytes).map_err(|e| read_err(&path, e))?;
+            reader
+                .read_to_end(&mut bytes)
+                .map_err(|e| read_err(&path, e))?;
             check_len(&path, size, bytes.len() as u64)?;
             self.contents.metadata.insert(path, bytes);
             return Ok(());
         }
-        let named = path.strip_prefix("blobs/sha256/").and_then(Digest::from_hex);
+        let named = path
+            .strip_prefix("blobs/sha256/")
+            .and_then(Digest::from_hex);
         if let (Some(d), Some(store)) = (&named, self.store) {
             if store.has_blob(d) {
                 // Already stored and verified: skip the body.
                 io::copy(reader, &mut io::sink()).map_err(|e| read_err(&path, e))?;
-                self.contents.files.insert(path, StagedBlob { digest: d.clone(), size });
+                self.contents.files.insert(
+                    path,
+                    StagedBlob {
+                        digest: d.clone(),
+                        size,
+                    },
+                );
                 return Ok(());
             }
         }
-        let staged = stage_entry(reader, &path, named.as_ref(), self.staging, &mut self.contents)?;
+        let staged = stage_entry(
+            reader,
+            &path,
+            named.as_ref(),
+            self.staging,
+            &mut self.contents,
+        )?;
         check_len(&path, size, staged.size)?;
         self.contents.files.insert(path, staged);
         Ok(())
@@ -138,9 +157,14 @@ impl<'a> Ingest<'a> {
 
 /// Read a whole tar stream into `staging`. Files already in `store` under
 /// `blobs/sha256/<hex>` are skipped (not re-written).
-pub fn read_archive(input: &mut dyn Read, staging: &Staging, store: Option<&Store>) -> Result<ArchiveContents> {
+pub fn read_archive(
+    input: &mut dyn Read,
+    staging: &Staging,
+    store: Option<&Store>,
+) -> Result<ArchiveContents> {
     // Judge the first block ourselves so a non-tar gets a useful message, not a parser's.
-    let (head, rest) = compression::peek(input, 512).map_err(|e| Error::stream("read the archive", e))?;
+    let (head, rest) =
+        compression::peek(input, 512).map_err(|e| Error::stream("read the archive", e))?;
     if !sniff::is_tar_header(&head) {
         return Err(Error::NotATar {
             looks_like: sniff::describe_non_tar(&head, head.len()),
@@ -181,7 +205,11 @@ pub fn read_archive(input: &mut dyn Read, staging: &Staging, store: Option<&Stor
 }
 
 /// Read an image layout directory (OCI layout, or an unpacked docker-archive).
-pub fn read_directory(dir: &Path, staging: &Staging, store: Option<&Store>) -> Result<ArchiveContents> {
+pub fn read_directory(
+    dir: &Path,
+    staging: &Staging,
+    store: Option<&Store>,
+) -> Result<ArchiveContents> {
     let mut ingest = Ingest::new(staging, store);
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -192,7 +220,11 @@ pub fn read_directory(dir: &Path, staging: &Staging, store: Option<&Store>) -> R
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let p = e.path();
-            let rel = p.strip_prefix(dir).unwrap_or(&p).to_string_lossy().into_owned();
+            let rel = p
+                .strip_prefix(dir)
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .into_owned();
             let meta = fs::metadata(&p).map_err(|e| Error::io("stat", &p, e))?;
             if meta.is_dir() {
                 if sniff::classify(&rel, true) == EntryKind::ArchiveDir {
@@ -229,7 +261,9 @@ fn bad_tar(e: io::Error) -> Error {
             detail: "the stream ended inside a tar header".into(),
         }
     } else {
-        Error::BadTar { detail: e.to_string() }
+        Error::BadTar {
+            detail: e.to_string(),
+        }
     }
 }
 
@@ -265,7 +299,8 @@ fn stage_entry(
     staging: &Staging,
     contents: &mut ArchiveContents,
 ) -> Result<StagedBlob> {
-    let (magic, mut rest) = compression::peek(entry, compression::MAGIC_LEN).map_err(|e| read_err(path, e))?;
+    let (magic, mut rest) =
+        compression::peek(entry, compression::MAGIC_LEN).map_err(|e| read_err(path, e))?;
     let codec = Compression::detect(&magic);
     if !matches!(codec, Compression::Gzip | Compression::Zstd) {
         let staged = staging.write_blob(&mut rest, expected, path)?;
@@ -275,12 +310,19 @@ fn stage_entry(
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(8);
     let worker: JoinHandle<std::result::Result<Digest, String>> = std::thread::spawn(move || {
         let dec = compression::decoder(codec, ChannelReader::new(rx));
-        digest::hash_reader(dec).map(|(d, _)| d).map_err(|e| e.to_string())
+        digest::hash_reader(dec)
+            .map(|(d, _)| d)
+            .map_err(|e| e.to_string())
     });
-    let mut tee = Tee { inner: &mut rest, tx: Some(tx) };
+    let mut tee = Tee {
+        inner: &mut rest,
+        tx: Some(tx),
+    };
     let staged = staging.write_blob(&mut tee, expected, path);
     tee.tx = None;
-    let diff = worker.join().unwrap_or_else(|_| Err("decoder thread panicked".into()));
+    let diff = worker
+        .join()
+        .unwrap_or_else(|_| Err("decoder thread panicked".into()));
     let staged = staged?;
     contents.compression.insert(staged.digest.clone(), codec);
     contents.diff_ids.insert(staged.digest.clone(), diff);
@@ -356,7 +398,10 @@ mod tests {
 
     #[test]
     fn resolves_legacy_layer_symlinks() {
-        assert_eq!(resolve_relative("abc/layer.tar", "../def/layer.tar"), "def/layer.tar");
+        assert_eq!(
+            resolve_relative("abc/layer.tar", "../def/layer.tar"),
+            "def/layer.tar"
+        );
         assert_eq!(resolve_relative("abc/layer.tar", "../def.tar"), "def.tar");
     }
 }

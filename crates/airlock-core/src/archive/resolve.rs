@@ -103,15 +103,17 @@ impl BlobLookup<'_> {
                 missing: d.to_string(),
             })?;
         let file = fs::File::open(&path).map_err(|e| Error::io("open", &path, e))?;
-        let (magic, rest) = compression::peek(file, compression::MAGIC_LEN).map_err(|e| Error::io("read", &path, e))?;
+        let (magic, rest) = compression::peek(file, compression::MAGIC_LEN)
+            .map_err(|e| Error::io("read", &path, e))?;
         let c = Compression::detect(&magic);
         if c == Compression::None {
             return Ok((c, d.clone()));
         }
-        let (diff, _) = digest::hash_reader(compression::decoder(c, rest)).map_err(|e| Error::Decompress {
-            codec: c.name(),
-            detail: format!("{label}: {e}"),
-        })?;
+        let (diff, _) =
+            digest::hash_reader(compression::decoder(c, rest)).map_err(|e| Error::Decompress {
+                codec: c.name(),
+                detail: format!("{label}: {e}"),
+            })?;
         Ok((c, diff))
     }
 }
@@ -124,13 +126,18 @@ pub(crate) fn resolve(lookup: &BlobLookup) -> Result<(Dialect, Vec<SourceImage>)
         .map(|b| spec::parse_json::<Index>(b, "index.json", "OCI image index"))
         .transpose()?;
     if let Some(mj) = md.get("manifest.json") {
-        let entries: Vec<DockerArchiveEntry> = spec::parse_json(mj, "manifest.json", "manifest.json")?;
+        let entries: Vec<DockerArchiveEntry> =
+            spec::parse_json(mj, "manifest.json", "manifest.json")?;
         if entries.is_empty() {
             return Err(Error::NoImage {
                 detail: "manifest.json lists no image".into(),
             });
         }
-        let dialect = if index.is_some() { Dialect::Hybrid } else { Dialect::DockerArchive };
+        let dialect = if index.is_some() {
+            Dialect::Hybrid
+        } else {
+            Dialect::DockerArchive
+        };
         let originals = match &index {
             Some(idx) => original_manifests(lookup, idx)?,
             None => BTreeMap::new(),
@@ -222,13 +229,18 @@ fn original_manifests(lookup: &BlobLookup, index: &Index) -> Result<BTreeMap<Dig
                 );
             }
             Document::Index(child_index) => {
-                let complete = child_index.manifests.iter().all(|c| manifest_complete(lookup, c));
+                let complete = child_index
+                    .manifests
+                    .iter()
+                    .all(|c| manifest_complete(lookup, c));
                 for child in &child_index.manifests {
                     if !lookup.has(&child.digest) {
                         continue;
                     }
                     let cb = lookup.read(&child.digest, &desc.digest.to_string())?;
-                    if let Document::Manifest(m) = spec::parse_document(&cb, &child.digest.to_string())? {
+                    if let Document::Manifest(m) =
+                        spec::parse_document(&cb, &child.digest.to_string())?
+                    {
                         out.insert(
                             m.config.digest.clone(),
                             Original {
@@ -247,7 +259,9 @@ fn original_manifests(lookup: &BlobLookup, index: &Index) -> Result<BTreeMap<Dig
 }
 
 fn manifest_complete(lookup: &BlobLookup, desc: &Descriptor) -> bool {
-    let Ok(bytes) = lookup.read(&desc.digest, "") else { return false };
+    let Ok(bytes) = lookup.read(&desc.digest, "") else {
+        return false;
+    };
     match spec::parse_document(&bytes, "") {
         Ok(Document::Manifest(m)) => std::iter::once(&m.config)
             .chain(&m.layers)
@@ -272,7 +286,12 @@ fn from_docker_entry(
     }
     // Prefer the archive's original manifest when it agrees with manifest.json.
     if let Some(orig) = originals.get(&config_digest) {
-        if let Ok(diff_ids) = verify_layers(lookup, &orig.manifest, &config, &orig.manifest_desc.digest.to_string()) {
+        if let Ok(diff_ids) = verify_layers(
+            lookup,
+            &orig.manifest,
+            &config,
+            &orig.manifest_desc.digest.to_string(),
+        ) {
             for n in &orig.names {
                 if !names.contains(n) {
                     names.push(n.clone());
@@ -306,10 +325,13 @@ fn from_docker_entry(
     }
     let mut layers = Vec::new();
     for (li, path) in entry.layers.iter().enumerate() {
-        let f = lookup.contents.file(path).ok_or_else(|| Error::MissingBlob {
-            referenced_by: "manifest.json".into(),
-            missing: path.clone(),
-        })?;
+        let f = lookup
+            .contents
+            .file(path)
+            .ok_or_else(|| Error::MissingBlob {
+                referenced_by: "manifest.json".into(),
+                missing: path.clone(),
+            })?;
         let (codec, diff) = lookup.layer_facts(&f.digest, path)?;
         if diff != config.rootfs.diff_ids[li] {
             return Err(Error::DiffIdMismatch {
@@ -329,7 +351,11 @@ fn from_docker_entry(
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(media_type::OCI_MANIFEST.to_string()),
-        config: Descriptor::new(media_type::OCI_CONFIG, config_digest.clone(), config_bytes.len() as u64),
+        config: Descriptor::new(
+            media_type::OCI_CONFIG,
+            config_digest.clone(),
+            config_bytes.len() as u64,
+        ),
         layers,
         annotations: None,
     };
@@ -356,7 +382,10 @@ fn bare(d: &Descriptor) -> Descriptor {
 /// A config file named after a digest must hash to it.
 fn check_named_digest(path: &str, actual: &Digest) -> Result<()> {
     let name = path.rsplit('/').next().unwrap_or(path);
-    let hex = name.strip_suffix(".json").or_else(|| name.strip_prefix("sha256:")).unwrap_or(name);
+    let hex = name
+        .strip_suffix(".json")
+        .or_else(|| name.strip_prefix("sha256:"))
+        .unwrap_or(name);
     if let Some(expected) = Digest::from_hex(hex) {
         if &expected != actual {
             return Err(Error::DigestMismatch {
@@ -371,7 +400,12 @@ fn check_named_digest(path: &str, actual: &Digest) -> Result<()> {
 }
 
 /// Check a manifest's config and layers against the config's diffIDs. Returns the diffIDs.
-fn verify_layers(lookup: &BlobLookup, m: &Manifest, config: &ConfigView, label: &str) -> Result<Vec<Digest>> {
+fn verify_layers(
+    lookup: &BlobLookup,
+    m: &Manifest,
+    config: &ConfigView,
+    label: &str,
+) -> Result<Vec<Digest>> {
     let diff_ids = &config.rootfs.diff_ids;
     if m.layers.len() != diff_ids.len() {
         return Err(Error::LayerCountMismatch {
@@ -390,7 +424,10 @@ fn verify_layers(lookup: &BlobLookup, m: &Manifest, config: &ConfigView, label: 
                 missing: layer.digest.to_string(),
             });
         }
-        let (_, diff) = lookup.layer_facts(&layer.digest, &format!("blobs/sha256/{}", layer.digest.hex()))?;
+        let (_, diff) = lookup.layer_facts(
+            &layer.digest,
+            &format!("blobs/sha256/{}", layer.digest.hex()),
+        )?;
         if diff != diff_ids[i] {
             return Err(Error::DiffIdMismatch {
                 index: i,
@@ -403,9 +440,18 @@ fn verify_layers(lookup: &BlobLookup, m: &Manifest, config: &ConfigView, label: 
     Ok(diff_ids.clone())
 }
 
-fn platform_from(lookup: &BlobLookup, desc: &Descriptor, m: Manifest, label: &str) -> Result<PlatformManifest> {
+fn platform_from(
+    lookup: &BlobLookup,
+    desc: &Descriptor,
+    m: Manifest,
+    label: &str,
+) -> Result<PlatformManifest> {
     let config_bytes = lookup.read(&m.config.digest, label)?;
-    let config: ConfigView = spec::parse_json(&config_bytes, &format!("blobs/sha256/{}", m.config.digest.hex()), "image config")?;
+    let config: ConfigView = spec::parse_json(
+        &config_bytes,
+        &format!("blobs/sha256/{}", m.config.digest.hex()),
+        "image config",
+    )?;
     let diff_ids = verify_layers(lookup, &m, &config, label)?;
     Ok(PlatformManifest {
         descriptor: desc.clone(),
@@ -417,7 +463,11 @@ fn platform_from(lookup: &BlobLookup, desc: &Descriptor, m: Manifest, label: &st
 /// One image from an `index.json` descriptor of an OCI-only archive. A sparse index (some
 /// platforms missing) is not passed off as complete: the present platform manifest becomes
 /// the image instead.
-fn from_oci_descriptor(lookup: &BlobLookup, desc: &Descriptor, names: Vec<Reference>) -> Result<Option<SourceImage>> {
+fn from_oci_descriptor(
+    lookup: &BlobLookup,
+    desc: &Descriptor,
+    names: Vec<Reference>,
+) -> Result<Option<SourceImage>> {
     let label = desc.digest.to_string();
     let bytes = lookup.read(&desc.digest, "index.json")?;
     match spec::parse_document(&bytes, &label)? {
@@ -441,7 +491,8 @@ fn from_oci_descriptor(lookup: &BlobLookup, desc: &Descriptor, names: Vec<Refere
                     continue;
                 }
                 let cb = lookup.read(&child.digest, &label)?;
-                if let Document::Manifest(m) = spec::parse_document(&cb, &child.digest.to_string())? {
+                if let Document::Manifest(m) = spec::parse_document(&cb, &child.digest.to_string())?
+                {
                     platforms.push(platform_from(lookup, child, *m, &child.digest.to_string())?);
                 }
             }
@@ -460,7 +511,12 @@ fn from_oci_descriptor(lookup: &BlobLookup, desc: &Descriptor, names: Vec<Refere
             let host = spec::Platform::host();
             let pick = platforms
                 .iter()
-                .position(|p| p.descriptor.platform.as_ref().is_some_and(|pl| pl.os == host.os && pl.architecture == host.architecture))
+                .position(|p| {
+                    p.descriptor
+                        .platform
+                        .as_ref()
+                        .is_some_and(|pl| pl.os == host.os && pl.architecture == host.architecture)
+                })
                 .unwrap_or(0);
             let p = platforms.swap_remove(pick);
             Ok(Some(SourceImage {

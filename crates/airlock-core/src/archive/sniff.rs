@@ -21,7 +21,9 @@ pub fn classify(path: &str, is_dir: bool) -> EntryKind {
     }
     let parts: Vec<&str> = path.split('/').collect();
     match parts.as_slice() {
-        ["oci-layout"] | ["index.json"] | ["manifest.json"] | ["repositories"] => EntryKind::ImageArchive,
+        ["oci-layout"] | ["index.json"] | ["manifest.json"] | ["repositories"] => {
+            EntryKind::ImageArchive
+        }
         ["blobs"] => EntryKind::ArchiveDir,
         ["blobs", _alg] if is_dir => EntryKind::ArchiveDir,
         ["blobs", _alg, _hex] => EntryKind::ImageArchive,
@@ -78,7 +80,11 @@ pub fn describe_non_tar(prefix: &[u8], total_len: usize) -> String {
     if total_len < 512 {
         return format!("{total_len} bytes, too short for a tar (truncated?)");
     }
-    if prefix.iter().take(512).all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) {
+    if prefix
+        .iter()
+        .take(512)
+        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+    {
         return "plain text".to_string();
     }
     let head: Vec<String> = prefix.iter().take(8).map(|b| format!("{b:02x}")).collect();
@@ -98,7 +104,13 @@ pub fn is_tar_header(block: &[u8]) -> bool {
     let sum: u32 = block[..512]
         .iter()
         .enumerate()
-        .map(|(i, &b)| if (148..156).contains(&i) { b' ' as u32 } else { b as u32 })
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                b' ' as u32
+            } else {
+                b as u32
+            }
+        })
         .sum();
     sum == stored
 }

@@ -55,13 +55,21 @@ impl<W: Write> TarWriter<W> {
     pub fn append_bytes(&mut self, path: &str, bytes: &[u8]) -> Result<()> {
         let ctx = format!("write {path} to the archive");
         self.header(path, bytes.len() as u64, &ctx)?;
-        self.out.write_all(bytes).map_err(|e| Error::stream(ctx.clone(), e))?;
+        self.out
+            .write_all(bytes)
+            .map_err(|e| Error::stream(ctx.clone(), e))?;
         self.pad(bytes.len() as u64, &ctx)
     }
 
     /// Add a file streamed from `reader`, which must yield exactly `size` bytes hashing to
     /// `expected`.
-    pub fn append_verified(&mut self, path: &str, size: u64, expected: &Digest, reader: &mut dyn Read) -> Result<()> {
+    pub fn append_verified(
+        &mut self,
+        path: &str,
+        size: u64,
+        expected: &Digest,
+        reader: &mut dyn Read,
+    ) -> Result<()> {
         let ctx = format!("write {path} to the archive");
         self.header(path, size, &ctx)?;
         let mut hasher = Hasher::new();

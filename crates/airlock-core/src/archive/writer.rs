@@ -41,8 +41,15 @@ pub struct ArchiveWriter {
 
 impl ArchiveWriter {
     /// Write to `out`, compressing the whole stream with `compression`.
-    pub fn new(out: Box<dyn Write + Send>, format: ArchiveFormat, compression: Compression, level: Option<i32>, threads: usize) -> Result<Self> {
-        let enc = compression::encoder(compression, level, threads, out).map_err(|e| Error::Usage(e.to_string()))?;
+    pub fn new(
+        out: Box<dyn Write + Send>,
+        format: ArchiveFormat,
+        compression: Compression,
+        level: Option<i32>,
+        threads: usize,
+    ) -> Result<Self> {
+        let enc = compression::encoder(compression, level, threads, out)
+            .map_err(|e| Error::Usage(e.to_string()))?;
         Ok(ArchiveWriter {
             tar: Some(TarWriter::new(enc)),
             format,
@@ -60,13 +67,24 @@ impl ArchiveWriter {
     /// Write the uncompressed form of a zstd layer under its diffID. A tar header needs the
     /// size up front, so the layer is decompressed twice: once to count (and prove the
     /// diffID), once to write.
-    fn put_uncompressed_copy(&mut self, blob: &Descriptor, diff_id: &Digest, source: &dyn ImageSource) -> Result<()> {
-        let codec = if blob.media_type.ends_with("zstd") { Compression::Zstd } else { Compression::Gzip };
+    fn put_uncompressed_copy(
+        &mut self,
+        blob: &Descriptor,
+        diff_id: &Digest,
+        source: &dyn ImageSource,
+    ) -> Result<()> {
+        let codec = if blob.media_type.ends_with("zstd") {
+            Compression::Zstd
+        } else {
+            Compression::Gzip
+        };
         let decode_err = |e: std::io::Error| Error::Decompress {
             codec: codec.name(),
             detail: format!("layer {}: {e}", blob.digest),
         };
-        let (actual, size) = digest::hash_reader(compression::decoder(codec, source.open_blob(&blob.digest)?)).map_err(decode_err)?;
+        let (actual, size) =
+            digest::hash_reader(compression::decoder(codec, source.open_blob(&blob.digest)?))
+                .map_err(decode_err)?;
         if &actual != diff_id {
             return Err(Error::DiffIdMismatch {
                 index: 0,
@@ -76,7 +94,8 @@ impl ArchiveWriter {
             });
         }
         let mut reader = compression::decoder(codec, source.open_blob(&blob.digest)?);
-        self.tar().append_verified(&blob_path(diff_id), size, diff_id, &mut reader)
+        self.tar()
+            .append_verified(&blob_path(diff_id), size, diff_id, &mut reader)
     }
 }
 
@@ -119,7 +138,12 @@ impl ImageDestination for ArchiveWriter {
             let p = img
                 .platforms
                 .iter()
-                .find(|p| p.descriptor.platform.as_ref().is_none_or(|pl| pl.os == "linux" && pl.architecture == crate::spec::Platform::host().architecture))
+                .find(|p| {
+                    p.descriptor.platform.as_ref().is_none_or(|pl| {
+                        pl.os == "linux"
+                            && pl.architecture == crate::spec::Platform::host().architecture
+                    })
+                })
                 .unwrap_or(&img.platforms[0]);
             let mut layers = Vec::new();
             for (layer, diff_id) in p.manifest.layers.iter().zip(&p.diff_ids) {
@@ -130,7 +154,8 @@ impl ImageDestination for ArchiveWriter {
                 if plain_or_gzip {
                     layers.push(blob_path(&layer.digest));
                 } else {
-                    self.uncompressed_copies.insert(layer.digest.clone(), diff_id.clone());
+                    self.uncompressed_copies
+                        .insert(layer.digest.clone(), diff_id.clone());
                     layers.push(blob_path(diff_id));
                 }
             }
@@ -140,7 +165,10 @@ impl ImageDestination for ArchiveWriter {
                     repositories
                         .entry(n.familiar_repository())
                         .or_default()
-                        .insert(n.tag().unwrap_or("latest").to_string(), top.hex().to_string());
+                        .insert(
+                            n.tag().unwrap_or("latest").to_string(),
+                            top.hex().to_string(),
+                        );
                 }
             }
             manifest_json.push(DockerArchiveEntry {
@@ -169,8 +197,12 @@ impl ImageDestination for ArchiveWriter {
 
     fn put_blob(&mut self, blob: &Descriptor, source: &dyn ImageSource) -> Result<()> {
         let mut reader = source.open_blob(&blob.digest)?;
-        self.tar()
-            .append_verified(&blob_path(&blob.digest), blob.size, &blob.digest, &mut reader)?;
+        self.tar().append_verified(
+            &blob_path(&blob.digest),
+            blob.size,
+            &blob.digest,
+            &mut reader,
+        )?;
         self.written.insert(blob.digest.clone());
         if let Some(diff_id) = self.uncompressed_copies.get(&blob.digest).cloned() {
             if self.written.insert(diff_id.clone()) {
@@ -183,11 +215,16 @@ impl ImageDestination for ArchiveWriter {
     fn finish(mut self: Box<Self>, images: &[SourceImage]) -> Result<Vec<TagChange>> {
         let tar = self.tar.take().expect("finish once");
         let enc = tar.finish()?;
-        enc.finish().map_err(|e| Error::stream("finish the archive", e))?;
+        enc.finish()
+            .map_err(|e| Error::stream("finish the archive", e))?;
         Ok(images
             .iter()
             .flat_map(|i| {
-                let names: Vec<_> = if i.names.is_empty() { vec![None] } else { i.names.iter().cloned().map(Some).collect() };
+                let names: Vec<_> = if i.names.is_empty() {
+                    vec![None]
+                } else {
+                    i.names.iter().cloned().map(Some).collect()
+                };
                 names.into_iter().map(|n| TagChange {
                     name: n,
                     image_id: i.id.clone(),

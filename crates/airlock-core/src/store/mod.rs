@@ -22,8 +22,8 @@ mod records;
 mod staging;
 
 pub use records::{ImageRecord, PlatformImage, TagChange};
-pub use staging::{StagedBlob, Staging};
 pub(crate) use staging::read_error as staging_read_error;
+pub use staging::{StagedBlob, Staging};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -93,7 +93,11 @@ impl Store {
             for dir in [self.blob_dir(), self.tmp_dir()] {
                 fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
             }
-            write_atomic(&self.tmp_dir(), &self.root.join("index.json"), &index_bytes(&Index::empty())?)?;
+            write_atomic(
+                &self.tmp_dir(),
+                &self.root.join("index.json"),
+                &index_bytes(&Index::empty())?,
+            )?;
             write_atomic(&self.tmp_dir(), &layout, LAYOUT_CONTENT)?;
         }
         for dir in [self.blob_dir(), self.tmp_dir()] {
@@ -164,7 +168,11 @@ impl Store {
             .truncate(false)
             .open(&p)
             .map_err(|e| Error::io("open lock", &p, e))?;
-        let r = if exclusive { file.lock() } else { file.lock_shared() };
+        let r = if exclusive {
+            file.lock()
+        } else {
+            file.lock_shared()
+        };
         r.map_err(|e| Error::io("lock", &p, e))?;
         Ok(StoreLock { _file: file })
     }
@@ -186,7 +194,11 @@ impl Store {
     }
 
     fn write_index(&self, index: &Index) -> Result<()> {
-        write_atomic(&self.tmp_dir(), &self.root.join("index.json"), &index_bytes(index)?)
+        write_atomic(
+            &self.tmp_dir(),
+            &self.root.join("index.json"),
+            &index_bytes(index)?,
+        )
     }
 
     /// A fresh staging area for blobs of an operation in progress.
@@ -211,7 +223,12 @@ impl Store {
         // Every blob reachable from every root must be staged or already stored.
         let mut needed = BTreeSet::new();
         for img in images {
-            self.reachable(&img.root.digest, &img.root.digest.to_string(), Some(staging), &mut needed)?;
+            self.reachable(
+                &img.root.digest,
+                &img.root.digest.to_string(),
+                Some(staging),
+                &mut needed,
+            )?;
         }
         let mut moved_any = false;
         for d in &needed {
@@ -315,7 +332,9 @@ impl Store {
         let mut said = Vec::new();
         match by_name {
             Some(name) if img.names.len() > 1 => {
-                index.manifests.retain(|d| records::descriptor_name(d).as_ref() != Some(&name));
+                index
+                    .manifests
+                    .retain(|d| records::descriptor_name(d).as_ref() != Some(&name));
                 said.push(format!("Untagged: {}", name.familiar()));
             }
             _ => {
@@ -370,10 +389,15 @@ fn index_bytes(index: &Index) -> Result<Vec<u8>> {
 /// Write `bytes` to `dest` atomically: temp file in `tmp_dir`, fsync, rename, fsync the
 /// directory.
 pub fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = tempfile::NamedTempFile::new_in(tmp_dir).map_err(|e| Error::io("create temp file in", tmp_dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io("write", tmp.path(), e))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io("sync", tmp.path(), e))?;
-    tmp.persist(dest).map_err(|e| Error::io("replace", dest, e.error))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(tmp_dir)
+        .map_err(|e| Error::io("create temp file in", tmp_dir, e))?;
+    tmp.write_all(bytes)
+        .map_err(|e| Error::io("write", tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io("sync", tmp.path(), e))?;
+    tmp.persist(dest)
+        .map_err(|e| Error::io("replace", dest, e.error))?;
     if let Some(parent) = dest.parent() {
         sync_dir(parent)?;
     }

@@ -107,7 +107,9 @@ pub(crate) fn load_records(store: &Store, index: &Index) -> Result<Vec<ImageReco
         let first = descs[0];
         let root = Descriptor::new(&first.media_type, digest.clone(), first.size);
         let names: Vec<Reference> = descs.iter().filter_map(|d| descriptor_name(d)).collect();
-        let generated = descs.iter().any(|d| d.annotation(ANNOTATION_GENERATED).is_some());
+        let generated = descs
+            .iter()
+            .any(|d| d.annotation(ANNOTATION_GENERATED).is_some());
         let bytes = store.read_blob(&digest)?;
         let platforms = match spec::parse_document(&bytes, &digest.to_string())? {
             Document::Manifest(m) => vec![platform_image(store, root.clone(), *m)?],
@@ -115,7 +117,9 @@ pub(crate) fn load_records(store: &Store, index: &Index) -> Result<Vec<ImageReco
                 let mut v = Vec::new();
                 for child in idx.manifests.iter().filter(|c| store.has_blob(&c.digest)) {
                     let b = store.read_blob(&child.digest)?;
-                    if let Document::Manifest(m) = spec::parse_document(&b, &child.digest.to_string())? {
+                    if let Document::Manifest(m) =
+                        spec::parse_document(&b, &child.digest.to_string())?
+                    {
                         v.push(platform_image(store, child.clone(), *m)?);
                     }
                 }
@@ -132,11 +136,20 @@ pub(crate) fn load_records(store: &Store, index: &Index) -> Result<Vec<ImageReco
             platforms,
         });
     }
-    out.sort_by_key(|r| r.names.first().map(|n| n.to_string()).unwrap_or_else(|| format!("~{}", r.root.digest)));
+    out.sort_by_key(|r| {
+        r.names
+            .first()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| format!("~{}", r.root.digest))
+    });
     Ok(out)
 }
 
-fn platform_image(store: &Store, descriptor: Descriptor, manifest: Manifest) -> Result<PlatformImage> {
+fn platform_image(
+    store: &Store,
+    descriptor: Descriptor,
+    manifest: Manifest,
+) -> Result<PlatformImage> {
     let bytes = store.read_blob(&manifest.config.digest)?;
     let config = spec::parse_json(&bytes, &manifest.config.digest.to_string(), "image config")?;
     Ok(PlatformImage {
@@ -154,7 +167,11 @@ pub(crate) fn resolve(images: Vec<ImageRecord>, query: &str) -> Result<ImageReco
     if let Ok(d) = query.parse::<Digest>() {
         return images
             .into_iter()
-            .find(|i| i.id() == d || i.root.digest == d || i.platforms.iter().any(|p| p.manifest.config.digest == d))
+            .find(|i| {
+                i.id() == d
+                    || i.root.digest == d
+                    || i.platforms.iter().any(|p| p.manifest.config.digest == d)
+            })
             .ok_or_else(not_found);
     }
     let hexish = query.strip_prefix("sha256:").unwrap_or(query);
@@ -169,7 +186,9 @@ pub(crate) fn resolve(images: Vec<ImageRecord>, query: &str) -> Result<ImageReco
     }
     // A short ID: at least 4 hex characters, unique among image IDs.
     if hexish.len() >= 4 && hexish.len() < 64 && hexish.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let mut hits = images.into_iter().filter(|i| i.id().hex().starts_with(hexish));
+        let mut hits = images
+            .into_iter()
+            .filter(|i| i.id().hex().starts_with(hexish));
         let first = hits.next().ok_or_else(not_found)?;
         if hits.next().is_some() {
             return Err(Error::AmbiguousId {
@@ -197,13 +216,24 @@ fn named_descriptor(root: &Descriptor, name: Option<&Reference>, generated: bool
 
 /// Rewrite `index` so each new image carries its names; names that pointed elsewhere move,
 /// and an image left with no name stays as an untagged (dangling) entry, as in docker.
-pub(crate) fn apply_new_images(index: &mut Index, before: &[ImageRecord], images: &[NewImage]) -> Vec<TagChange> {
-    let id_of = |root: &Digest| before.iter().find(|r| &r.root.digest == root).map(|r| r.id());
+pub(crate) fn apply_new_images(
+    index: &mut Index,
+    before: &[ImageRecord],
+    images: &[NewImage],
+) -> Vec<TagChange> {
+    let id_of = |root: &Digest| {
+        before
+            .iter()
+            .find(|r| &r.root.digest == root)
+            .map(|r| r.id())
+    };
     let mut changes = Vec::new();
     for img in images {
         if img.names.is_empty() {
             if !index.manifests.iter().any(|d| d.digest == img.root.digest) {
-                index.manifests.push(named_descriptor(&img.root, None, img.generated));
+                index
+                    .manifests
+                    .push(named_descriptor(&img.root, None, img.generated));
             }
             changes.push(TagChange {
                 name: None,
@@ -213,7 +243,10 @@ pub(crate) fn apply_new_images(index: &mut Index, before: &[ImageRecord], images
             continue;
         }
         for name in &img.names {
-            let existing = index.manifests.iter().position(|d| descriptor_name(d).as_ref() == Some(name));
+            let existing = index
+                .manifests
+                .iter()
+                .position(|d| descriptor_name(d).as_ref() == Some(name));
             let mut moved_from = None;
             if let Some(pos) = existing {
                 let old = index.manifests[pos].digest.clone();
@@ -228,17 +261,23 @@ pub(crate) fn apply_new_images(index: &mut Index, before: &[ImageRecord], images
                 let old_desc = index.manifests.remove(pos);
                 moved_from = id_of(&old).or(Some(old.clone()));
                 let still_named = index.manifests.iter().any(|d| d.digest == old);
-                if !still_named {
+                // The same image under another manifest (same config) is not worth keeping
+                // as a dangling entry; a different image is, as docker does.
+                if !still_named && moved_from.as_ref() != Some(&img.id) {
                     let generated = old_desc.annotation(ANNOTATION_GENERATED).is_some();
                     let bare = Descriptor::new(&old_desc.media_type, old.clone(), old_desc.size);
-                    index.manifests.push(named_descriptor(&bare, None, generated));
+                    index
+                        .manifests
+                        .push(named_descriptor(&bare, None, generated));
                 }
             }
             // A name replaces the untagged entry of the same image.
             index
                 .manifests
                 .retain(|d| !(d.digest == img.root.digest && descriptor_name(d).is_none()));
-            index.manifests.push(named_descriptor(&img.root, Some(name), img.generated));
+            index
+                .manifests
+                .push(named_descriptor(&img.root, Some(name), img.generated));
             changes.push(TagChange {
                 name: Some(name.clone()),
                 image_id: img.id.clone(),

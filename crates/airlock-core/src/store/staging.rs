@@ -38,7 +38,9 @@ impl Staging {
             .map_err(|e| Error::io("create staging area in", tmp_dir, e))?;
         let owner_path = dir.path().join(OWNER_FILE);
         let owner = File::create(&owner_path).map_err(|e| Error::io("create", &owner_path, e))?;
-        owner.lock().map_err(|e| Error::io("lock", &owner_path, e))?;
+        owner
+            .lock()
+            .map_err(|e| Error::io("lock", &owner_path, e))?;
         Ok(Staging { dir, _owner: owner })
     }
 
@@ -55,7 +57,12 @@ impl Staging {
 
     /// Stream `reader` into a new blob, hashing as it goes; if `expected` is given the bytes
     /// must hash to it (`label` names the source in the error).
-    pub fn write_blob(&self, reader: &mut dyn Read, expected: Option<&Digest>, label: &str) -> Result<StagedBlob> {
+    pub fn write_blob(
+        &self,
+        reader: &mut dyn Read,
+        expected: Option<&Digest>,
+        label: &str,
+    ) -> Result<StagedBlob> {
         let mut tmp = tempfile::Builder::new()
             .prefix("part-")
             .tempfile_in(self.dir.path())
@@ -70,7 +77,8 @@ impl Staging {
                 Err(e) => return Err(read_error(label, e)),
             };
             hasher.update(&buf[..n]);
-            tmp.write_all(&buf[..n]).map_err(|e| Error::io("write", tmp.path(), e))?;
+            tmp.write_all(&buf[..n])
+                .map_err(|e| Error::io("write", tmp.path(), e))?;
         }
         let size = hasher.len();
         let digest = hasher.finish();
@@ -100,15 +108,24 @@ impl Staging {
             .prefix("part-")
             .tempfile_in(self.dir.path())
             .map_err(|e| Error::io("create temp file in", self.dir.path(), e))?;
-        tmp.write_all(bytes).map_err(|e| Error::io("write", tmp.path(), e))?;
+        tmp.write_all(bytes)
+            .map_err(|e| Error::io("write", tmp.path(), e))?;
         self.persist(tmp, digest, bytes.len() as u64)
     }
 
-    fn persist(&self, tmp: tempfile::NamedTempFile, digest: Digest, size: u64) -> Result<StagedBlob> {
+    fn persist(
+        &self,
+        tmp: tempfile::NamedTempFile,
+        digest: Digest,
+        size: u64,
+    ) -> Result<StagedBlob> {
         // fsync before the name says "complete": after a crash a blob is whole or absent.
-        tmp.as_file().sync_all().map_err(|e| Error::io("sync", tmp.path(), e))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io("sync", tmp.path(), e))?;
         let dest = self.dir.path().join(digest.hex());
-        tmp.persist(&dest).map_err(|e| Error::io("rename", &dest, e.error))?;
+        tmp.persist(&dest)
+            .map_err(|e| Error::io("rename", &dest, e.error))?;
         Ok(StagedBlob { digest, size })
     }
 }

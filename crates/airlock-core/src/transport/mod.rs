@@ -108,7 +108,11 @@ pub trait ImageDestination {
 }
 
 /// Copy `images` from `source` to `dest`: every blob once, none the destination has.
-pub fn copy_images(source: &dyn ImageSource, images: &[SourceImage], mut dest: Box<dyn ImageDestination + '_>) -> Result<Vec<TagChange>> {
+pub fn copy_images(
+    source: &dyn ImageSource,
+    images: &[SourceImage],
+    mut dest: Box<dyn ImageDestination + '_>,
+) -> Result<Vec<TagChange>> {
     dest.begin(images, source)?;
     let mut done = BTreeSet::new();
     for img in images {
@@ -126,7 +130,12 @@ pub fn copy_images(source: &dyn ImageSource, images: &[SourceImage], mut dest: B
 }
 
 /// Pick images from a source: by name or ID (`queries`), by glob (`patterns`), or all.
-pub fn select(images: &[SourceImage], queries: &[String], patterns: &[String], all: bool) -> Result<Vec<SourceImage>> {
+pub fn select(
+    images: &[SourceImage],
+    queries: &[String],
+    patterns: &[String],
+    all: bool,
+) -> Result<Vec<SourceImage>> {
     if all {
         return Ok(images.to_vec());
     }
@@ -159,11 +168,18 @@ pub fn select(images: &[SourceImage], queries: &[String], patterns: &[String], a
         let hex = q.strip_prefix("sha256:").unwrap_or(q);
         let hits: Vec<&SourceImage> = images
             .iter()
-            .filter(|i| hex.len() >= 4 && (i.id.hex().starts_with(hex) || i.root.digest.hex().starts_with(hex)))
+            .filter(|i| {
+                hex.len() >= 4
+                    && (i.id.hex().starts_with(hex) || i.root.digest.hex().starts_with(hex))
+            })
             .collect();
         match hits.as_slice() {
             [one] => push(one, None),
-            [] => return Err(Error::ImageNotFound { reference: q.clone() }),
+            [] => {
+                return Err(Error::ImageNotFound {
+                    reference: q.clone(),
+                })
+            }
             _ => return Err(Error::AmbiguousId { prefix: q.clone() }),
         }
     }
@@ -171,7 +187,9 @@ pub fn select(images: &[SourceImage], queries: &[String], patterns: &[String], a
         let mut any = false;
         for img in images {
             for n in &img.names {
-                if crate::reference::glob_match(pat, &n.familiar()) || crate::reference::glob_match(pat, &n.to_string()) {
+                if crate::reference::glob_match(pat, &n.familiar())
+                    || crate::reference::glob_match(pat, &n.to_string())
+                {
                     push(img, Some(n));
                     any = true;
                 }

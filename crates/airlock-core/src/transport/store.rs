@@ -60,7 +60,9 @@ impl ImageSource for StoreSource<'_> {
         self.store.has_blob(digest)
     }
     fn blob_file(&self, digest: &Digest) -> Option<PathBuf> {
-        self.store.has_blob(digest).then(|| self.store.blob_path(digest))
+        self.store
+            .has_blob(digest)
+            .then(|| self.store.blob_path(digest))
     }
 }
 

@@ -1,0 +1,229 @@
+//! One function per command: open the store, build a source and a destination, copy.
+
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use airlock_core::archive::writer::{ArchiveFormat, ArchiveWriter};
+use airlock_core::archive::ArchiveSource;
+use airlock_core::compression::{self, Compression};
+use airlock_core::store::{Store, TagChange};
+use airlock_core::transport::store::{StoreDestination, StoreSource};
+use airlock_core::transport::{copy_images, select, ImageSource};
+use airlock_core::Reference;
+
+use crate::{output, Cli, Command, Compress, Format};
+
+/// Run one parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    let store_dir = store_dir(cli.store)?;
+    match cli.command {
+        Command::Load { input, quiet } => load(&store_dir, input, quiet),
+        Command::Save {
+            output,
+            format,
+            compress,
+            level,
+            matches,
+            all,
+            images,
+        } => save(
+            &store_dir, output, format, compress, level, &matches, all, &images,
+        ),
+        Command::Images {
+            pattern,
+            format,
+            quiet,
+        } => {
+            let store = Store::open(&store_dir)?;
+            output::images(&store, pattern.as_deref(), format, quiet)
+        }
+        Command::Inspect { images } => output::inspect(&Store::open(&store_dir)?, &images),
+        Command::Tag { source, target } => {
+            let store = Store::open(&store_dir)?;
+            let target = Reference::parse(&target)?;
+            let change = store.tag(&source, &target)?;
+            report_moves(std::slice::from_ref(&change));
+            Ok(())
+        }
+        Command::Rmi { images } => {
+            let store = Store::open(&store_dir)?;
+            for q in &images {
+                for line in store.remove(q)? {
+                    println!("{line}");
+                }
+            }
+            Ok(())
+        }
+        Command::Gc => {
+            let store = Store::open(&store_dir)?;
+            let (blobs, bytes) = store.gc()?;
+            println!(
+                "Deleted {blobs} unreferenced blobs, freed {}",
+                output::human_size(bytes)
+            );
+            Ok(())
+        }
+    }
+}
+
+fn store_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(p) = flag {
+        return Ok(p);
+    }
+    if let Some(p) = std::env::var_os("AIRLOCK_STORE").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    if let Some(p) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(p).join("airlock"));
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".local/share/airlock")),
+        None => bail!("cannot tell where the store is: set --store, AIRLOCK_STORE or HOME"),
+    }
+}
+
+fn load(store_dir: &Path, input: Option<PathBuf>, quiet: bool) -> Result<()> {
+    let store = Store::open(store_dir)?;
+    let staging = store.staging()?;
+    let source = match input.as_deref() {
+        Some(p) if p.as_os_str() != "-" && p.is_dir() => {
+            ArchiveSource::read_dir(p, &staging, Some(&store))?
+        }
+        Some(p) if p.as_os_str() != "-" => {
+            let f = File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
+            ArchiveSource::read_stream(Box::new(f), &staging, Some(&store))?
+        }
+        _ => {
+            if io::stdin().is_terminal() {
+                bail!(crate::hints::UsageError(
+                    "load reads an archive from standard input, but that is a terminal: give -i FILE or pipe an archive in".into()
+                ));
+            }
+            ArchiveSource::read_stream(Box::new(io::stdin()), &staging, Some(&store))?
+        }
+    };
+    let images = source.images().to_vec();
+    let changes = copy_images(
+        &source,
+        &images,
+        Box::new(StoreDestination::new(&store, &staging)),
+    )?;
+    if !quiet {
+        report_moves(&changes);
+        for c in &changes {
+            match &c.name {
+                Some(n) => println!("Loaded image: {}", n.familiar()),
+                None => println!("Loaded image ID: {}", c.image_id),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn report_moves(changes: &[TagChange]) {
+    for c in changes {
+        if let (Some(name), Some(old)) = (&c.name, &c.moved_from) {
+            if old != &c.image_id {
+                eprintln!(
+                    "Name {} moved from image {} to {}; the old image stays, untagged",
+                    name.familiar(),
+                    old,
+                    c.image_id
+                );
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn save(
+    store_dir: &Path,
+    output: Option<PathBuf>,
+    format: Format,
+    compress: Compress,
+    level: Option<i32>,
+    matches: &[String],
+    all: bool,
+    queries: &[String],
+) -> Result<()> {
+    if queries.is_empty() && matches.is_empty() && !all {
+        bail!(crate::hints::UsageError(
+            "save needs images: name them, or use --match PATTERN or --all".into()
+        ));
+    }
+    let store = Store::open(store_dir)?;
+    let source = StoreSource::new(&store)?;
+    let images = select(source.images(), queries, matches, all)?;
+    if images.is_empty() {
+        bail!(crate::hints::UsageError(
+            "the store has no images to save".into()
+        ));
+    }
+    let format = match format {
+        Format::Docker => ArchiveFormat::Docker,
+        Format::Oci => ArchiveFormat::Oci,
+    };
+    let compression = match compress {
+        Compress::None => Compression::None,
+        Compress::Gzip => Compression::Gzip,
+        Compress::Zstd => Compression::Zstd,
+    };
+    let threads = compression::default_threads();
+    match output.filter(|p| p.as_os_str() != "-") {
+        Some(path) => {
+            // Write beside the destination and rename when complete: a half archive never
+            // carries the final name.
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let tmp = tempfile::Builder::new()
+                .prefix(".airlock-save-")
+                .tempfile_in(dir)
+                .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+            let out = tmp.as_file().try_clone()?;
+            let writer = ArchiveWriter::new(
+                Box::new(BufWriter::with_capacity(1 << 20, out)),
+                format,
+                compression,
+                level,
+                threads,
+            )?;
+            copy_images(&source, &images, Box::new(writer))?;
+            tmp.as_file().sync_all()?;
+            tmp.persist(&path)
+                .with_context(|| format!("cannot rename the archive to {}", path.display()))?;
+        }
+        None => {
+            if io::stdout().is_terminal() {
+                bail!(crate::hints::UsageError(
+                    "refusing to write an archive to a terminal: give -o FILE or redirect standard output".into()
+                ));
+            }
+            let writer = ArchiveWriter::new(
+                Box::new(BufWriter::with_capacity(1 << 20, StdoutWriter)),
+                format,
+                compression,
+                level,
+                threads,
+            )?;
+            copy_images(&source, &images, Box::new(writer))?;
+        }
+    }
+    Ok(())
+}
+
+/// Standard output, buffered in large writes.
+struct StdoutWriter;
+
+impl Write for StdoutWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        io::stdout().lock().write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        io::stdout().lock().flush()
+    }
+}

@@ -1,0 +1,61 @@
+//! Error reporting: one sentence saying what went wrong, then a hint saying what to do.
+
+use airlock_core::Error;
+
+/// A mistake in how the command was used (exit code 1, like any error, but no hint needed
+/// beyond the sentence itself).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// What to do about a core error.
+fn hint(e: &Error) -> Option<&'static str> {
+    Some(match e {
+        Error::FilesystemSnapshot { .. } => {
+            "to make an image from a filesystem snapshot, use `airlock import FILE NAME:TAG`"
+        }
+        Error::NotATar { .. } => {
+            "give an archive written by `docker save`, `podman save`, `skopeo copy` or `airlock save`"
+        }
+        Error::DigestMismatch { .. }
+        | Error::DiffIdMismatch { .. }
+        | Error::SizeMismatch { .. }
+        | Error::Truncated { .. }
+        | Error::BadTar { .. }
+        | Error::Decompress { .. } => {
+            "the archive was damaged on the way: copy it again and compare `sha256sum` on both sides; nothing was loaded"
+        }
+        Error::MissingBlob { .. } | Error::LayerCountMismatch { .. } | Error::BadMetadata { .. } => {
+            "the archive is incomplete or inconsistent: save it again at the source; nothing was loaded"
+        }
+        Error::ImageNotFound { .. } => "run `airlock images` to see what the store holds",
+        Error::AmbiguousId { .. } => "give more characters of the ID, or a name",
+        Error::BadReference { .. } => "names look like `redis:alpine`, `registry.example.com/team/app:1.2`",
+        Error::NoImage { .. } => "check that this is the archive you meant to load",
+        Error::BadStore { .. } => "point --store (or AIRLOCK_STORE) at an empty or an airlock store directory",
+        _ => return None,
+    })
+}
+
+/// Print an error chain to stderr: the sentence, then the hint.
+pub fn report(e: &anyhow::Error) {
+    let core = e.chain().find_map(|c| c.downcast_ref::<Error>());
+    let mut msg = e.to_string();
+    // Context added by the CLI ("cannot open X") plus its cause, in one sentence.
+    if let Some(cause) = e.chain().nth(1) {
+        if core.is_none() {
+            msg = format!("{msg}: {cause}");
+        }
+    }
+    eprintln!("airlock: error: {msg}");
+    if let Some(h) = core.and_then(hint) {
+        eprintln!("hint: {h}");
+    }
+}

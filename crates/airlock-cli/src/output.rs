@@ -1,0 +1,179 @@
+//! `images` and `inspect`: what the store holds, as a table or JSON.
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+use airlock_core::reference::glob_match;
+use airlock_core::store::{ImageRecord, Store};
+
+use crate::ListFormat;
+
+/// Bytes as docker shows them (decimal units).
+pub fn human_size(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.2}GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1}MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.1}kB", b / 1e3)
+    } else {
+        format!("{bytes}B")
+    }
+}
+
+fn ago(created: Option<&str>) -> String {
+    let Some(t) = created.and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok()) else {
+        return "N/A".into();
+    };
+    let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
+    let (n, unit) = match secs {
+        s if s < 60 => (s, "second"),
+        s if s < 3600 => (s / 60, "minute"),
+        s if s < 86_400 => (s / 3600, "hour"),
+        s if s < 86_400 * 30 => (s / 86_400, "day"),
+        s if s < 86_400 * 365 => (s / (86_400 * 30), "month"),
+        s => (s / (86_400 * 365), "year"),
+    };
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+}
+
+/// Stored size of an image: manifests, configs and layers as kept in the store.
+fn image_size(store: &Store, img: &ImageRecord) -> u64 {
+    let p = img.primary();
+    std::iter::once(&p.manifest.config)
+        .chain(&p.manifest.layers)
+        .map(|d| store.blob_size(&d.digest).unwrap_or(d.size))
+        .sum()
+}
+
+/// One row per (image, name), untagged images once with `<none>`.
+fn rows(images: &[ImageRecord], pattern: Option<&str>) -> Vec<(String, String, usize)> {
+    let mut out = Vec::new();
+    for (i, img) in images.iter().enumerate() {
+        if img.names.is_empty() {
+            if pattern.is_none() {
+                out.push(("<none>".into(), "<none>".into(), i));
+            }
+            continue;
+        }
+        for n in &img.names {
+            let familiar = n.familiar();
+            if pattern.is_some_and(|p| {
+                !glob_match(p, &familiar)
+                    && !glob_match(p, &n.to_string())
+                    && !glob_match(p, &n.familiar_repository())
+            }) {
+                continue;
+            }
+            out.push((
+                n.familiar_repository(),
+                n.tag().unwrap_or("<none>").to_string(),
+                i,
+            ));
+        }
+    }
+    out
+}
+
+/// `airlock images`.
+pub fn images(store: &Store, pattern: Option<&str>, format: ListFormat, quiet: bool) -> Result<()> {
+    let images = store.images()?;
+    let rows = rows(&images, pattern);
+    if quiet {
+        let mut seen = std::collections::BTreeSet::new();
+        for (_, _, i) in &rows {
+            let id = images[*i].id();
+            if seen.insert(id.clone()) {
+                println!("{}", id.short());
+            }
+        }
+        return Ok(());
+    }
+    if format == ListFormat::Json {
+        let v: Vec<Value> = rows
+            .iter()
+            .map(|(repo, tag, i)| {
+                let img = &images[*i];
+                json!({
+                    "Repository": repo,
+                    "Tag": tag,
+                    "Id": img.id().to_string(),
+                    "Digest": img.root.digest.to_string(),
+                    "Created": img.primary().config.created,
+                    "Size": image_size(store, img),
+                    "Platforms": img.platforms.iter().map(|p| p.platform().display()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let table: Vec<[String; 5]> = rows
+        .iter()
+        .map(|(repo, tag, i)| {
+            let img = &images[*i];
+            [
+                repo.clone(),
+                tag.clone(),
+                img.id().short().to_string(),
+                ago(img.primary().config.created.as_deref()),
+                human_size(image_size(store, img)),
+            ]
+        })
+        .collect();
+    let header = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for r in &table {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for r in std::iter::once(&header).chain(&table) {
+        let line: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", line.join("   ").trim_end());
+    }
+    Ok(())
+}
+
+/// `airlock inspect`.
+pub fn inspect(store: &Store, queries: &[String]) -> Result<()> {
+    let mut out = Vec::new();
+    for q in queries {
+        let img = store.resolve(q)?;
+        let p = img.primary();
+        let config: Value = serde_json::from_slice(&store.read_blob(&p.manifest.config.digest)?)?;
+        out.push(json!({
+            "Id": img.id().to_string(),
+            "RepoTags": img.names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
+            "RepoDigests": img.repo_digests(),
+            "Created": config.get("created"),
+            "Author": config.get("author"),
+            "Architecture": config.get("architecture"),
+            "Os": config.get("os"),
+            "Variant": config.get("variant"),
+            "Config": config.get("config"),
+            "History": config.get("history"),
+            "RootFS": {
+                "Type": "layers",
+                "Layers": p.config.rootfs.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+            },
+            "Size": image_size(store, &img),
+            "ManifestDigest": p.descriptor.digest.to_string(),
+            "ManifestMediaType": p.manifest.media_type.clone().unwrap_or_else(|| p.descriptor.media_type.clone()),
+            "IndexDigest": (img.root.digest != p.descriptor.digest).then(|| img.root.digest.to_string()),
+            "Platforms": img.platforms.iter().map(|p| p.platform().display()).collect::<Vec<_>>(),
+            "Layers": p.manifest.layers.iter().map(|l| json!({
+                "Digest": l.digest.to_string(), "Size": l.size, "MediaType": l.media_type,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
