@@ -1,0 +1,258 @@
+//! Helpers shared by every integration test: running airlock, the real tools, fixtures
+//! made by those tools, and hashing a store to prove a failed command changed nothing.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
+
+/// Path of the airlock binary under test.
+pub fn airlock_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_airlock"))
+}
+
+/// The repository root (two levels above this crate).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// A fresh scratch directory that lives as long as the returned guard. It sits under the
+/// system temp dir, not the (possibly deep) target dir: podman refuses run roots longer
+/// than 50 characters.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("airlock-t-").tempdir().unwrap()
+}
+
+/// An airlock invocation against one store.
+pub struct Airlock {
+    pub store: PathBuf,
+}
+
+impl Airlock {
+    pub fn new(store: &Path) -> Self {
+        Airlock {
+            store: store.to_path_buf(),
+        }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(airlock_bin());
+        c.arg("--store").arg(&self.store);
+        c.env_remove("AIRLOCK_STORE");
+        c
+    }
+
+    /// Run, returning the output whatever the exit code.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run airlock")
+    }
+
+    /// Run and insist on success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "airlock {:?} failed ({}):\nstdout: {}\nstderr: {}",
+            args,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Run and insist on exit code 1; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "airlock {:?} should fail with exit 1; stdout: {} stderr: {}",
+            args,
+            String::from_utf8_lossy(&out.stdout),
+            stderr
+        );
+        stderr
+    }
+
+    /// `inspect` parsed as JSON (first element).
+    pub fn inspect(&self, image: &str) -> serde_json::Value {
+        let out = self.ok(&["inspect", image]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v[0].clone()
+    }
+}
+
+/// Panic loudly when a real tool the test needs is missing: CI must never pass by skipping.
+pub fn require_tool(name: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "required tool '{name}' is not installed; run .ci/run (or install it) — this test never skips"
+    );
+}
+
+/// Run a command, insisting on success; returns stdout.
+pub fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Fixtures made once per test run by tests/fixtures/make-fixtures.sh with the real tools.
+pub fn fixtures() -> &'static Path {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let made = DIR.get_or_init(|| {
+        for t in ["skopeo", "umoci", "podman", "busybox", "python3", "zstd", "xz", "bzip2", "jq"] {
+            require_tool(t);
+        }
+        remove_stale_fixtures();
+        let dir = std::env::temp_dir().join(format!("airlock-fx-{}", std::process::id()));
+        let script = repo_root().join("tests/fixtures/make-fixtures.sh");
+        let out = Command::new("bash").arg(&script).arg(&dir).output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "make-fixtures.sh failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(dir)
+    });
+    // Every test that needs fixtures fails with the same message; the script runs once.
+    match made {
+        Ok(dir) => dir,
+        Err(msg) => panic!("{msg}"),
+    }
+}
+
+/// Fixture directories of test runs whose process is gone.
+fn remove_stale_fixtures() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("airlock-fx-") else { continue };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = Command::new("chmod").arg("-R").arg("u+rwX").arg(e.path()).status();
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// expected.json written by the fixture script.
+pub fn expected() -> &'static serde_json::Value {
+    static V: OnceLock<serde_json::Value> = OnceLock::new();
+    V.get_or_init(|| {
+        let bytes = std::fs::read(fixtures().join("expected.json")).unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    })
+}
+
+/// A podman with a private, throw-away store.
+pub struct Podman {
+    pub root: tempfile::TempDir,
+}
+
+impl Podman {
+    pub fn new() -> Self {
+        require_tool("podman");
+        Podman { root: scratch() }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new("podman");
+        let r = self.root.path();
+        c.arg("--root")
+            .arg(r.join("root"))
+            .arg("--runroot")
+            .arg(r.join("run"))
+            .args(["--storage-driver", "vfs", "--events-backend", "none", "--cgroup-manager", "cgroupfs"]);
+        c
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        sh(self.cmd().args(args))
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        // vfs layers hold read-only directories; make them removable.
+        let _ = Command::new("chmod").arg("-R").arg("u+rwX").arg(self.root.path()).status();
+    }
+}
+
+/// sha256 of every file (path, mode, contents) and directory under `dir`: two equal values
+/// mean the store is byte-identical.
+pub fn tree_hash(dir: &Path) -> String {
+    let mut entries = BTreeMap::new();
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.is_dir() {
+                out.insert(rel + "/", String::new());
+                walk(base, &p, out);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                out.insert(rel, hex::encode(Sha256::digest(&bytes)));
+            }
+        }
+    }
+    walk(dir, dir, &mut entries);
+    let mut h = Sha256::new();
+    for (k, v) in &entries {
+        h.update(k.as_bytes());
+        h.update(b"\0");
+        h.update(v.as_bytes());
+        h.update(b"\n");
+    }
+    hex::encode(h.finalize())
+}
+
+/// sha256 of a byte slice as `sha256:<hex>`.
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Entries of a tar file: path -> (type, mode, uid, gid, link target, content digest).
+/// Used to compare root filesystems byte for byte.
+pub fn tar_listing(path: &Path) -> BTreeMap<String, String> {
+    let f = std::fs::File::open(path).unwrap();
+    let mut ar = tar::Archive::new(f);
+    let mut out = BTreeMap::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let p = e.path().unwrap().to_string_lossy().trim_start_matches("./").trim_end_matches('/').to_string();
+        let h = e.header().clone();
+        let link = e.link_name().unwrap().map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        let desc = format!(
+            "{:?} mode={:o} uid={} gid={} link={} data={}",
+            h.entry_type(),
+            h.mode().unwrap() & 0o7777,
+            h.uid().unwrap(),
+            h.gid().unwrap(),
+            link,
+            sha256(&data)
+        );
+        out.insert(p, desc);
+    }
+    out
+}
