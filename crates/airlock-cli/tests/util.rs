@@ -256,3 +256,60 @@ pub fn tar_listing(path: &Path) -> BTreeMap<String, String> {
     }
     out
 }
+
+/// Deterministic pseudo-random bytes (xorshift), incompressible enough for size tests.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// A layer tar holding one file.
+pub fn layer_with_file(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(content.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(1_700_000_000);
+    h.set_cksum();
+    b.append_data(&mut h, name, content).unwrap();
+    b.into_inner().unwrap()
+}
+
+/// Write a docker-archive (the `docker save` <= 24 shape: `<cfg>.json`, `<diffid>.tar`,
+/// `manifest.json`) holding one image with the given uncompressed layers.
+pub fn write_docker_archive(path: &Path, name: &str, layers: &[Vec<u8>]) {
+    let diff_ids: Vec<String> = layers.iter().map(|l| sha256(l)).collect();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    let config = serde_json::to_vec(&config).unwrap();
+    let cfg_hex = sha256(&config)[7..].to_string();
+    let layer_paths: Vec<String> = diff_ids.iter().map(|d| format!("{}.tar", &d[7..])).collect();
+    let manifest = serde_json::json!([{
+        "Config": format!("{cfg_hex}.json"), "RepoTags": [name], "Layers": layer_paths,
+    }]);
+    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
+    let mut add = |p: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, p, data).unwrap();
+    };
+    add(&format!("{cfg_hex}.json"), &config);
+    for (p, l) in layer_paths.iter().zip(layers) {
+        add(p, l);
+    }
+    add("manifest.json", &serde_json::to_vec(&manifest).unwrap());
+    b.finish().unwrap();
+}

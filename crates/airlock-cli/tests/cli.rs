@@ -1,0 +1,207 @@
+//! Store commands (images, inspect, tag, rmi, gc), exit codes, concurrency, and kill -9.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::util::{fixtures, layer_with_file, noise, scratch, sha256, tree_hash, write_docker_archive, Airlock};
+
+const APP: &str = "localhost/airlock-test/app:1";
+const APP2: &str = "localhost/airlock-test/app2:1";
+
+fn loaded_multi() -> (tempfile::TempDir, Airlock) {
+    let dir = scratch();
+    let airlock = Airlock::new(&dir.path().join("store"));
+    airlock.ok(&["load", "-i", fixtures().join("podman-multi.tar").to_str().unwrap()]);
+    (dir, airlock)
+}
+
+#[test]
+fn names_resolve_like_docker_and_short_ids_work() {
+    let (_d, airlock) = loaded_multi();
+    let id = airlock.inspect(APP)["Id"].as_str().unwrap().to_string();
+    assert_eq!(airlock.inspect(&id)["Id"], id.as_str());
+    assert_eq!(airlock.inspect(&id[7..19])["Id"], id.as_str(), "short ID");
+    airlock.ok(&["tag", APP, "redis:alpine"]);
+    // All three spellings are one name.
+    for n in ["redis:alpine", "library/redis:alpine", "docker.io/library/redis:alpine"] {
+        assert_eq!(airlock.inspect(n)["Id"], id.as_str(), "{n}");
+    }
+    let tags = airlock.inspect("redis:alpine")["RepoTags"].clone();
+    assert!(tags.as_array().unwrap().iter().any(|t| t == "redis:alpine"), "{tags}");
+}
+
+#[test]
+fn images_lists_filters_and_prints_json() {
+    let (_d, airlock) = loaded_multi();
+    let table = airlock.ok(&["images"]);
+    assert!(table.starts_with("REPOSITORY"), "{table}");
+    assert!(table.contains("localhost/airlock-test/app ") && table.contains("localhost/airlock-test/app2 "), "{table}");
+    let filtered = airlock.ok(&["images", "*app2*"]);
+    assert!(filtered.contains("app2") && !filtered.contains("airlock-test/app "), "{filtered}");
+    let json: serde_json::Value = serde_json::from_str(&airlock.ok(&["images", "--format", "json"])).unwrap();
+    let rows = json.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        assert!(r["Id"].as_str().unwrap().starts_with("sha256:"));
+        assert!(r["Size"].as_u64().unwrap() > 0);
+    }
+    let ids = airlock.ok(&["images", "-q"]);
+    assert_eq!(ids.lines().count(), 2, "{ids}");
+}
+
+#[test]
+fn tag_move_is_reported_and_old_image_stays_untagged() {
+    let (_d, airlock) = loaded_multi();
+    let old = airlock.inspect(APP)["Id"].as_str().unwrap().to_string();
+    let out = airlock.run(&["tag", APP2, APP]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("moved") && stderr.contains(&old), "{stderr}");
+    assert_eq!(airlock.inspect(APP)["Id"], airlock.inspect(APP2)["Id"]);
+    // The old image is still there, by ID, with no name.
+    let orphan = airlock.inspect(&old);
+    assert_eq!(orphan["RepoTags"].as_array().unwrap().len(), 0);
+    assert!(airlock.ok(&["images"]).contains("<none>"));
+}
+
+#[test]
+fn rmi_untags_then_deletes_and_gc_frees_blobs() {
+    let (_d, airlock) = loaded_multi();
+    airlock.ok(&["tag", APP, "extra:1"]);
+    let out = airlock.ok(&["rmi", "extra:1"]);
+    assert!(out.contains("Untagged: extra:1") && !out.contains("Deleted"), "{out}");
+    let id = airlock.inspect(APP)["Id"].as_str().unwrap().to_string();
+    let out = airlock.ok(&["rmi", &id]);
+    assert!(out.contains("Deleted: ") && out.contains(&id), "{out}");
+    let err = airlock.fails(&["inspect", APP]);
+    assert!(err.contains("no image") && err.contains("airlock images"), "{err}");
+    // app2 shares the base layer with app: gc keeps it.
+    let out = airlock.ok(&["gc"]);
+    assert!(out.contains("Deleted") && !out.contains("Deleted 0 "), "{out}");
+    let app2_layers = airlock.inspect(APP2)["Layers"].clone();
+    for l in app2_layers.as_array().unwrap() {
+        let hex = &l["Digest"].as_str().unwrap()[7..];
+        assert!(airlock.store.join("blobs/sha256").join(hex).is_file(), "gc removed a live blob");
+    }
+    airlock.ok(&["rmi", APP2]);
+    airlock.ok(&["gc"]);
+    let left: Vec<_> = std::fs::read_dir(airlock.store.join("blobs/sha256")).unwrap().collect();
+    assert!(left.is_empty(), "blobs left after removing every image: {}", left.len());
+}
+
+#[test]
+fn exit_codes_and_usage_errors() {
+    let dir = scratch();
+    let airlock = Airlock::new(&dir.path().join("store"));
+    assert_eq!(airlock.run(&["load", "--no-such-flag"]).status.code(), Some(2));
+    let err = airlock.fails(&["save", "-o", "/dev/null"]);
+    assert!(err.contains("--all") && err.contains("--match"), "{err}");
+    let err = airlock.fails(&["save", "-o", "/dev/null", "nothing:here"]);
+    assert!(err.contains("no image 'nothing:here'"), "{err}");
+    let err = airlock.fails(&["tag", "a", "Not A Name"]);
+    assert!(err.contains("invalid image reference"), "{err}");
+    let err = airlock.fails(&["load", "-i", "/no/such/file.tar"]);
+    assert!(err.contains("/no/such/file.tar"), "{err}");
+}
+
+#[test]
+fn save_to_a_pipe_loads_back() {
+    let (_d, airlock) = loaded_multi();
+    let out = airlock.cmd().args(["save", "--compress", "gzip", APP2]).stdout(Stdio::piped()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(&out.stdout[..2], &[0x1f, 0x8b], "gzip stream expected");
+    let dir2 = scratch();
+    let other = Airlock::new(&dir2.path().join("store"));
+    let mut child = other.cmd().args(["load"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &out.stdout).unwrap();
+    drop(child.stdin.take());
+    let res = child.wait_with_output().unwrap();
+    assert!(res.status.success());
+    assert_eq!(other.inspect(APP2)["Id"], airlock.inspect(APP2)["Id"]);
+}
+
+#[test]
+fn concurrent_loads_into_one_store_all_land() {
+    let dir = scratch();
+    let airlock = Airlock::new(&dir.path().join("store"));
+    airlock.ok(&["images"]); // create the store
+    let inputs = ["podman-multi.tar", "skopeo-oci-archive.tar", "skopeo-docker-archive.tar.zst", "umoci-layout"];
+    let children: Vec<_> = inputs
+        .iter()
+        .map(|f| {
+            airlock
+                .cmd()
+                .args(["load", "-q", "-i", fixtures().join(f).to_str().unwrap()])
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    for name in [APP, APP2, "app:latest", "base:latest", "app2:latest"] {
+        airlock.inspect(name);
+    }
+    assert_store_consistent(&airlock);
+}
+
+/// Every blob hashes to its name, every image resolves, nothing is half-written.
+fn assert_store_consistent(airlock: &Airlock) {
+    for e in std::fs::read_dir(airlock.store.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        let bytes = std::fs::read(e.path()).unwrap();
+        assert_eq!(sha256(&bytes)[7..], *e.file_name().to_string_lossy(), "blob content does not match its name");
+    }
+    let rows: serde_json::Value = serde_json::from_str(&airlock.ok(&["images", "--format", "json"])).unwrap();
+    for r in rows.as_array().unwrap() {
+        airlock.inspect(r["Id"].as_str().unwrap());
+    }
+}
+
+#[test]
+fn kill_9_at_any_point_leaves_the_store_consistent() {
+    let dir = scratch();
+    let airlock = Airlock::new(&dir.path().join("store"));
+    airlock.ok(&["load", "-i", fixtures().join("podman-multi.tar").to_str().unwrap()]);
+    let big = dir.path().join("big.tar");
+    let layers = [
+        layer_with_file("a.bin", &noise(48 << 20, 1)),
+        layer_with_file("b.bin", &noise(48 << 20, 2)),
+    ];
+    write_docker_archive(&big, "big:1", &layers);
+    let before = tree_hash(&airlock.store);
+    let mut landed = false;
+    for delay_ms in [1u64, 10, 30, 60, 100, 150, 250, 400] {
+        let mut child = airlock
+            .cmd()
+            .args(["load", "-q", "-i", big.to_str().unwrap()])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        assert_store_consistent(&airlock);
+        if status.success() {
+            landed = true;
+            airlock.inspect("big:1");
+            break;
+        }
+        // Killed before the commit: the old images are intact and the new one absent.
+        assert!(airlock.run(&["inspect", "big:1"]).status.code() == Some(1));
+        airlock.inspect(APP);
+    }
+    // gc clears what killed runs left in tmp/; a full load then works.
+    airlock.ok(&["gc"]);
+    let tmp_left: Vec<_> = std::fs::read_dir(airlock.store.join("tmp")).unwrap().collect();
+    assert!(tmp_left.is_empty(), "gc left staging behind");
+    airlock.ok(&["load", "-q", "-i", big.to_str().unwrap()]);
+    airlock.inspect("big:1");
+    if !landed {
+        airlock.ok(&["rmi", "big:1"]);
+        airlock.ok(&["gc"]);
+        assert_eq!(before, tree_hash(&airlock.store), "load + rmi + gc returns the store to where it was");
+    }
+}
