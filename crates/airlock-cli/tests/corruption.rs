@@ -613,6 +613,25 @@ fn archive_cut_inside_the_big_layer_is_truncated() {
     assert!(f.hint.contains(HINT_DAMAGED), "{}", f.hint);
 }
 
+#[test]
+fn archive_cut_between_files_before_manifest_json_is_truncated() {
+    let s = Loaded::with_fixture("skopeo-docker-archive.tar");
+    let src = fixtures().join("podman-docker-archive.tar");
+    // The cut falls on the header of manifest.json: every earlier file is whole.
+    let (data_start, _) = member_span(&src, "manifest.json");
+    let out = s.path("cut-before-manifest.tar");
+    truncate_copy(&src, &out, data_start - 512);
+    let f = s.load_fails(&out);
+    assert!(
+        f.sentence
+            .starts_with("the archive is truncated: the stream ended after ")
+            && f.sentence.contains("without the end-of-archive marker"),
+        "{}",
+        f.sentence
+    );
+    assert!(f.hint.contains(HINT_DAMAGED), "{}", f.hint);
+}
+
 // ------------------------------------------------------------------ 6. missing blob
 
 #[test]

@@ -311,6 +311,8 @@ impl<W: Write + Send> FinishWrite for ParallelGzipWriter<W> {
     }
 }
 
+const READ_AHEAD_MIN_BATCH: usize = 64 * 1024;
+
 /// Reads a stream on a helper thread, one buffer ahead, so decompression or disk reads
 /// overlap with the hashing and writing done by the caller.
 pub struct ReadAhead {
@@ -332,7 +334,9 @@ impl ReadAhead {
                     Ok(0) => break Ok(()),
                     Ok(n) => {
                         filled += n;
-                        if filled == buf.len() {
+                        // Hand over early on a slow pipe so a bad input is judged on its
+                        // first bytes, but batch small reads to keep the channel cheap.
+                        if filled >= buf.len().min(READ_AHEAD_MIN_BATCH) {
                             break Ok(());
                         }
                     }

@@ -69,7 +69,18 @@ impl<'a> ArchiveSource<'a> {
             staging,
             store,
         };
-        let (dialect, images) = resolve::resolve(&lookup)?;
+        let (dialect, images) = resolve::resolve(&lookup).map_err(|e| match e {
+            // Something is missing and the stream stopped early: say what really happened.
+            Error::NoImage { .. } | Error::MissingBlob { .. } if contents.cut_short => {
+                Error::Truncated {
+                    detail: format!(
+                        "the stream ended after {} files without the end-of-archive marker ({e})",
+                        contents.files.len() + contents.metadata.len()
+                    ),
+                }
+            }
+            other => other,
+        })?;
         Ok(ArchiveSource {
             staging,
             store,

@@ -31,6 +31,8 @@ pub struct ArchiveContents {
     pub diff_ids: BTreeMap<Digest, std::result::Result<Digest, String>>,
     /// Compression detected per blob digest.
     pub compression: BTreeMap<Digest, Compression>,
+    /// True when the stream ended without a tar end-of-archive marker.
+    pub cut_short: bool,
 }
 
 impl ArchiveContents {
@@ -170,7 +172,10 @@ pub fn read_archive(
             looks_like: sniff::describe_non_tar(&head, head.len()),
         });
     }
-    let mut archive = tar::Archive::new(rest);
+    let mut archive = tar::Archive::new(EofWatch {
+        inner: rest,
+        hit_eof: false,
+    });
     let mut ingest = Ingest::new(staging, store);
     for entry in archive.entries().map_err(bad_tar)? {
         let mut entry = entry.map_err(bad_tar)?;
@@ -201,7 +206,31 @@ pub fn read_archive(
             detail: "the tar is empty".into(),
         });
     }
+    // The tar reader stops at the end-of-archive marker without reading past it; running
+    // into the end of the stream instead means the archive was cut at a file boundary.
+    let mut rest = archive.into_inner();
+    ingest.contents.cut_short = rest.hit_eof;
+    // Read on to the end: a compressed stream's checksum sits in its last bytes, and a
+    // writer on the other end of a pipe should not die of SIGPIPE.
+    io::copy(&mut rest.inner, &mut io::sink())
+        .map_err(|e| Error::stream("read the end of the archive", e))?;
     Ok(ingest.contents)
+}
+
+/// Notes whether the underlying stream ran dry.
+struct EofWatch<R> {
+    inner: R,
+    hit_eof: bool,
+}
+
+impl<R: Read> Read for EofWatch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.hit_eof = true;
+        }
+        Ok(n)
+    }
 }
 
 /// Read an image layout directory (OCI layout, or an unpacked docker-archive).
