@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use airlock_core::archive::writer::{ArchiveFormat, ArchiveWriter};
 use airlock_core::archive::ArchiveSource;
 use airlock_core::compression::{self, Compression};
+use airlock_core::store::durable::SyncingFile;
 use airlock_core::store::{Store, TagChange};
 use airlock_core::transport::store::{StoreDestination, StoreSource};
 use airlock_core::transport::{copy_images, select, ImageSource};
@@ -184,7 +185,8 @@ fn save(
                 .prefix(".airlock-save-")
                 .tempfile_in(dir)
                 .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-            let out = tmp.as_file().try_clone()?;
+            // Writeback runs in the background so the final fsync has little left to do.
+            let out = SyncingFile::new(tmp.as_file().try_clone()?)?;
             let writer = ArchiveWriter::new(
                 Box::new(BufWriter::with_capacity(1 << 20, out)),
                 format,

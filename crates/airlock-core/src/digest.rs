@@ -172,6 +172,105 @@ pub fn hash_reader(mut reader: impl Read) -> io::Result<(Digest, u64)> {
     Ok((hasher.finish(), len))
 }
 
+const PIPE_CHUNK: usize = 1 << 20;
+const PIPE_BUFFERS: usize = 4;
+
+/// Copy at most `limit` bytes from `reader` to `writer`, hashing them on a helper thread so
+/// that hashing overlaps with the reads and writes (sha256 is the slowest step of a load or
+/// save). Returns the digest and the count.
+pub fn copy_hashing(
+    reader: &mut dyn Read,
+    writer: &mut dyn Write,
+    limit: u64,
+) -> Result<(Digest, u64), CopyError> {
+    use std::sync::mpsc;
+    let mut first = vec![0u8; PIPE_CHUNK];
+    let n = read_up_to(reader, &mut first, limit)?;
+    if (n as u64) < limit.min(PIPE_CHUNK as u64) || n == 0 {
+        // Small blob: one chunk, hash inline.
+        writer.write_all(&first[..n]).map_err(CopyError::Write)?;
+        let mut h = Hasher::new();
+        h.update(&first[..n]);
+        return Ok((h.finish(), n as u64));
+    }
+    let (to_hasher, hasher_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(PIPE_BUFFERS);
+    let (back_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+    let hasher = std::thread::spawn(move || {
+        let mut h = Hasher::new();
+        for (buf, len) in hasher_rx {
+            h.update(&buf[..len]);
+            let _ = back_tx.send(buf);
+        }
+        h
+    });
+    let mut total = 0u64;
+    let mut result = Ok(());
+    let (mut buf, mut len) = (first, n);
+    let mut allocated = 1;
+    loop {
+        if let Err(e) = writer.write_all(&buf[..len]) {
+            result = Err(CopyError::Write(e));
+            break;
+        }
+        total += len as u64;
+        if to_hasher.send((buf, len)).is_err() {
+            break; // the hasher died: join() below reports it
+        }
+        if total >= limit {
+            break;
+        }
+        buf = match free_rx.try_recv() {
+            Ok(b) => b,
+            Err(_) if allocated < PIPE_BUFFERS => {
+                allocated += 1;
+                vec![0u8; PIPE_CHUNK]
+            }
+            Err(_) => match free_rx.recv() {
+                Ok(b) => b,
+                Err(_) => break,
+            },
+        };
+        len = match read_up_to(reader, &mut buf, limit - total) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+    }
+    drop(to_hasher);
+    let h = hasher
+        .join()
+        .map_err(|_| CopyError::Write(io::Error::other("hash thread panicked")))?;
+    result?;
+    Ok((h.finish(), total))
+}
+
+/// Which side of a copy failed.
+#[derive(Debug)]
+pub enum CopyError {
+    /// Reading the source failed.
+    Read(io::Error),
+    /// Writing the destination failed.
+    Write(io::Error),
+}
+
+/// Fill `buf` (up to `limit` bytes) from `reader`; fewer bytes only at end of stream.
+fn read_up_to(reader: &mut dyn Read, buf: &mut [u8], limit: u64) -> Result<usize, CopyError> {
+    let want = (buf.len() as u64).min(limit) as usize;
+    let mut filled = 0;
+    while filled < want {
+        match reader.read(&mut buf[filled..want]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(CopyError::Read(e)),
+        }
+    }
+    Ok(filled)
+}
+
 /// Docker's chain ID of a layer stack: ChainID(L0) = DiffID(L0),
 /// ChainID(L0..Ln) = sha256(ChainID(L0..Ln-1) + " " + DiffID(Ln)).
 pub fn chain_id(diff_ids: &[Digest]) -> Option<Digest> {

@@ -1,27 +1,22 @@
 //! A small tar writer for archives we generate: deterministic headers (uid 0, mtime 0),
 //! and a hard check that every entry's data is exactly as long as its header says.
 
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 
-use crate::digest::{Digest, Hasher};
+use crate::digest::{self, CopyError, Digest};
 use crate::error::{Error, Result};
 
 const BLOCK: usize = 512;
-const COPY_BUF: usize = 1 << 20;
 
 /// Writes tar entries to `W`.
 pub struct TarWriter<W: Write> {
     out: W,
-    buf: Vec<u8>,
 }
 
 impl<W: Write> TarWriter<W> {
     /// Start a tar stream.
     pub fn new(out: W) -> Self {
-        TarWriter {
-            out,
-            buf: vec![0u8; COPY_BUF],
-        }
+        TarWriter { out }
     }
 
     fn header(&mut self, path: &str, size: u64, context: &str) -> Result<()> {
@@ -72,32 +67,20 @@ impl<W: Write> TarWriter<W> {
     ) -> Result<()> {
         let ctx = format!("write {path} to the archive");
         self.header(path, size, &ctx)?;
-        let mut hasher = Hasher::new();
-        let mut left = size;
-        while left > 0 {
-            let want = (left as usize).min(self.buf.len());
-            let n = match reader.read(&mut self.buf[..want]) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::stream(format!("read blob {expected}"), e)),
-            };
-            hasher.update(&self.buf[..n]);
-            self.out
-                .write_all(&self.buf[..n])
-                .map_err(|e| Error::stream(ctx.clone(), e))?;
-            left -= n as u64;
-        }
+        let (actual, written) =
+            digest::copy_hashing(reader, &mut self.out, size).map_err(|e| match e {
+                CopyError::Read(e) => Error::stream(format!("read blob {expected}"), e),
+                CopyError::Write(e) => Error::stream(ctx.clone(), e),
+            })?;
         let mut extra = [0u8; 1];
         let longer = matches!(reader.read(&mut extra), Ok(n) if n > 0);
-        if left > 0 || longer {
+        if written < size || longer {
             return Err(Error::SizeMismatch {
                 path_in_archive: path.to_string(),
                 expected: size,
-                actual: if longer { size + 1 } else { size - left },
+                actual: if longer { size + 1 } else { written },
             });
         }
-        let actual = hasher.finish();
         if &actual != expected {
             return Err(Error::DigestMismatch {
                 what: "blob",

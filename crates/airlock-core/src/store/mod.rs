@@ -18,6 +18,7 @@
 //! held shared by readers of blobs (save, export) and exclusively by `gc`, the only thing
 //! that deletes blobs.
 
+pub mod durable;
 mod records;
 mod staging;
 
@@ -219,6 +220,7 @@ impl Store {
     /// Move staged blobs into the store and record `images`, all at once: either every image
     /// and name becomes visible, or (on error) nothing changes.
     pub fn commit(&self, staging: &Staging, images: &[NewImage]) -> Result<Vec<TagChange>> {
+        staging.wait_synced()?;
         let _lock = self.write_lock()?;
         // Every blob reachable from every root must be staged or already stored.
         let mut needed = BTreeSet::new();

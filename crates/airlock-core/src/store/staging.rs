@@ -8,17 +8,40 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Mutex};
+use std::thread::JoinHandle;
 
-use crate::digest::{Digest, Hasher};
+use super::durable::SyncingFile;
+use crate::digest::{self, CopyError, Digest};
 use crate::error::{Error, Result};
 
 const OWNER_FILE: &str = ".owner";
-const COPY_BUF: usize = 1 << 20;
 
 /// A directory of verified blobs waiting to be committed. Removed when dropped.
 pub struct Staging {
     dir: tempfile::TempDir,
     _owner: File,
+    syncer: Mutex<Option<Syncer>>,
+}
+
+/// fsyncs staged blobs on a helper thread, so flushing blob N to disk overlaps with
+/// writing blob N+1; [`Staging::wait_synced`] waits for all of it before a commit.
+struct Syncer {
+    files: mpsc::Sender<(File, PathBuf)>,
+    done: JoinHandle<Result<()>>,
+}
+
+impl Syncer {
+    fn start() -> Syncer {
+        let (files, rx) = mpsc::channel::<(File, PathBuf)>();
+        let done = std::thread::spawn(move || {
+            for (f, path) in rx {
+                f.sync_all().map_err(|e| Error::io("sync", path, e))?;
+            }
+            Ok(())
+        });
+        Syncer { files, done }
+    }
 }
 
 /// A blob written into a staging area.
@@ -41,7 +64,11 @@ impl Staging {
         owner
             .lock()
             .map_err(|e| Error::io("lock", &owner_path, e))?;
-        Ok(Staging { dir, _owner: owner })
+        Ok(Staging {
+            dir,
+            _owner: owner,
+            syncer: Mutex::new(None),
+        })
     }
 
     /// The staging directory.
@@ -63,25 +90,20 @@ impl Staging {
         expected: Option<&Digest>,
         label: &str,
     ) -> Result<StagedBlob> {
-        let mut tmp = tempfile::Builder::new()
+        let tmp = tempfile::Builder::new()
             .prefix("part-")
             .tempfile_in(self.dir.path())
             .map_err(|e| Error::io("create temp file in", self.dir.path(), e))?;
-        let mut hasher = Hasher::new();
-        let mut buf = vec![0u8; COPY_BUF];
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(read_error(label, e)),
-            };
-            hasher.update(&buf[..n]);
-            tmp.write_all(&buf[..n])
-                .map_err(|e| Error::io("write", tmp.path(), e))?;
-        }
-        let size = hasher.len();
-        let digest = hasher.finish();
+        let write_err = |e| Error::io("write", tmp.path(), e);
+        let mut out =
+            SyncingFile::new(tmp.as_file().try_clone().map_err(write_err)?).map_err(write_err)?;
+        let (digest, size) =
+            digest::copy_hashing(reader, &mut out, u64::MAX).map_err(|e| match e {
+                CopyError::Read(e) => read_error(label, e),
+                CopyError::Write(e) => write_err(e),
+            })?;
+        // The final fsync happens on the syncer thread, overlapping the next blob.
+        out.finish(false).map_err(write_err)?;
         if let Some(exp) = expected {
             if exp != &digest {
                 return Err(Error::DigestMismatch {
@@ -119,14 +141,30 @@ impl Staging {
         digest: Digest,
         size: u64,
     ) -> Result<StagedBlob> {
-        // fsync before the name says "complete": after a crash a blob is whole or absent.
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| Error::io("sync", tmp.path(), e))?;
         let dest = self.dir.path().join(digest.hex());
-        tmp.persist(&dest)
+        let file = tmp
+            .persist(&dest)
             .map_err(|e| Error::io("rename", &dest, e.error))?;
+        // Durable before commit (see wait_synced): after a crash a committed blob is whole.
+        let mut guard = self.syncer.lock().unwrap_or_else(|p| p.into_inner());
+        let syncer = guard.get_or_insert_with(Syncer::start);
+        if syncer.files.send((file, dest.clone())).is_err() {
+            // The syncer stopped on an error; wait_synced reports it.
+        }
         Ok(StagedBlob { digest, size })
+    }
+
+    /// Wait until every staged blob is on disk. Called by the store before a commit.
+    pub fn wait_synced(&self) -> Result<()> {
+        let syncer = self.syncer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match syncer {
+            None => Ok(()),
+            Some(Syncer { files, done }) => {
+                drop(files);
+                done.join()
+                    .unwrap_or_else(|_| Err(Error::Usage("the fsync thread panicked".into())))
+            }
+        }
     }
 }
 
