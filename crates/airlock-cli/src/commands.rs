@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -195,6 +196,9 @@ fn save(
                 threads,
             )?;
             copy_images(&source, &images, Box::new(writer))?;
+            // A temp file is private (0600); an archive is meant to be handed on.
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))?;
             tmp.as_file().sync_all()?;
             tmp.persist(&path)
                 .with_context(|| format!("cannot rename the archive to {}", path.display()))?;

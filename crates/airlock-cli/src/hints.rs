@@ -35,7 +35,9 @@ fn hint(e: &Error) -> Option<&'static str> {
         Error::MissingBlob { .. } | Error::LayerCountMismatch { .. } | Error::BadMetadata { .. } => {
             "the archive is incomplete or inconsistent: save it again at the source; nothing was loaded"
         }
-        Error::ImageNotFound { .. } => "run `airlock images` to see what the store holds",
+        Error::ImageNotFound { .. } | Error::NothingMatches { .. } => {
+            "run `airlock images` to see what the store holds"
+        }
         Error::AmbiguousId { .. } => "give more characters of the ID, or a name",
         Error::BadReference { .. } => "names look like `redis:alpine`, `registry.example.com/team/app:1.2`",
         Error::NoImage { .. } => "check that this is the archive you meant to load",

@@ -3,7 +3,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::util::{fixtures, layer_with_file, noise, scratch, sha256, tree_hash, write_docker_archive, Airlock};
+use crate::util::{
+    fixtures, layer_with_file, noise, scratch, sha256, tree_hash, write_docker_archive, Airlock,
+};
 
 const APP: &str = "localhost/airlock-test/app:1";
 const APP2: &str = "localhost/airlock-test/app2:1";
@@ -11,7 +13,11 @@ const APP2: &str = "localhost/airlock-test/app2:1";
 fn loaded_multi() -> (tempfile::TempDir, Airlock) {
     let dir = scratch();
     let airlock = Airlock::new(&dir.path().join("store"));
-    airlock.ok(&["load", "-i", fixtures().join("podman-multi.tar").to_str().unwrap()]);
+    airlock.ok(&[
+        "load",
+        "-i",
+        fixtures().join("podman-multi.tar").to_str().unwrap(),
+    ]);
     (dir, airlock)
 }
 
@@ -23,11 +29,18 @@ fn names_resolve_like_docker_and_short_ids_work() {
     assert_eq!(airlock.inspect(&id[7..19])["Id"], id.as_str(), "short ID");
     airlock.ok(&["tag", APP, "redis:alpine"]);
     // All three spellings are one name.
-    for n in ["redis:alpine", "library/redis:alpine", "docker.io/library/redis:alpine"] {
+    for n in [
+        "redis:alpine",
+        "library/redis:alpine",
+        "docker.io/library/redis:alpine",
+    ] {
         assert_eq!(airlock.inspect(n)["Id"], id.as_str(), "{n}");
     }
     let tags = airlock.inspect("redis:alpine")["RepoTags"].clone();
-    assert!(tags.as_array().unwrap().iter().any(|t| t == "redis:alpine"), "{tags}");
+    assert!(
+        tags.as_array().unwrap().iter().any(|t| t == "redis:alpine"),
+        "{tags}"
+    );
 }
 
 #[test]
@@ -35,10 +48,18 @@ fn images_lists_filters_and_prints_json() {
     let (_d, airlock) = loaded_multi();
     let table = airlock.ok(&["images"]);
     assert!(table.starts_with("REPOSITORY"), "{table}");
-    assert!(table.contains("localhost/airlock-test/app ") && table.contains("localhost/airlock-test/app2 "), "{table}");
+    assert!(
+        table.contains("localhost/airlock-test/app ")
+            && table.contains("localhost/airlock-test/app2 "),
+        "{table}"
+    );
     let filtered = airlock.ok(&["images", "*app2*"]);
-    assert!(filtered.contains("app2") && !filtered.contains("airlock-test/app "), "{filtered}");
-    let json: serde_json::Value = serde_json::from_str(&airlock.ok(&["images", "--format", "json"])).unwrap();
+    assert!(
+        filtered.contains("app2") && !filtered.contains("airlock-test/app "),
+        "{filtered}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&airlock.ok(&["images", "--format", "json"])).unwrap();
     let rows = json.as_array().unwrap();
     assert_eq!(rows.len(), 2);
     for r in rows {
@@ -56,7 +77,10 @@ fn tag_move_is_reported_and_old_image_stays_untagged() {
     let out = airlock.run(&["tag", APP2, APP]);
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("moved") && stderr.contains(&old), "{stderr}");
+    assert!(
+        stderr.contains("moved") && stderr.contains(&old),
+        "{stderr}"
+    );
     assert_eq!(airlock.inspect(APP)["Id"], airlock.inspect(APP2)["Id"]);
     // The old image is still there, by ID, with no name.
     let orphan = airlock.inspect(&old);
@@ -69,31 +93,52 @@ fn rmi_untags_then_deletes_and_gc_frees_blobs() {
     let (_d, airlock) = loaded_multi();
     airlock.ok(&["tag", APP, "extra:1"]);
     let out = airlock.ok(&["rmi", "extra:1"]);
-    assert!(out.contains("Untagged: extra:1") && !out.contains("Deleted"), "{out}");
+    assert!(
+        out.contains("Untagged: extra:1") && !out.contains("Deleted"),
+        "{out}"
+    );
     let id = airlock.inspect(APP)["Id"].as_str().unwrap().to_string();
     let out = airlock.ok(&["rmi", &id]);
     assert!(out.contains("Deleted: ") && out.contains(&id), "{out}");
     let err = airlock.fails(&["inspect", APP]);
-    assert!(err.contains("no image") && err.contains("airlock images"), "{err}");
+    assert!(
+        err.contains("no image") && err.contains("airlock images"),
+        "{err}"
+    );
     // app2 shares the base layer with app: gc keeps it.
     let out = airlock.ok(&["gc"]);
-    assert!(out.contains("Deleted") && !out.contains("Deleted 0 "), "{out}");
+    assert!(
+        out.contains("Deleted") && !out.contains("Deleted 0 "),
+        "{out}"
+    );
     let app2_layers = airlock.inspect(APP2)["Layers"].clone();
     for l in app2_layers.as_array().unwrap() {
         let hex = &l["Digest"].as_str().unwrap()[7..];
-        assert!(airlock.store.join("blobs/sha256").join(hex).is_file(), "gc removed a live blob");
+        assert!(
+            airlock.store.join("blobs/sha256").join(hex).is_file(),
+            "gc removed a live blob"
+        );
     }
     airlock.ok(&["rmi", APP2]);
     airlock.ok(&["gc"]);
-    let left: Vec<_> = std::fs::read_dir(airlock.store.join("blobs/sha256")).unwrap().collect();
-    assert!(left.is_empty(), "blobs left after removing every image: {}", left.len());
+    let left: Vec<_> = std::fs::read_dir(airlock.store.join("blobs/sha256"))
+        .unwrap()
+        .collect();
+    assert!(
+        left.is_empty(),
+        "blobs left after removing every image: {}",
+        left.len()
+    );
 }
 
 #[test]
 fn exit_codes_and_usage_errors() {
     let dir = scratch();
     let airlock = Airlock::new(&dir.path().join("store"));
-    assert_eq!(airlock.run(&["load", "--no-such-flag"]).status.code(), Some(2));
+    assert_eq!(
+        airlock.run(&["load", "--no-such-flag"]).status.code(),
+        Some(2)
+    );
     let err = airlock.fails(&["save", "-o", "/dev/null"]);
     assert!(err.contains("--all") && err.contains("--match"), "{err}");
     let err = airlock.fails(&["save", "-o", "/dev/null", "nothing:here"]);
@@ -107,12 +152,27 @@ fn exit_codes_and_usage_errors() {
 #[test]
 fn save_to_a_pipe_loads_back() {
     let (_d, airlock) = loaded_multi();
-    let out = airlock.cmd().args(["save", "--compress", "gzip", APP2]).stdout(Stdio::piped()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = airlock
+        .cmd()
+        .args(["save", "--compress", "gzip", APP2])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(&out.stdout[..2], &[0x1f, 0x8b], "gzip stream expected");
     let dir2 = scratch();
     let other = Airlock::new(&dir2.path().join("store"));
-    let mut child = other.cmd().args(["load"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = other
+        .cmd()
+        .args(["load"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), &out.stdout).unwrap();
     drop(child.stdin.take());
     let res = child.wait_with_output().unwrap();
@@ -125,7 +185,12 @@ fn concurrent_loads_into_one_store_all_land() {
     let dir = scratch();
     let airlock = Airlock::new(&dir.path().join("store"));
     airlock.ok(&["images"]); // create the store
-    let inputs = ["podman-multi.tar", "skopeo-oci-archive.tar", "skopeo-docker-archive.tar.zst", "umoci-layout"];
+    let inputs = [
+        "podman-multi.tar",
+        "skopeo-oci-archive.tar",
+        "skopeo-docker-archive.tar.zst",
+        "umoci-layout",
+    ];
     let children: Vec<_> = inputs
         .iter()
         .map(|f| {
@@ -139,7 +204,11 @@ fn concurrent_loads_into_one_store_all_land() {
         .collect();
     for c in children {
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     for name in [APP, APP2, "app:latest", "base:latest", "app2:latest"] {
         airlock.inspect(name);
@@ -152,9 +221,14 @@ fn assert_store_consistent(airlock: &Airlock) {
     for e in std::fs::read_dir(airlock.store.join("blobs/sha256")).unwrap() {
         let e = e.unwrap();
         let bytes = std::fs::read(e.path()).unwrap();
-        assert_eq!(sha256(&bytes)[7..], *e.file_name().to_string_lossy(), "blob content does not match its name");
+        assert_eq!(
+            sha256(&bytes)[7..],
+            *e.file_name().to_string_lossy(),
+            "blob content does not match its name"
+        );
     }
-    let rows: serde_json::Value = serde_json::from_str(&airlock.ok(&["images", "--format", "json"])).unwrap();
+    let rows: serde_json::Value =
+        serde_json::from_str(&airlock.ok(&["images", "--format", "json"])).unwrap();
     for r in rows.as_array().unwrap() {
         airlock.inspect(r["Id"].as_str().unwrap());
     }
@@ -164,7 +238,11 @@ fn assert_store_consistent(airlock: &Airlock) {
 fn kill_9_at_any_point_leaves_the_store_consistent() {
     let dir = scratch();
     let airlock = Airlock::new(&dir.path().join("store"));
-    airlock.ok(&["load", "-i", fixtures().join("podman-multi.tar").to_str().unwrap()]);
+    airlock.ok(&[
+        "load",
+        "-i",
+        fixtures().join("podman-multi.tar").to_str().unwrap(),
+    ]);
     let big = dir.path().join("big.tar");
     let layers = [
         layer_with_file("a.bin", &noise(48 << 20, 1)),
@@ -195,13 +273,19 @@ fn kill_9_at_any_point_leaves_the_store_consistent() {
     }
     // gc clears what killed runs left in tmp/; a full load then works.
     airlock.ok(&["gc"]);
-    let tmp_left: Vec<_> = std::fs::read_dir(airlock.store.join("tmp")).unwrap().collect();
+    let tmp_left: Vec<_> = std::fs::read_dir(airlock.store.join("tmp"))
+        .unwrap()
+        .collect();
     assert!(tmp_left.is_empty(), "gc left staging behind");
     airlock.ok(&["load", "-q", "-i", big.to_str().unwrap()]);
     airlock.inspect("big:1");
     if !landed {
         airlock.ok(&["rmi", "big:1"]);
         airlock.ok(&["gc"]);
-        assert_eq!(before, tree_hash(&airlock.store), "load + rmi + gc returns the store to where it was");
+        assert_eq!(
+            before,
+            tree_hash(&airlock.store),
+            "load + rmi + gc returns the store to where it was"
+        );
     }
 }

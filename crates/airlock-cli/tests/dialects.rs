@@ -9,26 +9,55 @@ fn check_fixture(name: &str) {
     let airlock = Airlock::new(&dir.path().join("store"));
     let input = fixtures().join(name);
     let out = airlock.ok(&["load", "-i", input.to_str().unwrap()]);
-    let images = expected()[name].as_array().unwrap_or_else(|| panic!("{name} missing from expected.json"));
+    let images = expected()[name]
+        .as_array()
+        .unwrap_or_else(|| panic!("{name} missing from expected.json"));
     assert!(!images.is_empty());
     for img in images {
         let tag = img["names"][0].as_str().unwrap();
-        assert!(out.contains("Loaded image: "), "{name}: no 'Loaded image' line in {out}");
+        assert!(
+            out.contains("Loaded image: "),
+            "{name}: no 'Loaded image' line in {out}"
+        );
         let got = airlock.inspect(tag);
-        assert_eq!(got["Id"], img["config_digest"], "{name} {tag}: image ID (config digest)");
-        assert_eq!(got["RootFS"]["Layers"], img["diff_ids"], "{name} {tag}: diffIDs");
+        assert_eq!(
+            got["Id"], img["config_digest"],
+            "{name} {tag}: image ID (config digest)"
+        );
+        assert_eq!(
+            got["RootFS"]["Layers"], img["diff_ids"],
+            "{name} {tag}: diffIDs"
+        );
         if let Some(md) = img["manifest_digest"].as_str() {
             // OCI archives keep the original manifest: its digest survives the trip.
-            assert_eq!(got["ManifestDigest"].as_str(), Some(md), "{name} {tag}: manifest digest");
-            let layers: Vec<&str> = got["Layers"].as_array().unwrap().iter().map(|l| l["Digest"].as_str().unwrap()).collect();
-            let want: Vec<&str> = img["layer_digests"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+            assert_eq!(
+                got["ManifestDigest"].as_str(),
+                Some(md),
+                "{name} {tag}: manifest digest"
+            );
+            let layers: Vec<&str> = got["Layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["Digest"].as_str().unwrap())
+                .collect();
+            let want: Vec<&str> = img["layer_digests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l.as_str().unwrap())
+                .collect();
             assert_eq!(layers, want, "{name} {tag}: layer blob digests");
         }
     }
     // Loading the same archive again is a no-op that succeeds.
     let before = tree_hash(&airlock.store);
     airlock.ok(&["load", "-q", "-i", input.to_str().unwrap()]);
-    assert_eq!(before, tree_hash(&airlock.store), "{name}: second load changed the store");
+    assert_eq!(
+        before,
+        tree_hash(&airlock.store),
+        "{name}: second load changed the store"
+    );
 }
 
 #[test]
@@ -107,6 +136,13 @@ fn archive_from_stdin() {
     let airlock = Airlock::new(&dir.path().join("store"));
     let input = std::fs::File::open(fixtures().join("podman-docker-archive.tar")).unwrap();
     let out = airlock.cmd().arg("load").stdin(input).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Loaded image: localhost/airlock-test/app:1");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Loaded image: localhost/airlock-test/app:1"
+    );
 }

@@ -17,14 +17,20 @@ pub fn airlock_bin() -> PathBuf {
 
 /// The repository root (two levels above this crate).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// A fresh scratch directory that lives as long as the returned guard. It sits under the
 /// system temp dir, not the (possibly deep) target dir: podman refuses run roots longer
 /// than 50 characters.
 pub fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("airlock-t-").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("airlock-t-")
+        .tempdir()
+        .unwrap()
 }
 
 /// An airlock invocation against one store.
@@ -101,7 +107,9 @@ pub fn require_tool(name: &str) {
 
 /// Run a command, insisting on success; returns stdout.
 pub fn sh(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
@@ -116,13 +124,19 @@ pub fn sh(cmd: &mut Command) -> String {
 pub fn fixtures() -> &'static Path {
     static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let made = DIR.get_or_init(|| {
-        for t in ["skopeo", "umoci", "podman", "busybox", "python3", "zstd", "xz", "bzip2", "jq"] {
+        for t in [
+            "skopeo", "umoci", "podman", "busybox", "python3", "zstd", "xz", "bzip2", "jq",
+        ] {
             require_tool(t);
         }
         remove_stale_fixtures();
         let dir = std::env::temp_dir().join(format!("airlock-fx-{}", std::process::id()));
         let script = repo_root().join("tests/fixtures/make-fixtures.sh");
-        let out = Command::new("bash").arg(&script).arg(&dir).output().map_err(|e| e.to_string())?;
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(&dir)
+            .output()
+            .map_err(|e| e.to_string())?;
         if !out.status.success() {
             return Err(format!(
                 "make-fixtures.sh failed ({}): {}",
@@ -141,12 +155,20 @@ pub fn fixtures() -> &'static Path {
 
 /// Fixture directories of test runs whose process is gone.
 fn remove_stale_fixtures() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix("airlock-fx-") else { continue };
+        let Some(pid) = name.strip_prefix("airlock-fx-") else {
+            continue;
+        };
         if !Path::new("/proc").join(pid).exists() {
-            let _ = Command::new("chmod").arg("-R").arg("u+rwX").arg(e.path()).status();
+            let _ = Command::new("chmod")
+                .arg("-R")
+                .arg("u+rwX")
+                .arg(e.path())
+                .status();
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
@@ -179,7 +201,14 @@ impl Podman {
             .arg(r.join("root"))
             .arg("--runroot")
             .arg(r.join("run"))
-            .args(["--storage-driver", "vfs", "--events-backend", "none", "--cgroup-manager", "cgroupfs"]);
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--events-backend",
+                "none",
+                "--cgroup-manager",
+                "cgroupfs",
+            ]);
         c
     }
 
@@ -191,7 +220,11 @@ impl Podman {
 impl Drop for Podman {
     fn drop(&mut self) {
         // vfs layers hold read-only directories; make them removable.
-        let _ = Command::new("chmod").arg("-R").arg("u+rwX").arg(self.root.path()).status();
+        let _ = Command::new("chmod")
+            .arg("-R")
+            .arg("u+rwX")
+            .arg(self.root.path())
+            .status();
     }
 }
 
@@ -238,9 +271,19 @@ pub fn tar_listing(path: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for e in ar.entries().unwrap() {
         let mut e = e.unwrap();
-        let p = e.path().unwrap().to_string_lossy().trim_start_matches("./").trim_end_matches('/').to_string();
+        let p = e
+            .path()
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .trim_end_matches('/')
+            .to_string();
         let h = e.header().clone();
-        let link = e.link_name().unwrap().map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
+        let link = e
+            .link_name()
+            .unwrap()
+            .map(|l| l.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let mut data = Vec::new();
         std::io::Read::read_to_end(&mut e, &mut data).unwrap();
         let desc = format!(
@@ -294,7 +337,10 @@ pub fn write_docker_archive(path: &Path, name: &str, layers: &[Vec<u8>]) {
     });
     let config = serde_json::to_vec(&config).unwrap();
     let cfg_hex = sha256(&config)[7..].to_string();
-    let layer_paths: Vec<String> = diff_ids.iter().map(|d| format!("{}.tar", &d[7..])).collect();
+    let layer_paths: Vec<String> = diff_ids
+        .iter()
+        .map(|d| format!("{}.tar", &d[7..]))
+        .collect();
     let manifest = serde_json::json!([{
         "Config": format!("{cfg_hex}.json"), "RepoTags": [name], "Layers": layer_paths,
     }]);

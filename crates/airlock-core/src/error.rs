@@ -164,6 +164,13 @@ pub enum Error {
         reference: String,
     },
 
+    /// A `--match` glob matches no image name.
+    #[error("no image name matches '{pattern}'")]
+    NothingMatches {
+        /// The glob given.
+        pattern: String,
+    },
+
     /// A short ID matches more than one image.
     #[error("'{prefix}' matches more than one image")]
     AmbiguousId {

@@ -196,8 +196,8 @@ pub fn select(
             }
         }
         if !any {
-            return Err(Error::ImageNotFound {
-                reference: format!("matching '{pat}'"),
+            return Err(Error::NothingMatches {
+                pattern: pat.clone(),
             });
         }
     }

@@ -1,0 +1,8 @@
+//! airlock's integration tests: one binary, modules by feature, real tools as oracles.
+
+mod util;
+
+mod cli;
+mod corruption;
+mod dialects;
+mod roundtrip;
