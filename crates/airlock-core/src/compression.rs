@@ -169,6 +169,9 @@ pub fn encoder<W: Write + Send + 'static>(
         Compression::Zstd => {
             let mut enc = zstd::stream::write::Encoder::new(writer, level.unwrap_or(3))?;
             enc.multithread(threads as u32)?;
+            // Bounded memory: the default job size at level 3 is large enough that two
+            // workers plus their input and output buffers exceed 100 MiB.
+            enc.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
             Ok(Box::new(enc))
         }
         other => Err(io::Error::new(
@@ -189,6 +192,7 @@ pub fn default_threads() -> usize {
 }
 
 const GZIP_BLOCK: usize = 1 << 20;
+const ZSTD_JOB_SIZE: u32 = 2 << 20;
 
 type Job = (u64, Vec<u8>);
 type Done = (u64, io::Result<Vec<u8>>);
