@@ -143,6 +143,8 @@ row() {
     warm "$@"
     for i in $(seq 1 "$RUNS"); do
         eval "$prep"
+        # Flush dirty pages left by the previous run, so no row pays for another's writeback.
+        sync
         echo "=== run $i: $cmd" >>"$lf"
         t0=$(date +%s%N)
         rc=0

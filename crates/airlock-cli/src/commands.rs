@@ -1,8 +1,7 @@
 //! One function per command: open the store, build a source and a destination, copy.
 
 use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -10,13 +9,12 @@ use anyhow::{bail, Context, Result};
 use airlock_core::archive::writer::{ArchiveFormat, ArchiveWriter};
 use airlock_core::archive::ArchiveSource;
 use airlock_core::compression::{self, Compression};
-use airlock_core::store::durable::SyncingFile;
 use airlock_core::store::{Store, TagChange};
 use airlock_core::transport::store::{StoreDestination, StoreSource};
 use airlock_core::transport::{copy_images, select, ImageSource};
 use airlock_core::Reference;
 
-use crate::{output, Cli, Command, Compress, Format};
+use crate::{output, sink, snapshots, Cli, Command, Compress, Format};
 
 /// Run one parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
@@ -34,6 +32,30 @@ pub fn run(cli: Cli) -> Result<()> {
         } => save(
             &store_dir, output, format, compress, level, &matches, all, &images,
         ),
+        Command::Export {
+            output,
+            compress,
+            level,
+            dir,
+            source,
+        } => snapshots::export(&store_dir, output, compress, level, dir, source),
+        Command::Import {
+            changes,
+            message,
+            platform,
+            force,
+            source,
+            name,
+        } => snapshots::import(&store_dir, changes, message, platform, force, &source, name),
+        Command::Create { image, name } => snapshots::create(&store_dir, &image, name.as_deref()),
+        Command::Containers => snapshots::containers(&store_dir),
+        Command::Rm { names } => snapshots::rm(&store_dir, &names),
+        Command::Commit {
+            container,
+            name,
+            changes,
+            message,
+        } => snapshots::commit(&store_dir, &container, name, &changes, message.as_deref()),
         Command::Images {
             pattern,
             format,
@@ -125,7 +147,7 @@ fn load(store_dir: &Path, input: Option<PathBuf>, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-fn report_moves(changes: &[TagChange]) {
+pub fn report_moves(changes: &[TagChange]) {
     for c in changes {
         if let (Some(name), Some(old)) = (&c.name, &c.moved_from) {
             if old != &c.image_id {
@@ -168,68 +190,22 @@ fn save(
         Format::Docker => ArchiveFormat::Docker,
         Format::Oci => ArchiveFormat::Oci,
     };
-    let compression = match compress {
-        Compress::None => Compression::None,
-        Compress::Gzip => Compression::Gzip,
-        Compress::Zstd => Compression::Zstd,
-    };
+    let compression = compress.codec();
     let threads = compression::default_threads();
-    match output.filter(|p| p.as_os_str() != "-") {
-        Some(path) => {
-            // Write beside the destination and rename when complete: a half archive never
-            // carries the final name.
-            let dir = path
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let tmp = tempfile::Builder::new()
-                .prefix(".airlock-save-")
-                .tempfile_in(dir)
-                .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-            // Writeback runs in the background so the final fsync has little left to do.
-            let out = SyncingFile::new(tmp.as_file().try_clone()?)?;
-            let writer = ArchiveWriter::new(
-                Box::new(BufWriter::with_capacity(1 << 20, out)),
-                format,
-                compression,
-                level,
-                threads,
-            )?;
-            copy_images(&source, &images, Box::new(writer))?;
-            // A temp file is private (0600); an archive is meant to be handed on.
-            tmp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-            tmp.as_file().sync_all()?;
-            tmp.persist(&path)
-                .with_context(|| format!("cannot rename the archive to {}", path.display()))?;
-        }
-        None => {
-            if io::stdout().is_terminal() {
-                bail!(crate::hints::UsageError(
-                    "refusing to write an archive to a terminal: give -o FILE or redirect standard output".into()
-                ));
-            }
-            let writer = ArchiveWriter::new(
-                Box::new(BufWriter::with_capacity(1 << 20, StdoutWriter)),
-                format,
-                compression,
-                level,
-                threads,
-            )?;
-            copy_images(&source, &images, Box::new(writer))?;
-        }
-    }
-    Ok(())
+    sink::write_output(output, "an archive", |out| {
+        let writer = ArchiveWriter::new(out, format, compression, level, threads)?;
+        copy_images(&source, &images, Box::new(writer))?;
+        Ok(())
+    })
 }
 
-/// Standard output, buffered in large writes.
-struct StdoutWriter;
-
-impl Write for StdoutWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        io::stdout().lock().write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        io::stdout().lock().flush()
+impl Compress {
+    /// The core's codec for this choice.
+    pub fn codec(self) -> Compression {
+        match self {
+            Compress::None => Compression::None,
+            Compress::Gzip => Compression::Gzip,
+            Compress::Zstd => Compression::Zstd,
+        }
     }
 }

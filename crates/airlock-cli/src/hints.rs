@@ -21,6 +21,9 @@ fn hint(e: &Error) -> Option<&'static str> {
         Error::FilesystemSnapshot { .. } => {
             "to make an image from a filesystem snapshot, use `airlock import FILE NAME:TAG`"
         }
+        Error::ImageArchiveNotSnapshot { .. } => {
+            "to load an image archive use `airlock load -i FILE`; if this really is a root filesystem that holds such files, add --force"
+        }
         Error::NotATar { .. } => {
             "give an archive written by `docker save`, `podman save`, `skopeo copy` or `airlock save`"
         }

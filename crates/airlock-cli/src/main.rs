@@ -6,6 +6,8 @@
 mod commands;
 mod hints;
 mod output;
+mod sink;
+mod snapshots;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +62,74 @@ enum Command {
         all: bool,
         /// Images by name, image ID or short ID.
         images: Vec<String>,
+    },
+    /// Write a filesystem snapshot as one tar, like `docker export`: an image's layers
+    /// flattened (whiteouts applied), a work container, or any directory (`--dir`).
+    Export {
+        /// Output file; `-` or nothing writes standard output (never a terminal).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Compress the tar (uses every core).
+        #[arg(long, value_enum, default_value_t = Compress::None)]
+        compress: Compress,
+        /// Compression level.
+        #[arg(long, value_name = "N")]
+        level: Option<i32>,
+        /// Export this directory (a chroot, an unpacked rootfs) instead.
+        #[arg(long, value_name = "PATH", conflicts_with = "source")]
+        dir: Option<PathBuf>,
+        /// A work container, or an image (name or ID).
+        #[arg(required_unless_present = "dir")]
+        source: Option<String>,
+    },
+    /// Make a single-layer image from a filesystem tar or directory, like `docker import`.
+    Import {
+        /// A Dockerfile instruction to apply to the config (CMD, ENTRYPOINT, ENV, EXPOSE,
+        /// HEALTHCHECK, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR); repeatable.
+        #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+        changes: Vec<String>,
+        /// History comment [default: "Imported from <source>"].
+        #[arg(short, long)]
+        message: Option<String>,
+        /// Platform recorded in the config, os/arch[/variant] [default: this host's].
+        #[arg(long)]
+        platform: Option<String>,
+        /// Import even though the input looks like an image archive.
+        #[arg(long)]
+        force: bool,
+        /// Tar file (plain, gzip, zstd, xz, bzip2), `-` for standard input, or a directory.
+        source: String,
+        /// Name for the new image.
+        name: Option<String>,
+    },
+    /// Unpack an image into a work container (a directory you change; no process runs).
+    Create {
+        /// The image.
+        image: String,
+        /// Container name [default: <image>-working-container].
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List work containers.
+    Containers,
+    /// Remove work containers.
+    Rm {
+        /// Container names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Commit a work container's changes as one new layer on its image.
+    Commit {
+        /// The container.
+        container: String,
+        /// Name for the new image.
+        name: Option<String>,
+        /// A Dockerfile instruction to apply to the config; repeatable.
+        #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+        changes: Vec<String>,
+        /// History comment.
+        #[arg(short, long)]
+        message: Option<String>,
     },
     /// List images in the store.
     Images {

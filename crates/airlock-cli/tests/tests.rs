@@ -6,3 +6,4 @@ mod cli;
 mod corruption;
 mod dialects;
 mod roundtrip;
+mod snapshots;

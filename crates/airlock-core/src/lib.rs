@@ -17,10 +17,15 @@
 #![deny(missing_docs)]
 
 pub mod archive;
+pub mod changes;
 pub mod compression;
+pub mod container;
 pub mod digest;
 pub mod error;
+pub mod import;
+pub mod layer;
 pub mod reference;
+pub mod snapshot;
 pub mod spec;
 pub mod store;
 pub mod transport;

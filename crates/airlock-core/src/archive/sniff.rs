@@ -115,6 +115,51 @@ pub fn is_tar_header(block: &[u8]) -> bool {
     sum == stored
 }
 
+/// Names of the first entries of a tar, read from its first bytes without consuming the
+/// stream (GNU long names are followed; PAX path records are not needed to spot an image
+/// archive, whose names are all short).
+pub fn first_entry_names(head: &[u8], max: usize) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut off = 0usize;
+    let mut long_name: Option<String> = None;
+    while off + 512 <= head.len() && names.len() < max {
+        let block = &head[off..off + 512];
+        if block.iter().all(|&b| b == 0) || !is_tar_header(block) {
+            break;
+        }
+        let field = |r: std::ops::Range<usize>| {
+            let f = &block[r];
+            let end = f.iter().position(|&b| b == 0).unwrap_or(f.len());
+            String::from_utf8_lossy(&f[..end]).into_owned()
+        };
+        let size = u64::from_str_radix(field(124..136).trim(), 8).unwrap_or(0) as usize;
+        let typeflag = block[156];
+        let data_blocks = size.div_ceil(512) * 512;
+        if typeflag == b'L' {
+            let start = off + 512;
+            let end = (start + size).min(head.len());
+            long_name = Some(
+                String::from_utf8_lossy(&head[start..end])
+                    .trim_end_matches('\0')
+                    .to_string(),
+            );
+        } else if typeflag != b'x' && typeflag != b'g' {
+            let name = long_name.take().unwrap_or_else(|| {
+                let prefix = field(345..500);
+                let name = field(0..100);
+                if &block[257..262] == b"ustar" && !prefix.is_empty() {
+                    format!("{prefix}/{name}")
+                } else {
+                    name
+                }
+            });
+            names.push(name);
+        }
+        off += 512 + data_blocks;
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -117,6 +117,29 @@ impl Staging {
         self.persist(tmp, digest, size)
     }
 
+    /// Stage whatever `produce` writes (a tar generated on the fly), hashing it as it goes.
+    pub fn write_with(
+        &self,
+        produce: impl FnOnce(&mut dyn Write) -> Result<()>,
+    ) -> Result<StagedBlob> {
+        let tmp = tempfile::Builder::new()
+            .prefix("part-")
+            .tempfile_in(self.dir.path())
+            .map_err(|e| Error::io("create temp file in", self.dir.path(), e))?;
+        let write_err = |e| Error::io("write", tmp.path(), e);
+        let file =
+            SyncingFile::new(tmp.as_file().try_clone().map_err(write_err)?).map_err(write_err)?;
+        let mut hashing =
+            digest::HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+        produce(&mut hashing)?;
+        let (buffered, digest, size) = hashing.finish();
+        let file = buffered
+            .into_inner()
+            .map_err(|e| write_err(e.into_error()))?;
+        file.finish(false).map_err(write_err)?;
+        self.persist(tmp, digest, size)
+    }
+
     /// Stage bytes already in memory.
     pub fn write_bytes(&self, bytes: &[u8]) -> Result<StagedBlob> {
         let digest = Digest::of(bytes);

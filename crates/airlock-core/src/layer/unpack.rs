@@ -1,0 +1,905 @@
+//! Applying one layer tar onto a directory (a work container's root), the way
+//! `docker` and `umoci unpack` do, without ever reading or writing outside that directory.
+//!
+//! The safety model: entry names with a `..` component are refused outright; absolute names
+//! are taken relative to the root (as every layer reader does). Every parent component of an
+//! entry is walked one at a time with `symlink_metadata`; a symlink met on the way is
+//! resolved *inside* the root, chroot style (an absolute target restarts at the root, `..`
+//! never climbs above it), so `etc -> /etc` followed by `etc/passwd` writes
+//! `<root>/etc/passwd`. The final component is never followed: whatever is there is removed
+//! first and the new entry created with `create_new`/`O_NOFOLLOW`, so replacing a symlink
+//! replaces the link. Hardlink targets are resolved the same way and link the named inode
+//! itself (a symlink is linked, not followed).
+//!
+//! This holds as long as nothing else changes the tree while a layer is applied (the root
+//! must not belong to a running container): the walk and the writes are separate syscalls.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, DirBuilder, File, FileTimes, OpenOptions, Permissions};
+use std::io::{self, Read, Write};
+use std::ops::Bound;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{lchown, symlink, DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use tar::EntryType;
+
+use super::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::error::{Error, Result};
+
+/// Symlinks followed while resolving one path before giving up (Linux's own limit).
+const MAX_SYMLINKS: usize = 40;
+
+/// How to apply a layer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UnpackOptions {
+    /// Try to `lchown` every entry to the uid/gid the tar records. False when not running
+    /// as root: the owners are then only reported.
+    pub apply_ownership: bool,
+}
+
+/// What applying a layer did beyond writing files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnpackReport {
+    /// Entries whose owner could not be applied: path -> (uid, gid). Only owners that
+    /// differ from the process's effective ids are listed, so a later `commit` can write the
+    /// right owner back through `DirTarOptions::ownership_overrides`. Keys are the real
+    /// paths written, relative to the root (non-UTF-8 bytes replaced lossily).
+    pub unapplied_ownership: BTreeMap<String, (u64, u64)>,
+    /// Character/block devices and fifos that were not created (making them needs
+    /// `mknod`, which needs root and unsafe code). Whatever was at the path is removed.
+    pub skipped_devices: Vec<String>,
+    /// Tar entries processed, whiteouts included (PAX global headers excluded).
+    pub entries: u64,
+}
+
+/// Apply one uncompressed layer tar onto `root`.
+///
+/// Paths are normalised as [`super::normalize_path`] does (on bytes, so non-UTF-8 names
+/// survive). Whiteouts delete lower content and are never written; an opaque marker hides
+/// the children `root` had before this layer, whatever its place in the tar. Modes
+/// (setuid/setgid/sticky included) and mtimes are applied; directories get theirs at the
+/// end, after their children are written. Extended attributes (PAX `SCHILY.xattr.*`, e.g.
+/// file capabilities) are skipped: writing `security.*`/`trusted.*` needs privileges and
+/// unsafe code, and nothing is recorded for them. Symlink mtimes are not set. The entry
+/// `./` (the root itself) is counted but not applied.
+///
+/// The stream is read to its end (past the tar trailer) so a hashing reader sees every byte.
+pub fn unpack_layer(
+    layer: &mut dyn Read,
+    root: &Path,
+    opts: &UnpackOptions,
+) -> Result<UnpackReport> {
+    let md = fs::metadata(root).map_err(|e| Error::io("open", root, e))?;
+    if !md.is_dir() {
+        return Err(Error::Usage(format!(
+            "{} is not a directory",
+            root.display()
+        )));
+    }
+    let mut u = Unpacker {
+        root,
+        opts,
+        ids: process_ids(root)?,
+        report: UnpackReport::default(),
+        created: BTreeSet::new(),
+        dirs: BTreeMap::new(),
+    };
+    let mut archive = tar::Archive::new(layer);
+    for entry in archive.entries().map_err(tar_err)? {
+        let mut entry = entry.map_err(tar_err)?;
+        u.apply(&mut entry)?;
+    }
+    io::copy(&mut archive.into_inner(), &mut io::sink())
+        .map_err(|e| Error::stream("read the layer", e))?;
+    u.finish_dirs()?;
+    Ok(u.report)
+}
+
+/// The process's effective uid/gid as the kernel assigns them to new files in `root` (a
+/// setgid root directory is accounted for), from an unnamed file that never appears.
+fn process_ids(root: &Path) -> Result<(u64, u64)> {
+    let probe = tempfile::tempfile_in(root).map_err(|e| Error::io("create a file in", root, e))?;
+    let md = probe
+        .metadata()
+        .map_err(|e| Error::io("inspect a file in", root, e))?;
+    use std::os::unix::fs::MetadataExt;
+    Ok((u64::from(md.uid()), u64::from(md.gid())))
+}
+
+/// Map a tar reader error: a short stream is a truncation, anything else damage.
+fn tar_err(e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        Error::Truncated {
+            detail: e.to_string(),
+        }
+    } else {
+        Error::BadTar {
+            detail: e.to_string(),
+        }
+    }
+}
+
+fn bad(name: &str, what: impl std::fmt::Display) -> Error {
+    Error::BadTar {
+        detail: format!("entry '{name}': {what}"),
+    }
+}
+
+/// Split an entry name into normal components, refusing `..` (the simple, safe rule).
+fn components(raw: &[u8], name: &str) -> Result<Vec<OsString>> {
+    let mut out = Vec::new();
+    for c in raw.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return Err(bad(name, "a `..` component could escape the root")),
+            _ => out.push(OsStr::from_bytes(c).to_os_string()),
+        }
+    }
+    Ok(out)
+}
+
+fn is_not_found(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound
+}
+
+struct Unpacker<'a> {
+    root: &'a Path,
+    opts: &'a UnpackOptions,
+    /// Effective (uid, gid) of this process.
+    ids: (u64, u64),
+    report: UnpackReport,
+    /// Real paths (relative to root) this layer wrote: opaque markers and whiteouts spare
+    /// them and their ancestors.
+    created: BTreeSet<PathBuf>,
+    /// Directories whose mode and mtime are applied at the end: rel path -> (mode, mtime).
+    dirs: BTreeMap<PathBuf, (u32, Option<u64>)>,
+}
+
+impl Unpacker<'_> {
+    fn apply<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
+        let ty = entry.header().entry_type();
+        if ty.is_pax_global_extensions() {
+            return Ok(());
+        }
+        self.report.entries += 1;
+        let raw = entry.path_bytes().into_owned();
+        let name = String::from_utf8_lossy(&raw).into_owned();
+        let comps = components(&raw, &name)?;
+        let Some((last, parents)) = comps.split_last() else {
+            return Ok(());
+        };
+        if last.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            return self.whiteout(parents, last.as_bytes(), &name);
+        }
+        let header = entry.header();
+        let mode = header.mode().map_err(|e| bad(&name, e))? & 0o7777;
+        let uid = header.uid().map_err(|e| bad(&name, e))?;
+        let gid = header.gid().map_err(|e| bad(&name, e))?;
+        let mtime = entry_mtime(entry);
+        let link = entry.link_name_bytes().map(|l| l.into_owned());
+
+        let parent = self.resolve_dir(parents, true, &name)?.unwrap_or_default();
+        let rel = parent.join(last);
+        let path = self.root.join(&rel);
+        // Old (v7) tars mark directories only by the trailing slash.
+        let is_dir =
+            ty == EntryType::Directory || (ty == EntryType::Regular && raw.last() == Some(&b'/'));
+        match ty {
+            _ if is_dir => {
+                match fs::symlink_metadata(&path) {
+                    Ok(md) if md.is_dir() => {}
+                    other => {
+                        if other.is_ok() {
+                            self.clear(&path, &rel)?;
+                        }
+                        DirBuilder::new()
+                            .mode(0o755)
+                            .create(&path)
+                            .map_err(|e| Error::io("create directory", &path, e))?;
+                    }
+                }
+                self.own(&path, &rel, uid, gid)?;
+                self.dirs.insert(rel.clone(), (mode, mtime));
+            }
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                self.clear(&path, &rel)?;
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(&path)
+                    .map_err(|e| Error::io("create", &path, e))?;
+                copy_data(entry, &mut file, &path, &name)?;
+                // chown first: it clears setuid/setgid, which the chmod then restores.
+                self.own(&path, &rel, uid, gid)?;
+                file.set_permissions(Permissions::from_mode(mode))
+                    .map_err(|e| Error::io("chmod", &path, e))?;
+                if let Some(t) = mtime {
+                    file.set_times(FileTimes::new().set_modified(to_time(t)))
+                        .map_err(|e| Error::io("set mtime of", &path, e))?;
+                }
+            }
+            EntryType::Symlink => {
+                let target = link.ok_or_else(|| bad(&name, "symlink without a target"))?;
+                self.clear(&path, &rel)?;
+                symlink(OsStr::from_bytes(&target), &path)
+                    .map_err(|e| Error::io("create symlink", &path, e))?;
+                self.own(&path, &rel, uid, gid)?;
+            }
+            EntryType::Link => {
+                let target = link.ok_or_else(|| bad(&name, "hardlink without a target"))?;
+                let tname = String::from_utf8_lossy(&target).into_owned();
+                let tcomps = components(&target, &tname)?;
+                let Some((tlast, tparents)) = tcomps.split_last() else {
+                    return Err(bad(&name, "hardlink to the root"));
+                };
+                let missing = || bad(&name, format!("hardlink target '{tname}' does not exist"));
+                let tdir = self
+                    .resolve_dir(tparents, false, &name)?
+                    .ok_or_else(missing)?;
+                let trel = tdir.join(tlast);
+                let tpath = self.root.join(&trel);
+                match fs::symlink_metadata(&tpath) {
+                    Ok(md) if md.is_dir() => {
+                        return Err(bad(
+                            &name,
+                            format!("hardlink target '{tname}' is a directory"),
+                        ))
+                    }
+                    Ok(_) => {}
+                    Err(e) if is_not_found(&e) => return Err(missing()),
+                    Err(e) => return Err(Error::io("inspect", &tpath, e)),
+                }
+                if trel == rel {
+                    return Err(bad(&name, "hardlink to itself"));
+                }
+                self.clear(&path, &rel)?;
+                // linkat without AT_SYMLINK_FOLLOW: a symlink target is linked, not followed.
+                fs::hard_link(&tpath, &path).map_err(|e| Error::io("hardlink", &path, e))?;
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                self.clear(&path, &rel)?;
+                self.report
+                    .skipped_devices
+                    .push(rel.to_string_lossy().into_owned());
+                return Ok(());
+            }
+            other => {
+                return Err(bad(&name, format!("unsupported entry type {other:?}")));
+            }
+        }
+        self.created.insert(rel);
+        Ok(())
+    }
+
+    /// Resolve directory components inside the root, chroot style, and return the real
+    /// path relative to root (every prefix a real directory). Missing directories are
+    /// created (0755, like docker) when `create`; otherwise a missing or non-directory
+    /// component gives `None`.
+    fn resolve_dir(&self, comps: &[OsString], create: bool, name: &str) -> Result<Option<PathBuf>> {
+        let mut resolved = PathBuf::new();
+        let mut pending: VecDeque<OsString> = comps.iter().cloned().collect();
+        let mut links = 0;
+        while let Some(c) = pending.pop_front() {
+            if c == ".." {
+                // `resolved` holds only real directories, so popping is the physical
+                // parent; at the root it stays at the root.
+                resolved.pop();
+                continue;
+            }
+            let next = resolved.join(&c);
+            let full = self.root.join(&next);
+            match fs::symlink_metadata(&full) {
+                Ok(md) if md.is_dir() => resolved = next,
+                Ok(md) if md.file_type().is_symlink() => {
+                    links += 1;
+                    if links > MAX_SYMLINKS {
+                        return Err(bad(name, "too many levels of symbolic links"));
+                    }
+                    let target =
+                        fs::read_link(&full).map_err(|e| Error::io("readlink", &full, e))?;
+                    let mut expanded = Vec::new();
+                    for tc in target.components() {
+                        match tc {
+                            Component::RootDir => resolved = PathBuf::new(),
+                            Component::ParentDir => expanded.push(OsString::from("..")),
+                            Component::Normal(n) => expanded.push(n.to_os_string()),
+                            Component::CurDir | Component::Prefix(_) => {}
+                        }
+                    }
+                    for tc in expanded.into_iter().rev() {
+                        pending.push_front(tc);
+                    }
+                }
+                Ok(_) if create => {
+                    return Err(bad(
+                        name,
+                        format!("parent '{}' is not a directory", next.display()),
+                    ))
+                }
+                Ok(_) => return Ok(None),
+                Err(e) if is_not_found(&e) && create => {
+                    DirBuilder::new()
+                        .mode(0o755)
+                        .create(&full)
+                        .map_err(|e| Error::io("create directory", &full, e))?;
+                    resolved = next;
+                }
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(Error::io("inspect", &full, e)),
+            }
+        }
+        Ok(Some(resolved))
+    }
+
+    /// Apply a whiteout entry (`.wh.NAME` or the opaque marker) found in `parents`.
+    fn whiteout(&mut self, parents: &[OsString], last: &[u8], name: &str) -> Result<()> {
+        let is_opaque = last == OPAQUE_MARKER.as_bytes();
+        let victim = &last[WHITEOUT_PREFIX.len()..];
+        if !is_opaque && victim.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            // Other `.wh..wh.*` names are aufs bookkeeping (e.g. `.wh..wh.plnk`): ignore.
+            return Ok(());
+        }
+        if !is_opaque && matches!(victim, b"" | b"." | b"..") {
+            return Err(bad(name, "invalid whiteout"));
+        }
+        let Some(dir) = self.resolve_dir(parents, false, name)? else {
+            return Ok(()); // nothing below to hide
+        };
+        if is_opaque {
+            return self.remove_lower(&dir);
+        }
+        let rel = dir.join(OsStr::from_bytes(victim));
+        let path = self.root.join(&rel);
+        let md = match fs::symlink_metadata(&path) {
+            Ok(md) => md,
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(Error::io("inspect", &path, e)),
+        };
+        if self.created.contains(&rel) || self.has_created_below(&rel) {
+            // Whiteouts never hide this layer's own entries, only what lies under them.
+            if md.is_dir() {
+                self.remove_lower(&rel)?;
+            }
+            return Ok(());
+        }
+        self.clear(&path, &rel)
+    }
+
+    /// Remove every child of `dir` (recursively) that this layer did not write.
+    fn remove_lower(&mut self, dir: &Path) -> Result<()> {
+        let full = self.root.join(dir);
+        let mut children = Vec::new();
+        for child in fs::read_dir(&full).map_err(|e| Error::io("list", &full, e))? {
+            let child = child.map_err(|e| Error::io("list", &full, e))?;
+            let is_dir = child
+                .file_type()
+                .map_err(|e| Error::io("inspect", child.path(), e))?
+                .is_dir();
+            children.push((dir.join(child.file_name()), is_dir));
+        }
+        for (rel, is_dir) in children {
+            if self.created.contains(&rel) || self.has_created_below(&rel) {
+                if is_dir {
+                    self.remove_lower(&rel)?;
+                }
+            } else {
+                self.clear(&self.root.join(&rel), &rel)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn has_created_below(&self, rel: &Path) -> bool {
+        // Component-wise order keeps a path's descendants right after it.
+        self.created
+            .range::<Path, _>((Bound::Excluded(rel), Bound::Unbounded))
+            .next()
+            .is_some_and(|p| p.starts_with(rel))
+    }
+
+    /// Remove whatever is at `path` (never following a symlink) and forget what this layer
+    /// recorded about it and below.
+    fn clear(&mut self, path: &Path, rel: &Path) -> Result<()> {
+        let md = match fs::symlink_metadata(path) {
+            Ok(md) => md,
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(Error::io("inspect", path, e)),
+        };
+        if md.is_dir() {
+            fs::remove_dir_all(path).map_err(|e| Error::io("remove", path, e))?;
+            self.forget_below(rel);
+        } else {
+            fs::remove_file(path).map_err(|e| Error::io("remove", path, e))?;
+        }
+        self.created.remove(rel);
+        self.dirs.remove(rel);
+        let key = rel.to_string_lossy();
+        self.report.unapplied_ownership.remove(key.as_ref());
+        Ok(())
+    }
+
+    /// Forget the records of everything strictly below `rel`, by range (descendants sort
+    /// right after their ancestor) so replacing many files stays cheap.
+    fn forget_below(&mut self, rel: &Path) {
+        let after = (Bound::Excluded(rel), Bound::Unbounded);
+        let below: Vec<PathBuf> = self
+            .created
+            .range::<Path, _>(after)
+            .take_while(|p| p.starts_with(rel))
+            .cloned()
+            .collect();
+        for p in below {
+            self.created.remove(&p);
+        }
+        let below: Vec<PathBuf> = self
+            .dirs
+            .range::<Path, _>(after)
+            .take_while(|(p, _)| p.starts_with(rel))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in below {
+            self.dirs.remove(&p);
+        }
+        let prefix = format!("{}/", rel.to_string_lossy());
+        let below: Vec<String> = self
+            .report
+            .unapplied_ownership
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in below {
+            self.report.unapplied_ownership.remove(&k);
+        }
+    }
+
+    /// Give `path` its recorded owner, or report the owner when that cannot be done.
+    fn own(&mut self, path: &Path, rel: &Path, uid: u64, gid: u64) -> Result<()> {
+        let key = rel.to_string_lossy().into_owned();
+        if self.opts.apply_ownership {
+            if let (Ok(u), Ok(g)) = (u32::try_from(uid), u32::try_from(gid)) {
+                match lchown(path, Some(u), Some(g)) {
+                    Ok(()) => {
+                        self.report.unapplied_ownership.remove(&key);
+                        return Ok(());
+                    }
+                    // EPERM: not root; EINVAL: id not mapped in this user namespace.
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EINVAL)) => {}
+                    Err(e) => return Err(Error::io("chown", path, e)),
+                }
+            }
+        }
+        if (uid, gid) == self.ids {
+            self.report.unapplied_ownership.remove(&key);
+        } else {
+            self.report.unapplied_ownership.insert(key, (uid, gid));
+        }
+        Ok(())
+    }
+
+    /// Apply directory modes and mtimes last, deepest first, since writing children
+    /// changes a directory's mtime and a read-only mode would block them.
+    fn finish_dirs(&mut self) -> Result<()> {
+        for (rel, (mode, mtime)) in std::mem::take(&mut self.dirs).into_iter().rev() {
+            if !self.is_real_dir(&rel) {
+                continue; // replaced later in the layer
+            }
+            let path = self.root.join(&rel);
+            let dir = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY | libc::O_CLOEXEC)
+                .open(&path)
+                .map_err(|e| Error::io("open", &path, e))?;
+            dir.set_permissions(Permissions::from_mode(mode))
+                .map_err(|e| Error::io("chmod", &path, e))?;
+            if let Some(t) = mtime {
+                dir.set_times(FileTimes::new().set_modified(to_time(t)))
+                    .map_err(|e| Error::io("set mtime of", &path, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// True when every component of `rel` is a real directory (no symlink anywhere).
+    fn is_real_dir(&self, rel: &Path) -> bool {
+        let mut p = self.root.to_path_buf();
+        rel.components().all(|c| {
+            p.push(c);
+            fs::symlink_metadata(&p).is_ok_and(|md| md.is_dir())
+        })
+    }
+}
+
+/// The entry's mtime in whole seconds: PAX `mtime` (which tar-rs does not fold into the
+/// header) wins over the header field; times before 1970 are not applied.
+fn entry_mtime<R: Read>(entry: &mut tar::Entry<'_, R>) -> Option<u64> {
+    if let Ok(Some(exts)) = entry.pax_extensions() {
+        for ext in exts.flatten() {
+            if ext.key_bytes() == b"mtime" {
+                let v = String::from_utf8_lossy(ext.value_bytes()).into_owned();
+                let secs = v.split('.').next().unwrap_or("");
+                return secs.parse::<u64>().ok();
+            }
+        }
+    }
+    entry.header().mtime().ok()
+}
+
+fn to_time(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// Stream an entry's data into `file`, telling a short input from a failed write.
+fn copy_data(entry: &mut dyn Read, file: &mut File, path: &Path, name: &str) -> Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match entry.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::stream(format!("read layer entry '{name}'"), e)),
+        };
+        file.write_all(&buf[..n])
+            .map_err(|e| Error::io("write", path, e))?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// A tar written byte by byte, so tests can hold names no honest writer emits.
+    #[derive(Default)]
+    struct Tar(Vec<u8>);
+
+    impl Tar {
+        fn entry(&mut self, ty: EntryType, name: &str, link: &str, mode: u32, data: &[u8]) {
+            let mut h = tar::Header::new_gnu();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+            h.set_entry_type(ty);
+            h.set_mode(mode);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(1_000_000);
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            self.0.extend_from_slice(h.as_bytes());
+            self.0.extend_from_slice(data);
+            let pad = (512 - data.len() % 512) % 512;
+            self.0.extend(std::iter::repeat_n(0, pad));
+        }
+        fn dir(mut self, name: &str) -> Self {
+            self.entry(EntryType::Directory, name, "", 0o755, b"");
+            self
+        }
+        fn file(mut self, name: &str, data: &str) -> Self {
+            self.entry(EntryType::Regular, name, "", 0o644, data.as_bytes());
+            self
+        }
+        fn symlink(mut self, name: &str, target: &str) -> Self {
+            self.entry(EntryType::Symlink, name, target, 0o777, b"");
+            self
+        }
+        fn hardlink(mut self, name: &str, target: &str) -> Self {
+            self.entry(EntryType::Link, name, target, 0o644, b"");
+            self
+        }
+        fn bytes(mut self) -> Vec<u8> {
+            self.0.extend_from_slice(&[0; 1024]);
+            self.0
+        }
+    }
+
+    /// `base/root` to unpack into and `base/outside` that must stay untouched.
+    struct Env {
+        base: tempfile::TempDir,
+    }
+
+    impl Env {
+        fn new() -> Self {
+            let base = tempfile::tempdir().unwrap();
+            fs::create_dir(base.path().join("root")).unwrap();
+            fs::create_dir(base.path().join("outside")).unwrap();
+            fs::write(base.path().join("outside/secret"), "orig").unwrap();
+            Env { base }
+        }
+        fn root(&self) -> PathBuf {
+            self.base.path().join("root")
+        }
+        fn outside(&self) -> PathBuf {
+            self.base.path().join("outside")
+        }
+        fn apply(&self, tar: Tar) -> Result<UnpackReport> {
+            let bytes = tar.bytes();
+            let opts = UnpackOptions {
+                apply_ownership: false,
+            };
+            unpack_layer(&mut bytes.as_slice(), &self.root(), &opts)
+        }
+        fn exists(&self, rel: &str) -> bool {
+            fs::symlink_metadata(self.root().join(rel)).is_ok()
+        }
+        fn read(&self, rel: &str) -> String {
+            fs::read_to_string(self.root().join(rel)).unwrap()
+        }
+        /// Nothing was created, changed or linked outside the root.
+        fn assert_outside_untouched(&self) {
+            let mut base: Vec<_> = fs::read_dir(self.base.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            base.sort();
+            assert_eq!(base, ["outside", "root"]);
+            let names: Vec<_> = fs::read_dir(self.outside())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, ["secret"]);
+            let secret = self.outside().join("secret");
+            assert_eq!(fs::read_to_string(&secret).unwrap(), "orig");
+            assert_eq!(fs::metadata(&secret).unwrap().nlink(), 1);
+        }
+    }
+
+    fn is_bad_tar(r: Result<UnpackReport>) -> bool {
+        matches!(r, Err(Error::BadTar { .. }))
+    }
+
+    #[test]
+    fn basic_entries_modes_and_times() {
+        let env = Env::new();
+        let mut t = Tar::default()
+            .dir("d/")
+            .file("./d/f", "hi")
+            .symlink("d/l", "/etc/passwd");
+        t.entry(EntryType::Regular, "s", "", 0o4755, b"x");
+        t.entry(EntryType::Directory, "ro/", "", 0o555, b"");
+        t = t.file("ro/inner", "i");
+        let rep = env.apply(t).unwrap();
+        assert_eq!(rep.entries, 6);
+        assert_eq!(env.read("d/f"), "hi");
+        let link = fs::read_link(env.root().join("d/l")).unwrap();
+        assert_eq!(link, Path::new("/etc/passwd"));
+        let s = fs::metadata(env.root().join("s")).unwrap();
+        assert_eq!(s.mode() & 0o7777, 0o4755, "setuid kept");
+        assert_eq!(s.mtime(), 1_000_000);
+        let ro = fs::metadata(env.root().join("ro")).unwrap();
+        assert_eq!(ro.mode() & 0o7777, 0o555);
+        assert_eq!(
+            ro.mtime(),
+            1_000_000,
+            "directory mtime set after its children"
+        );
+        env.assert_outside_untouched();
+    }
+
+    #[test]
+    fn setuid_survives_chown() {
+        let env = Env::new();
+        let mut t = Tar::default();
+        t.entry(EntryType::Regular, "su", "", 0o6755, b"x");
+        let bytes = t.bytes();
+        let opts = UnpackOptions {
+            apply_ownership: true,
+        };
+        unpack_layer(&mut bytes.as_slice(), &env.root(), &opts).unwrap();
+        let md = fs::metadata(env.root().join("su")).unwrap();
+        assert_eq!(md.mode() & 0o7777, 0o6755);
+    }
+
+    #[test]
+    fn unapplied_ownership_is_reported() {
+        let env = Env::new();
+        let (uid, gid) = process_ids(&env.root()).unwrap();
+        let mut t = Tar::default().file("mine", "");
+        let mut h = tar::Header::new_gnu();
+        h.set_path("theirs").unwrap();
+        h.set_uid(uid + 1000);
+        h.set_gid(gid + 1000);
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.set_cksum();
+        t.0.extend_from_slice(h.as_bytes());
+        // `mine` is owned by 0:0 in the tar: reported unless we are root.
+        let rep = env.apply(t).unwrap();
+        assert_eq!(
+            rep.unapplied_ownership.get("theirs"),
+            Some(&(uid + 1000, gid + 1000))
+        );
+        assert_eq!(
+            rep.unapplied_ownership.contains_key("mine"),
+            (uid, gid) != (0, 0)
+        );
+    }
+
+    #[test]
+    fn whiteouts_remove_lower_files_and_trees() {
+        let env = Env::new();
+        env.apply(
+            Tar::default()
+                .file("a/f", "1")
+                .file("a/g", "2")
+                .file("d/x/y", "3"),
+        )
+        .unwrap();
+        let rep = env
+            .apply(
+                Tar::default()
+                    .file("a/.wh.f", "")
+                    .file(".wh.d", "")
+                    .file(".wh.missing", "")
+                    .file("new", "n")
+                    .file(".wh.new", ""),
+            )
+            .unwrap();
+        assert_eq!(rep.entries, 5);
+        assert!(!env.exists("a/f"));
+        assert!(!env.exists("a/.wh.f"));
+        assert!(env.exists("a/g"));
+        assert!(!env.exists("d"));
+        assert!(!env.exists(".wh.d"));
+        assert_eq!(env.read("new"), "n", "a whiteout never hides its own layer");
+        assert!(is_bad_tar(env.apply(Tar::default().file("a/.wh.", ""))));
+    }
+
+    #[test]
+    fn opaque_keeps_same_layer_children_wherever_the_marker_is() {
+        let env = Env::new();
+        env.apply(
+            Tar::default()
+                .file("o/old", "1")
+                .file("o/sub/old2", "2")
+                .file("o/sub/x", "3"),
+        )
+        .unwrap();
+        env.apply(
+            Tar::default()
+                .dir("o/")
+                .file("o/before", "b")
+                .file("o/sub/x", "new x")
+                .file("o/.wh..wh..opq", "")
+                .file("o/after", "a"),
+        )
+        .unwrap();
+        let mut names: Vec<_> = fs::read_dir(env.root().join("o"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["after", "before", "sub"]);
+        assert!(
+            !env.exists("o/sub/old2"),
+            "lower grandchildren are hidden too"
+        );
+        assert_eq!(env.read("o/sub/x"), "new x");
+        // Marker first, at the root of the layer.
+        env.apply(Tar::default().file(".wh..wh..opq", "").file("z", "z"))
+            .unwrap();
+        let names: Vec<_> = fs::read_dir(env.root()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+        assert_eq!(env.read("z"), "z");
+    }
+
+    #[test]
+    fn file_replaces_dir_and_dir_replaces_file() {
+        let env = Env::new();
+        env.apply(Tar::default().file("p/child", "c").file("q", "file"))
+            .unwrap();
+        env.apply(
+            Tar::default()
+                .file("p", "now a file")
+                .dir("q/")
+                .file("q/c", "c"),
+        )
+        .unwrap();
+        assert_eq!(env.read("p"), "now a file");
+        assert!(fs::metadata(env.root().join("q")).unwrap().is_dir());
+        assert_eq!(env.read("q/c"), "c");
+    }
+
+    #[test]
+    fn hardlink_pair_shares_the_inode() {
+        let env = Env::new();
+        env.apply(Tar::default().file("f", "data").hardlink("sub/h", "./f"))
+            .unwrap();
+        let a = fs::metadata(env.root().join("f")).unwrap();
+        let b = fs::metadata(env.root().join("sub/h")).unwrap();
+        assert_eq!((a.ino(), a.nlink()), (b.ino(), 2));
+        assert!(is_bad_tar(env.apply(Tar::default().hardlink("x", "nope"))));
+        assert!(is_bad_tar(env.apply(Tar::default().hardlink("x", "sub"))));
+    }
+
+    #[test]
+    fn devices_and_fifos_are_skipped() {
+        let env = Env::new();
+        env.apply(Tar::default().file("dev/null", "a lower file"))
+            .unwrap();
+        let mut t = Tar::default();
+        t.entry(EntryType::Char, "dev/null", "", 0o666, b"");
+        t.entry(EntryType::Fifo, "dev/fifo", "", 0o600, b"");
+        let rep = env.apply(t).unwrap();
+        assert_eq!(rep.skipped_devices, ["dev/null", "dev/fifo"]);
+        assert!(!env.exists("dev/null"));
+        assert!(!env.exists("dev/fifo"));
+    }
+
+    #[test]
+    fn dotdot_and_absolute_names_stay_inside() {
+        let env = Env::new();
+        assert!(is_bad_tar(env.apply(Tar::default().file("../evil", "x"))));
+        assert!(is_bad_tar(
+            env.apply(Tar::default().file("a/../../evil", "x"))
+        ));
+        let abs = format!("{}/evil", env.outside().display());
+        env.apply(Tar::default().file(&abs, "x")).unwrap();
+        assert_eq!(env.read(abs.trim_start_matches('/')), "x");
+        env.assert_outside_untouched();
+    }
+
+    #[test]
+    fn symlinked_parents_resolve_inside_the_root() {
+        let env = Env::new();
+        let out = env.outside().display().to_string();
+        env.apply(
+            Tar::default()
+                .symlink("x", &out)
+                .file("x/pwned", "p")
+                .symlink("y", "../../..")
+                .file("y/pwned2", "p")
+                .symlink("x2", &format!("{out}/secret"))
+                .file("x2", "replaced"),
+        )
+        .unwrap();
+        // chroot semantics: `x` means <root><outside>, `y` means <root>.
+        assert_eq!(
+            env.read(&format!("{}/pwned", out.trim_start_matches('/'))),
+            "p"
+        );
+        assert_eq!(env.read("pwned2"), "p");
+        let x2 = fs::symlink_metadata(env.root().join("x2")).unwrap();
+        assert!(x2.is_file(), "the link was replaced, not written through");
+        assert_eq!(env.read("x2"), "replaced");
+        // Whiteouts and opaque markers through a link pointing outside.
+        env.apply(
+            Tar::default()
+                .symlink("w", &out)
+                .file("w/.wh.secret", "")
+                .file("w/.wh..wh..opq", ""),
+        )
+        .unwrap();
+        // Loops end in an error, not a hang.
+        let loops = Tar::default()
+            .symlink("l1", "l2")
+            .symlink("l2", "l1")
+            .file("l1/f", "");
+        assert!(is_bad_tar(env.apply(loops)));
+        env.assert_outside_untouched();
+    }
+
+    #[test]
+    fn hardlinks_cannot_reach_outside() {
+        let env = Env::new();
+        let out = env.outside().display().to_string();
+        assert!(is_bad_tar(
+            env.apply(Tar::default().hardlink("h", "../outside/secret"))
+        ));
+        let abs = format!("{out}/secret");
+        // Absolute targets are inside the root, where nothing is.
+        assert!(is_bad_tar(env.apply(Tar::default().hardlink("h", &abs))));
+        let via_dir = Tar::default().symlink("z", &out).hardlink("h", "z/secret");
+        assert!(is_bad_tar(env.apply(via_dir)));
+        // A hardlink to a symlink links the symlink itself.
+        env.apply(Tar::default().symlink("s", &abs).hardlink("h2", "s"))
+            .unwrap();
+        let h2 = fs::symlink_metadata(env.root().join("h2")).unwrap();
+        assert!(h2.file_type().is_symlink());
+        env.assert_outside_untouched();
+    }
+}
