@@ -378,3 +378,56 @@ fn malicious_layers_never_touch_anything_outside_the_container() {
     );
     assert!(!airlock.store.join("containers/outside").exists() && !dir.path().join("pwn").exists());
 }
+
+#[test]
+fn non_root_create_records_owners_it_cannot_apply_and_export_keeps_them() {
+    crate::util::require_tool("setpriv");
+    let (dir, airlock) = loaded("podman-docker-archive.tar");
+    // Let an unprivileged user (nobody's uid, no passwd entry needed) use the store.
+    crate::util::sh(Command::new("chmod").args(["-R", "a+rwX", s(dir.path())]));
+    let as_nobody = |args: &[&str]| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(crate::util::airlock_bin())
+            .arg("--store")
+            .arg(&airlock.store)
+            .args(args);
+        c.output().unwrap()
+    };
+    let out = as_nobody(&["create", APP, "--name", "rootless"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("keep owners this user cannot set").count(),
+        1,
+        "said once: {stderr}"
+    );
+    // On disk the files belong to the unprivileged user; the export says root, as the image does.
+    let root = Path::new(String::from_utf8_lossy(&out.stdout).trim()).to_path_buf();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(root.join("etc/passwd")).unwrap()),
+        65534
+    );
+    let flat = dir.path().join("rootless.tar");
+    let out = as_nobody(&["export", "-o", s(&flat), "rootless"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing = tar_listing(&flat);
+    assert!(
+        listing["etc/passwd"].contains("uid=0 gid=0"),
+        "{}",
+        listing["etc/passwd"]
+    );
+    assert!(
+        listing["data/suid-tool"].contains("mode=4755"),
+        "{}",
+        listing["data/suid-tool"]
+    );
+}

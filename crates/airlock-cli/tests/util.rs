@@ -284,16 +284,31 @@ pub fn tar_listing(path: &Path) -> BTreeMap<String, String> {
             .unwrap()
             .map(|l| l.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let mut xattrs = Vec::new();
+        if let Some(exts) = e.pax_extensions().unwrap() {
+            for x in exts {
+                let x = x.unwrap();
+                let key = x.key().unwrap_or("").to_string();
+                if key.starts_with("SCHILY.xattr.") {
+                    xattrs.push(format!(
+                        "{key}={}",
+                        String::from_utf8_lossy(x.value_bytes())
+                    ));
+                }
+            }
+        }
+        xattrs.sort();
         let mut data = Vec::new();
         std::io::Read::read_to_end(&mut e, &mut data).unwrap();
         let desc = format!(
-            "{:?} mode={:o} uid={} gid={} link={} data={}",
+            "{:?} mode={:o} uid={} gid={} link={} data={} xattrs={:?}",
             h.entry_type(),
             h.mode().unwrap() & 0o7777,
             h.uid().unwrap(),
             h.gid().unwrap(),
             link,
-            sha256(&data)
+            sha256(&data),
+            xattrs
         );
         out.insert(p, desc);
     }

@@ -43,6 +43,9 @@ pub struct ContainerInfo {
     pub created: String,
     /// Owners from the image that could not be applied on disk (not root): path -> (uid, gid).
     pub ownership: BTreeMap<String, (u64, u64)>,
+    /// Extended attributes from the image that could not be set on disk: path -> (name, value).
+    #[serde(default)]
+    pub xattrs: BTreeMap<String, Vec<(String, Vec<u8>)>>,
 }
 
 /// What a path looked like when the container was made.
@@ -155,6 +158,7 @@ pub fn create(
     fs::create_dir(&root).map_err(|e| Error::io("create", &root, e))?;
     let _lock = store.read_lock()?;
     let mut ownership = BTreeMap::new();
+    let mut xattrs: BTreeMap<String, Vec<(String, Vec<u8>)>> = BTreeMap::new();
     let mut notes = Vec::new();
     for layer in &image.primary().manifest.layers {
         let mut reader = open_layer(store, &layer.digest)?;
@@ -168,11 +172,20 @@ pub fn create(
         for (p, o) in report.unapplied_ownership {
             ownership.insert(p, o);
         }
+        for (p, x) in report.unapplied_xattrs {
+            xattrs.insert(p, x);
+        }
         for d in report.skipped_devices {
             notes.push(format!(
                 "device or fifo {d} was not created (needs root); it stays in the image layers"
             ));
         }
+    }
+    if !xattrs.is_empty() {
+        notes.push(format!(
+            "{} paths keep extended attributes that cannot be set here; they are recorded and restored on commit and export",
+            xattrs.len()
+        ));
     }
     if !ownership.is_empty() {
         notes.push(format!(
@@ -187,6 +200,7 @@ pub fn create(
         image_ref: image_query.to_string(),
         created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         ownership,
+        xattrs,
     };
     let base = scan(&root)?;
     write_json(tmp.path(), "base.json", &base)?;
@@ -378,6 +392,7 @@ pub fn export(store: &Store, name: &str, out: &mut dyn Write) -> Result<u64> {
     let opts = DirTarOptions {
         ownership_overrides: ownership_overrides(&info, &now),
         exclude: BTreeSet::new(),
+        xattr_overrides: info.xattrs.clone(),
     };
     let paths: Vec<String> = now.keys().cloned().collect();
     write_entries(&root, &paths, out, &opts)
@@ -406,6 +421,7 @@ pub fn commit(
     let opts = DirTarOptions {
         ownership_overrides: ownership_overrides(&info, &now),
         exclude: BTreeSet::new(),
+        xattr_overrides: info.xattrs.clone(),
     };
     let staging = store.staging()?;
     let layer = staging.write_with(|w| {

@@ -32,6 +32,9 @@ pub struct DirTarOptions {
     /// Relative paths to leave out (e.g. engine-injected files); a directory's whole
     /// subtree goes with it.
     pub exclude: BTreeSet<String>,
+    /// Extended attributes to record besides those on disk (ones that could not be set
+    /// when unpacking): path -> (name, value).
+    pub xattr_overrides: BTreeMap<String, Vec<(String, Vec<u8>)>>,
 }
 
 /// Write the tree under `root` (not the root itself) as a tar; returns the entries written.
@@ -79,6 +82,7 @@ pub fn write_entries(
 struct Prepared {
     owners: BTreeMap<Vec<u8>, (u64, u64)>,
     exclude: BTreeSet<Vec<u8>>,
+    xattrs: BTreeMap<Vec<u8>, Vec<(String, Vec<u8>)>>,
 }
 
 impl Prepared {
@@ -93,6 +97,11 @@ impl Prepared {
                 .exclude
                 .iter()
                 .map(|k| normalize_path(k).into_bytes())
+                .collect(),
+            xattrs: opts
+                .xattr_overrides
+                .iter()
+                .map(|(k, v)| (normalize_path(k).into_bytes(), v.clone()))
                 .collect(),
         }
     }
@@ -228,6 +237,15 @@ fn write_sorted(
                 continue; // sockets: tar has no type for them
             }
         }
+        if !ft.is_symlink() {
+            let mut xattrs: BTreeMap<String, Vec<u8>> = read_xattrs(&path);
+            for (k, v) in opts.xattrs.get(rel.as_slice()).into_iter().flatten() {
+                xattrs.insert(k.clone(), v.clone());
+            }
+            if !xattrs.is_empty() {
+                pax_xattrs(out, &xattrs)?;
+            }
+        }
         set_name(out, &mut h, &name, link.as_deref())?;
         h.set_cksum();
         emit(out, h.as_bytes())?;
@@ -238,6 +256,48 @@ fn write_sorted(
     }
     emit(out, &[0u8; 2 * BLOCK])?;
     Ok(count)
+}
+
+/// Extended attributes on disk, sorted by name (unreadable ones are left out).
+fn read_xattrs(path: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    if let Ok(names) = xattr::list(path) {
+        for name in names {
+            let name = name.to_string_lossy().into_owned();
+            if let Ok(Some(value)) = xattr::get(path, &name) {
+                out.insert(name, value);
+            }
+        }
+    }
+    out
+}
+
+/// A PAX extended header carrying `SCHILY.xattr.NAME` records, as GNU tar and Go write them.
+fn pax_xattrs(out: &mut dyn Write, xattrs: &BTreeMap<String, Vec<u8>>) -> Result<()> {
+    let mut body = Vec::new();
+    for (name, value) in xattrs {
+        let key = format!("SCHILY.xattr.{name}");
+        // "LEN KEY=VALUE\n", where LEN counts itself.
+        let rest = key.len() + value.len() + 3;
+        let mut len = rest + 1;
+        while len.to_string().len() + rest != len {
+            len = len.to_string().len() + rest;
+        }
+        body.extend_from_slice(format!("{len} {key}=").as_bytes());
+        body.extend_from_slice(value);
+        body.push(b'\n');
+    }
+    let mut h = Header::new_ustar();
+    h.set_entry_type(EntryType::XHeader);
+    h.set_path("PaxHeader")
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    h.set_mode(0o644);
+    h.set_size(body.len() as u64);
+    h.set_mtime(0);
+    h.set_cksum();
+    emit(out, h.as_bytes())?;
+    emit(out, &body)?;
+    pad(out, body.len() as u64)
 }
 
 /// Linux `dev_t` encoding (glibc's `major()`/`minor()`).

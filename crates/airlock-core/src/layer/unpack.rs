@@ -51,6 +51,8 @@ pub struct UnpackReport {
     /// Character/block devices and fifos that were not created (making them needs
     /// `mknod`, which needs root and unsafe code). Whatever was at the path is removed.
     pub skipped_devices: Vec<String>,
+    /// Extended attributes that could not be set: path -> (name, value).
+    pub unapplied_xattrs: BTreeMap<String, Vec<(String, Vec<u8>)>>,
     /// Tar entries processed, whiteouts included (PAX global headers excluded).
     pub entries: u64,
 }
@@ -180,6 +182,7 @@ impl Unpacker<'_> {
         let gid = header.gid().map_err(|e| bad(&name, e))?;
         let mtime = entry_mtime(entry);
         let link = entry.link_name_bytes().map(|l| l.into_owned());
+        let xattrs = entry_xattrs(entry);
 
         let parent = self.resolve_dir(parents, true, &name)?.unwrap_or_default();
         let rel = parent.join(last);
@@ -202,6 +205,7 @@ impl Unpacker<'_> {
                     }
                 }
                 self.own(&path, &rel, uid, gid)?;
+                self.set_xattrs(&path, &rel, &xattrs);
                 self.dirs.insert(rel.clone(), (mode, mtime));
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
@@ -216,6 +220,7 @@ impl Unpacker<'_> {
                 copy_data(entry, &mut file, &path, &name)?;
                 // chown first: it clears setuid/setgid, which the chmod then restores.
                 self.own(&path, &rel, uid, gid)?;
+                self.set_xattrs(&path, &rel, &xattrs);
                 file.set_permissions(Permissions::from_mode(mode))
                     .map_err(|e| Error::io("chmod", &path, e))?;
                 if let Some(t) = mtime {
@@ -505,6 +510,20 @@ impl Unpacker<'_> {
         Ok(())
     }
 
+    /// Apply extended attributes. Some cannot be set here (`security.*` without root, a
+    /// filesystem without xattrs): they are recorded, like owners, not silently lost.
+    fn set_xattrs(&mut self, path: &Path, rel: &Path, xattrs: &[(String, Vec<u8>)]) {
+        for (name, value) in xattrs {
+            if xattr::set(path, name, value).is_err() {
+                self.report
+                    .unapplied_xattrs
+                    .entry(rel.to_string_lossy().into_owned())
+                    .or_default()
+                    .push((name.clone(), value.clone()));
+            }
+        }
+    }
+
     /// True when every component of `rel` is a real directory (no symlink anywhere).
     fn is_real_dir(&self, rel: &Path) -> bool {
         let mut p = self.root.to_path_buf();
@@ -513,6 +532,19 @@ impl Unpacker<'_> {
             fs::symlink_metadata(&p).is_ok_and(|md| md.is_dir())
         })
     }
+}
+
+/// Extended attributes recorded as PAX `SCHILY.xattr.NAME` records.
+fn entry_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    if let Ok(Some(exts)) = entry.pax_extensions() {
+        for ext in exts.flatten() {
+            if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+                out.push((name.to_string(), ext.value_bytes().to_vec()));
+            }
+        }
+    }
+    out
 }
 
 /// The entry's mtime in whole seconds: PAX `mtime` (which tar-rs does not fold into the
