@@ -551,6 +551,7 @@ mod tests {
         let opts = DirTarOptions {
             ownership_overrides: [("./suid".to_string(), (1000, 1001))].into(),
             exclude: ["etc/sub".to_string(), "/z-hard".to_string()].into(),
+            ..Default::default()
         };
         let list = listing(&tar_of(src.path(), &opts));
         assert!(list
