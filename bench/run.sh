@@ -240,11 +240,23 @@ if [ "$AIRLOCK_OK" = 1 ]; then
         R_STATUS[al_load_zst]=failed
     fi
     rm -f "$W/al-save.tar.zst"
+    row al_export "export (flatten image to rootfs tar)" "airlock" "rm -f '$W/al-export.tar'" \
+        "'$A' --store '$AS' export -o '$W/al-export.tar' $IMAGE" "test -s '$W/al-export.tar'" "$AS"
+    if ok al_export; then
+        row al_import "import rootfs tar" "airlock" "rm -rf '$W/al-imp'" \
+            "'$A' --store '$W/al-imp' import '$W/al-export.tar' bench/imported:1" \
+            "'$A' --store '$W/al-imp' images | grep -q bench/imported" "$W/al-export.tar"
+    else
+        skip al_import "import rootfs tar" "airlock" "export failed"
+        R_STATUS[al_import]=failed
+    fi
+    rm -rf "$W/al-imp"
     rm -rf "$AS"
 else
     for r in "al_load|load docker-archive" "al_save|save docker (plain)" \
              "al_save_gz|save docker --compress gzip" "al_save_zst|save docker --compress zstd" \
-             "al_load_zst|load docker-archive (zstd)"; do
+             "al_load_zst|load docker-archive (zstd)" "al_export|export (flatten image to rootfs tar)" \
+             "al_import|import rootfs tar"; do
         skip "${r%%|*}" "${r#*|}" airlock "binary not built"
         R_STATUS[${r%%|*}]=failed
     done
@@ -267,10 +279,26 @@ row pm_load "load docker-archive" "podman (vfs)" "rm -rf '$PR' '$PRR'" \
 if ok pm_load; then
     row pm_save "save docker-archive" "podman (vfs)" "rm -f '$W/pm-out.tar'" \
         "$P --root '$PR' --runroot '$PRR' save -q --format docker-archive -o '$W/pm-out.tar' $IMAGE" "test -s '$W/pm-out.tar'" "$PR"
+    PCID=$($P --root "$PR" --runroot "$PRR" create $IMAGE /bin/sh 2>>"$LOGS/pm_create.log" || true)
+    if [ -n "$PCID" ]; then
+        row pm_export "export (container rootfs tar)" "podman (vfs)" "rm -f '$W/pm-export.tar'" \
+            "$P --root '$PR' --runroot '$PRR' export -o '$W/pm-export.tar' $PCID" "test -s '$W/pm-export.tar'" "$PR"
+    else
+        skip pm_export "export (container rootfs tar)" "podman (vfs)" "podman create failed"
+    fi
+    if [ -s "$W/pm-export.tar" ]; then
+        row pm_import "import rootfs tar" "podman (vfs)" "$P --root '$PR' --runroot '$PRR' rmi -f localhost/bench/imported:1 >/dev/null 2>&1 || true" \
+            "$P --root '$PR' --runroot '$PRR' import -q '$W/pm-export.tar' localhost/bench/imported:1" \
+            "$P --root '$PR' --runroot '$PRR' images | grep -q bench/imported" "$W/pm-export.tar"
+    else
+        skip pm_import "import rootfs tar" "podman (vfs)" "podman export failed"
+    fi
 else
     skip pm_save "save docker-archive" "podman (vfs)" "podman load failed"
+    skip pm_export "export (container rootfs tar)" "podman (vfs)" "podman load failed"
+    skip pm_import "import rootfs tar" "podman (vfs)" "podman load failed"
 fi
-rm -rf "$PR" "$PRR" "$W/pm-out.tar"
+rm -rf "$PR" "$PRR" "$W/pm-out.tar" "$W/pm-export.tar"
 
 # ---------------------------------------------------------------- 4 GiB RSS
 RSS4_DONE=0
@@ -394,6 +422,8 @@ mkdir -p "$(dirname "$OUT_MD")"
     }
     verdict_mbs al_load 1000 "airlock load (docker-archive)" ">= 1,000 MB/s"
     verdict_mbs al_save 1500 "airlock save, plain docker" ">= 1,500 MB/s"
+    verdict_mbs al_export 800 "airlock export (flatten)" ">= 800 MB/s"
+    verdict_mbs al_import 500 "airlock import" ">= 500 MB/s"
     if ok zstd; then
         z=$(mbs "${R_SECS[zstd]}"); zt=$(awk -v z="$z" 'BEGIN {t = 0.9*z; print (t == int(t)) ? t : int(t) + 1}')
         verdict_mbs al_save_zst "$zt" "airlock save --compress zstd" ">= 90% of zstd -T0 -3 = $(fmt_int "$zt") MB/s"
