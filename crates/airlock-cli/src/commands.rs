@@ -10,17 +10,22 @@ use airlock_core::archive::writer::{ArchiveFormat, ArchiveWriter};
 use airlock_core::archive::ArchiveSource;
 use airlock_core::compression::{self, Compression};
 use airlock_core::store::{Store, TagChange};
-use airlock_core::transport::store::{StoreDestination, StoreSource};
+use airlock_core::transport::store::StoreSource;
 use airlock_core::transport::{copy_images, select, ImageSource};
 use airlock_core::Reference;
 
-use crate::{output, sink, snapshots, Cli, Command, Compress, Format};
+use crate::{endpoints, output, sink, snapshots, Cli, Command, Compress, Format};
 
 /// Run one parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let store_dir = store_dir(cli.store)?;
     match cli.command {
-        Command::Load { input, quiet } => load(&store_dir, input, quiet),
+        Command::Load { input, quiet, into } => load(&store_dir, input, quiet, into),
+        Command::Copy {
+            source,
+            destination,
+            quiet,
+        } => endpoints::copy(&store_dir, &source, &destination, quiet),
         Command::Save {
             output,
             format,
@@ -109,7 +114,14 @@ fn store_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
-fn load(store_dir: &Path, input: Option<PathBuf>, quiet: bool) -> Result<()> {
+fn load(store_dir: &Path, input: Option<PathBuf>, quiet: bool, into: Option<String>) -> Result<()> {
+    let dest = match into.as_deref() {
+        None => endpoints::Endpoint::Store(None),
+        Some("docker-daemon") | Some("docker-daemon:") => endpoints::Endpoint::DockerDaemon(None),
+        Some(other) => bail!(crate::hints::UsageError(format!(
+            "--into {other}: load goes into the store (default) or `--into docker-daemon`; for other destinations use `airlock copy`"
+        ))),
+    };
     let store = Store::open(store_dir)?;
     let staging = store.staging()?;
     let source = match input.as_deref() {
@@ -130,18 +142,10 @@ fn load(store_dir: &Path, input: Option<PathBuf>, quiet: bool) -> Result<()> {
         }
     };
     let images = source.images().to_vec();
-    let changes = copy_images(
-        &source,
-        &images,
-        Box::new(StoreDestination::new(&store, &staging)),
-    )?;
+    let lines = endpoints::copy_to(&dest, &store, &staging, &source, images)?;
     if !quiet {
-        report_moves(&changes);
-        for c in &changes {
-            match &c.name {
-                Some(n) => println!("Loaded image: {}", n.familiar()),
-                None => println!("Loaded image ID: {}", c.image_id),
-            }
+        for l in lines {
+            println!("{l}");
         }
     }
     Ok(())
@@ -179,8 +183,34 @@ fn save(
         ));
     }
     let store = Store::open(store_dir)?;
-    let source = StoreSource::new(&store)?;
-    let images = select(source.images(), queries, matches, all)?;
+    let staging = store.staging()?;
+    // `docker-daemon:NAME` arguments come from the engine, everything else from the store.
+    let from_engine: Vec<String> = queries
+        .iter()
+        .filter_map(|q| q.strip_prefix("docker-daemon:").map(str::to_string))
+        .collect();
+    let source: Box<dyn ImageSource + '_> = if from_engine.is_empty() {
+        Box::new(StoreSource::new(&store)?)
+    } else {
+        if from_engine.len() != queries.len() || !matches.is_empty() || all {
+            bail!(crate::hints::UsageError(
+                "save takes images either all from the store or all from docker-daemon:, not both"
+                    .into()
+            ));
+        }
+        let engine = airlock_remote::Engine::from_env()?;
+        Box::new(airlock_remote::engine::engine_source(
+            &engine,
+            &from_engine,
+            &staging,
+            Some(&store),
+        )?)
+    };
+    let wanted: Vec<String> = queries
+        .iter()
+        .map(|q| q.strip_prefix("docker-daemon:").unwrap_or(q).to_string())
+        .collect();
+    let images = select(source.images(), &wanted, matches, all)?;
     if images.is_empty() {
         bail!(crate::hints::UsageError(
             "the store has no images to save".into()
@@ -194,7 +224,7 @@ fn save(
     let threads = compression::default_threads();
     sink::write_output(output, "an archive", |out| {
         let writer = ArchiveWriter::new(out, format, compression, level, threads)?;
-        copy_images(&source, &images, Box::new(writer))?;
+        copy_images(source.as_ref(), &images, Box::new(writer))?;
         Ok(())
     })
 }

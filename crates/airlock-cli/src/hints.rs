@@ -55,12 +55,23 @@ pub fn report(e: &anyhow::Error) {
     let mut msg = e.to_string();
     // Context added by the CLI ("cannot open X") plus its cause, in one sentence.
     if let Some(cause) = e.chain().nth(1) {
-        if core.is_none() {
+        let cause = cause.to_string();
+        if core.is_none() && !msg.contains(&cause) {
             msg = format!("{msg}: {cause}");
         }
     }
     eprintln!("airlock: error: {msg}");
-    if let Some(h) = core.and_then(hint) {
+    let remote = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<airlock_remote::RemoteError>());
+    let remote_hint = remote.and_then(|r| match r {
+        airlock_remote::RemoteError::NoEngine { .. } => {
+            Some("start the Docker Engine, or point DOCKER_HOST at its socket (unix:///run/docker.sock, or podman's)")
+        }
+        airlock_remote::RemoteError::Core(c) => hint(c),
+        _ => None,
+    });
+    if let Some(h) = core.and_then(hint).or(remote_hint) {
         eprintln!("hint: {h}");
     }
 }

@@ -4,6 +4,7 @@
 //! hints added to errors. All format and store logic lives in `airlock-core`.
 
 mod commands;
+mod endpoints;
 mod hints;
 mod output;
 mod sink;
@@ -38,6 +39,21 @@ enum Command {
         /// Print nothing but errors.
         #[arg(short, long)]
         quiet: bool,
+        /// Load into the Docker Engine (`docker-daemon`) instead of the store; the archive
+        /// is verified, then sent in the form every Docker version loads.
+        #[arg(long, value_name = "DEST")]
+        into: Option<String>,
+    },
+    /// Copy images between transports: store:NAME (or NAME), docker-archive:PATH[:NAME],
+    /// oci-archive:PATH[:NAME], oci:DIR[:NAME], docker-daemon:NAME.
+    Copy {
+        /// Where the images come from.
+        source: String,
+        /// Where they go.
+        destination: String,
+        /// Print nothing but errors.
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Save images from the store into one archive that docker, podman, containerd and
     /// skopeo all load.
@@ -60,7 +76,8 @@ enum Command {
         /// Save every image in the store.
         #[arg(long)]
         all: bool,
-        /// Images by name, image ID or short ID.
+        /// Images by name, image ID or short ID; `docker-daemon:NAME` takes them from the
+        /// Docker Engine instead of the store.
         images: Vec<String>,
     },
     /// Write a filesystem snapshot as one tar, like `docker export`: an image's layers
@@ -78,7 +95,7 @@ enum Command {
         /// Export this directory (a chroot, an unpacked rootfs) instead.
         #[arg(long, value_name = "PATH", conflicts_with = "source")]
         dir: Option<PathBuf>,
-        /// A work container, or an image (name or ID).
+        /// A work container, an image (name or ID), or `docker-daemon:CONTAINER`.
         #[arg(required_unless_present = "dir")]
         source: Option<String>,
     },

@@ -29,6 +29,7 @@ pub fn export(
     enum What {
         Dir(PathBuf),
         Container(String),
+        Engine(String),
         Image(Box<airlock_core::store::ImageRecord>),
     }
     let what = match (dir, source) {
@@ -37,6 +38,9 @@ pub fn export(
                 bail!(UsageError(format!("{} is not a directory", d.display())));
             }
             What::Dir(d)
+        }
+        (None, Some(s)) if s.starts_with("docker-daemon:") => {
+            What::Engine(s["docker-daemon:".len()..].to_string())
         }
         (None, Some(s)) if container::info(&store, &s).is_ok() => What::Container(s),
         (None, Some(s)) => What::Image(Box::new(store.resolve(&s)?)),
@@ -53,6 +57,11 @@ pub fn export(
             }
             What::Container(name) => {
                 container::export(&store, name, &mut enc)?;
+            }
+            What::Engine(id) => {
+                let engine = airlock_remote::Engine::from_env()?;
+                let mut tar = engine.export_container(id)?;
+                std::io::copy(&mut tar, &mut enc).context("copy the engine's export")?;
             }
             What::Image(image) => {
                 airlock_core::snapshot::export_image(&store, image, &mut enc)?;

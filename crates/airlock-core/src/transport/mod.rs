@@ -9,6 +9,7 @@
 //! A destination is told the whole plan first ([`ImageDestination::begin`]) so an archive
 //! writer can put metadata before blobs.
 
+pub mod ocidir;
 pub mod store;
 
 use std::collections::BTreeSet;

@@ -1,0 +1,116 @@
+//! An OCI image layout directory as a destination (`oci:DIR`), the way skopeo and umoci
+//! read it: blobs under `blobs/sha256`, one `index.json` descriptor per name with the name
+//! in `org.opencontainers.image.ref.name`. Existing contents are kept; a name already there
+//! moves to the new image.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::{ImageDestination, ImageSource, SourceImage};
+use crate::digest::{self, CopyError, Digest};
+use crate::error::{Error, Result};
+use crate::spec::{self, Descriptor, Index, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
+use crate::store::{sync_dir, write_atomic, TagChange};
+
+/// Writes images into an OCI layout directory.
+pub struct OciDirDestination {
+    dir: PathBuf,
+}
+
+impl OciDirDestination {
+    /// Write into `dir` (created if missing).
+    pub fn new(dir: &Path) -> Self {
+        OciDirDestination {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.dir.join("blobs/sha256").join(d.hex())
+    }
+}
+
+impl ImageDestination for OciDirDestination {
+    fn begin(&mut self, _images: &[SourceImage], _source: &dyn ImageSource) -> Result<()> {
+        let blobs = self.dir.join("blobs/sha256");
+        fs::create_dir_all(&blobs).map_err(|e| Error::io("create", &blobs, e))?;
+        Ok(())
+    }
+
+    fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    fn put_blob(&mut self, blob: &Descriptor, source: &dyn ImageSource) -> Result<()> {
+        let blobs = self.dir.join("blobs/sha256");
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".part-")
+            .tempfile_in(&blobs)
+            .map_err(|e| Error::io("create temp file in", &blobs, e))?;
+        let mut reader = source.open_blob(&blob.digest)?;
+        let (actual, _) = digest::copy_hashing(&mut reader, tmp.as_file_mut(), u64::MAX).map_err(
+            |e| match e {
+                CopyError::Read(e) => Error::stream(format!("read blob {}", blob.digest), e),
+                CopyError::Write(e) => Error::io("write", tmp.path(), e),
+            },
+        )?;
+        if actual != blob.digest {
+            return Err(Error::DigestMismatch {
+                what: "blob",
+                path_in_archive: blob.digest.to_string(),
+                expected: blob.digest.clone(),
+                actual,
+            });
+        }
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io("sync", tmp.path(), e))?;
+        let dest = self.blob_path(&blob.digest);
+        tmp.persist(&dest)
+            .map_err(|e| Error::io("rename", &dest, e.error))?;
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, images: &[SourceImage]) -> Result<Vec<TagChange>> {
+        sync_dir(&self.dir.join("blobs/sha256"))?;
+        let index_path = self.dir.join("index.json");
+        let mut index: Index = match fs::read(&index_path) {
+            Ok(b) => spec::parse_json(&b, "index.json", "OCI image index")?,
+            Err(_) => Index::empty(),
+        };
+        let mut changes = Vec::new();
+        for img in images {
+            if img.names.is_empty() {
+                index.manifests.push(img.root.clone());
+            }
+            for name in &img.names {
+                let full = name.to_string();
+                let moved_from = index
+                    .manifests
+                    .iter()
+                    .position(|d| d.annotation(ANNOTATION_REF_NAME) == Some(full.as_str()))
+                    .map(|i| index.manifests.remove(i).digest);
+                let mut d = img.root.clone();
+                d.annotations = Some(BTreeMap::from([
+                    (ANNOTATION_REF_NAME.to_string(), full.clone()),
+                    (ANNOTATION_IMAGE_NAME.to_string(), full),
+                ]));
+                index.manifests.push(d);
+                changes.push(TagChange {
+                    name: Some(name.clone()),
+                    image_id: img.id.clone(),
+                    moved_from: moved_from.filter(|m| m != &img.root.digest),
+                });
+            }
+        }
+        let bytes = serde_json::to_vec(&index).map_err(|e| Error::Usage(e.to_string()))?;
+        write_atomic(&self.dir, &index_path, &bytes)?;
+        write_atomic(
+            &self.dir,
+            &self.dir.join("oci-layout"),
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        )?;
+        Ok(changes)
+    }
+}

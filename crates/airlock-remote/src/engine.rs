@@ -1,0 +1,187 @@
+//! The Docker Engine as a source and destination of images, and of container filesystems.
+//!
+//! Images leave the engine as the tar `docker save` writes (`GET /images/get`), which goes
+//! through the same one-pass verifying reader as `airlock load`; images enter it as the
+//! hybrid archive `airlock save` writes (`POST /images/load`), produced while it is sent, so
+//! an OCI-only or containerd archive loads even into a Docker that cannot read those.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use airlock_core::archive::writer::{ArchiveFormat, ArchiveWriter};
+use airlock_core::archive::ArchiveSource;
+use airlock_core::compression::Compression;
+use airlock_core::store::{Staging, Store};
+use airlock_core::transport::{copy_images, ImageSource, SourceImage};
+
+use crate::http::{self, error_message, io_err};
+use crate::{RemoteError, Result};
+
+const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+
+/// A Docker Engine (or podman's Docker-compatible service) reached on a unix socket.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    socket: PathBuf,
+}
+
+impl Engine {
+    /// The engine `DOCKER_HOST` names (`unix:///path`), else `/var/run/docker.sock`.
+    pub fn from_env() -> Result<Engine> {
+        match std::env::var("DOCKER_HOST") {
+            Ok(h) if !h.is_empty() => match h.strip_prefix("unix://") {
+                Some(p) => Ok(Engine::at(p)),
+                None => Err(RemoteError::UnsupportedHost(h)),
+            },
+            _ => Ok(Engine::at(DEFAULT_SOCKET)),
+        }
+    }
+
+    /// The engine on a given socket.
+    pub fn at(socket: impl Into<PathBuf>) -> Engine {
+        Engine {
+            socket: socket.into(),
+        }
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    fn check(&self, what: &str, r: http::Response) -> Result<http::Response> {
+        if r.status < 400 {
+            return Ok(r);
+        }
+        let status = r.status;
+        let message = error_message(&r.text().unwrap_or_default());
+        Err(RemoteError::Engine {
+            status,
+            message,
+            what: what.to_string(),
+        })
+    }
+
+    /// Check that the engine answers.
+    pub fn ping(&self) -> Result<()> {
+        let r = http::request(&self.socket, "GET", "/_ping")?;
+        self.check("ping", r).map(|_| ())
+    }
+
+    /// The images as one `docker save` tar stream.
+    pub fn save_images(&self, names: &[String]) -> Result<Box<dyn Read + Send>> {
+        let query: Vec<String> = names
+            .iter()
+            .map(|n| format!("names={}", percent_encode(n)))
+            .collect();
+        let path = format!("/images/get?{}", query.join("&"));
+        let r = http::request(&self.socket, "GET", &path)?;
+        Ok(self.check(&format!("save {}", names.join(" ")), r)?.body)
+    }
+
+    /// A container's filesystem as one flat tar (`docker export`).
+    pub fn export_container(&self, container: &str) -> Result<Box<dyn Read + Send>> {
+        let path = format!("/containers/{}/export", percent_encode(container));
+        let r = http::request(&self.socket, "GET", &path)?;
+        Ok(self
+            .check(&format!("export container {container}"), r)?
+            .body)
+    }
+
+    /// Load images into the engine: `produce` writes an image archive, which is streamed to
+    /// the engine as it is written. Returns the engine's "Loaded image" lines.
+    pub fn load_images(
+        &self,
+        produce: impl FnOnce(Box<dyn Write + Send>) -> Result<()>,
+    ) -> Result<Vec<String>> {
+        let r = http::request_with_body(
+            &self.socket,
+            "POST",
+            "/images/load?quiet=1",
+            "application/x-tar",
+            produce,
+        )?;
+        let r = self.check("load", r)?;
+        let text = r.text()?;
+        // The answer is a stream of JSON messages; an error can arrive with HTTP 200.
+        let mut loaded = Vec::new();
+        for v in serde_json::Deserializer::from_str(&text).into_iter::<serde_json::Value>() {
+            let v = v.map_err(|e| RemoteError::Protocol(format!("load answer: {e}")))?;
+            if let Some(err) = v.get("error").and_then(|e| e.as_str()) {
+                return Err(RemoteError::Engine {
+                    status: 200,
+                    message: err.to_string(),
+                    what: "load".into(),
+                });
+            }
+            if let Some(s) = v.get("stream").and_then(|s| s.as_str()) {
+                for line in s.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                    loaded.push(line.to_string());
+                }
+            }
+        }
+        Ok(loaded)
+    }
+}
+
+/// Read images out of the engine into a staging area, verifying them like `load` does.
+pub fn engine_source<'a>(
+    engine: &Engine,
+    names: &[String],
+    staging: &'a Staging,
+    store: Option<&'a Store>,
+) -> Result<ArchiveSource<'a>> {
+    let stream = engine.save_images(names)?;
+    Ok(ArchiveSource::read_stream(stream, staging, store)?)
+}
+
+/// Copy `images` from `source` into the engine, as the hybrid archive every Docker loads.
+pub fn copy_into_engine(
+    engine: &Engine,
+    source: &dyn ImageSource,
+    images: &[SourceImage],
+) -> Result<Vec<String>> {
+    engine.load_images(|body| {
+        let writer = ArchiveWriter::new(body, ArchiveFormat::Docker, Compression::None, None, 1)?;
+        copy_images(source, images, Box::new(writer)).map_err(|e| match e {
+            // The engine hung up mid-stream: its answer says why, read by the caller.
+            airlock_core::Error::Stream { source, .. } => {
+                io_err("send the archive to the engine", source)
+            }
+            other => RemoteError::Core(other),
+        })?;
+        Ok(())
+    })
+}
+
+/// Percent-encode a query or path value (everything but unreserved characters).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_references() {
+        assert_eq!(
+            percent_encode("localhost:5000/a/b:1"),
+            "localhost%3A5000%2Fa%2Fb%3A1"
+        );
+    }
+
+    #[test]
+    fn unsupported_docker_host_is_named() {
+        let e = RemoteError::UnsupportedHost("tcp://1.2.3.4:2375".into());
+        assert!(e.to_string().contains("tcp://1.2.3.4:2375"));
+    }
+}

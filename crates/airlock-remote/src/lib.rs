@@ -1,0 +1,63 @@
+//! # airlock-remote
+//!
+//! The transports that talk to other programs over the network or a socket, turned into
+//! the sources and destinations of `airlock-core` so that every command keeps using the one
+//! copy path:
+//!
+//! - [`engine`]: the Docker Engine API on its unix socket (`DOCKER_HOST`), which podman's
+//!   Docker-compatible socket also speaks: images out (`/images/get`, streamed through the
+//!   same verifying archive reader as `load`), images in (`/images/load`, fed the hybrid
+//!   archive the writer produces), and container filesystems (`/containers/{id}/export`).
+//!
+//! Everything is blocking: one connection per call, streamed both ways, so memory stays
+//! bounded whatever the image size.
+
+#![deny(missing_docs)]
+
+pub mod engine;
+mod http;
+
+pub use engine::Engine;
+
+/// Errors of the remote transports.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// Nothing answers on the engine socket.
+    #[error("no Docker Engine answers at {socket}: {source}")]
+    NoEngine {
+        /// The socket path tried.
+        socket: String,
+        /// Why the connection failed.
+        source: std::io::Error,
+    },
+    /// DOCKER_HOST names something other than a unix socket.
+    #[error("DOCKER_HOST={0} is not supported: only unix:// sockets are")]
+    UnsupportedHost(String),
+    /// The engine refused a request.
+    #[error("the Docker Engine said: {message} (HTTP {status} on {what})")]
+    Engine {
+        /// HTTP status.
+        status: u16,
+        /// The engine's message.
+        message: String,
+        /// What was asked.
+        what: String,
+    },
+    /// The engine's answer could not be understood.
+    #[error("unexpected answer from the Docker Engine: {0}")]
+    Protocol(String),
+    /// Reading or writing the connection failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A core error (archive, digest, store) while streaming.
+    #[error(transparent)]
+    Core(#[from] airlock_core::Error),
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = RemoteError> = std::result::Result<T, E>;
