@@ -14,18 +14,50 @@ use airlock_core::transport::store::StoreSource;
 use airlock_core::transport::{copy_images, select, ImageSource};
 use airlock_core::Reference;
 
-use crate::{endpoints, output, sink, snapshots, Cli, Command, Compress, Format};
+use crate::{endpoints, output, registry, sink, snapshots, Cli, Command, Compress, Format};
 
 /// Run one parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let store_dir = store_dir(cli.store)?;
+    let net = registry::NetOptions {
+        insecure: cli.insecure || !cli.tls_verify,
+    };
     match cli.command {
         Command::Load { input, quiet, into } => load(&store_dir, input, quiet, into),
         Command::Copy {
             source,
             destination,
             quiet,
-        } => endpoints::copy(&store_dir, &source, &destination, quiet),
+        } => endpoints::copy(&store_dir, &source, &destination, quiet, &net),
+        Command::Pull {
+            reference,
+            platform,
+            all_platforms,
+            quiet,
+        } => registry::pull(&store_dir, &reference, platform, all_platforms, quiet, &net),
+        Command::Push {
+            image,
+            destination,
+            all,
+            registry: host,
+            prefix,
+            quiet,
+        } => registry::push(
+            &store_dir,
+            image,
+            destination,
+            all,
+            host,
+            prefix,
+            quiet,
+            &net,
+        ),
+        Command::Login {
+            host,
+            username,
+            password_stdin,
+        } => registry::login(&host, username, password_stdin, &net),
+        Command::Logout { host } => registry::logout(&host),
         Command::Save {
             output,
             format,
@@ -142,7 +174,14 @@ fn load(store_dir: &Path, input: Option<PathBuf>, quiet: bool, into: Option<Stri
         }
     };
     let images = source.images().to_vec();
-    let lines = endpoints::copy_to(&dest, &store, &staging, &source, images)?;
+    let lines = endpoints::copy_to(
+        &dest,
+        &store,
+        &staging,
+        &source,
+        images,
+        &Default::default(),
+    )?;
     if !quiet {
         for l in lines {
             println!("{l}");

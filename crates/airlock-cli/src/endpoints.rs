@@ -20,6 +20,7 @@ use airlock_remote::Engine;
 
 use crate::commands::report_moves;
 use crate::hints::UsageError;
+use crate::registry::{push_images, NetOptions, RegistryTarget};
 use crate::sink;
 
 /// Where images come from or go to.
@@ -35,6 +36,8 @@ pub enum Endpoint {
     OciDir(PathBuf, Option<String>),
     /// The Docker Engine.
     DockerDaemon(Option<String>),
+    /// A registry (`docker://`).
+    Registry(String),
 }
 
 impl Endpoint {
@@ -60,10 +63,8 @@ impl Endpoint {
             Endpoint::OciDir(p, n)
         } else if let Some(r) = s.strip_prefix("docker-daemon:") {
             Endpoint::DockerDaemon(opt(r))
-        } else if s.starts_with("docker://") {
-            bail!(UsageError(format!(
-                "{s}: registries are not supported yet; use docker-archive:, oci-archive:, oci:, docker-daemon: or store:"
-            )))
+        } else if let Some(r) = s.strip_prefix("docker://") {
+            Endpoint::Registry(r.to_string())
         } else if s.contains("://")
             || s.split_once(':').is_some_and(|(p, rest)| {
                 !p.contains('/') && (rest.starts_with('/') || rest.starts_with('.'))
@@ -83,6 +84,7 @@ pub fn open_source<'a>(
     endpoint: &Endpoint,
     store: &'a Store,
     staging: &'a Staging,
+    net: &NetOptions,
 ) -> Result<(Box<dyn ImageSource + 'a>, Vec<SourceImage>)> {
     let (source, wanted): (Box<dyn ImageSource + 'a>, Option<String>) = match endpoint {
         Endpoint::Store(name) => {
@@ -108,6 +110,17 @@ pub fn open_source<'a>(
             Box::new(ArchiveSource::read_dir(p, staging, Some(store))?),
             n.clone(),
         ),
+        Endpoint::Registry(r) => {
+            let reference = Reference::parse(r)?;
+            let reg = net.registry_for(reference.domain())?;
+            let choice = airlock_remote::registry::pull::PlatformChoice::Host;
+            (
+                Box::new(airlock_remote::registry::pull::pull(
+                    &reg, &reference, &choice, staging, store,
+                )?),
+                None,
+            )
+        }
         Endpoint::DockerDaemon(name) => {
             let Some(name) = name else {
                 bail!(UsageError("name the image: docker-daemon:NAME".into()));
@@ -152,6 +165,7 @@ pub fn copy_to(
     staging: &Staging,
     source: &dyn ImageSource,
     mut images: Vec<SourceImage>,
+    net: &NetOptions,
 ) -> Result<Vec<String>> {
     let archive =
         |path: &Path, format: ArchiveFormat, images: &[SourceImage]| -> Result<Vec<String>> {
@@ -193,6 +207,10 @@ pub fn copy_to(
             let engine = Engine::from_env()?;
             Ok(copy_into_engine(&engine, source, &images)?)
         }
+        Endpoint::Registry(r) => {
+            let target = RegistryTarget::parse(r)?;
+            push_images(source, &images, &target, net)
+        }
     }
 }
 
@@ -209,13 +227,13 @@ pub fn loaded_lines(changes: &[TagChange]) -> Vec<String> {
 }
 
 /// `airlock copy SRC DST`.
-pub fn copy(store_dir: &Path, src: &str, dst: &str, quiet: bool) -> Result<()> {
+pub fn copy(store_dir: &Path, src: &str, dst: &str, quiet: bool, net: &NetOptions) -> Result<()> {
     let src = Endpoint::parse(src)?;
     let dst = Endpoint::parse(dst)?;
     let store = Store::open(store_dir)?;
     let staging = store.staging()?;
-    let (source, images) = open_source(&src, &store, &staging)?;
-    let lines = copy_to(&dst, &store, &staging, source.as_ref(), images)?;
+    let (source, images) = open_source(&src, &store, &staging, net)?;
+    let lines = copy_to(&dst, &store, &staging, source.as_ref(), images, net)?;
     if !quiet {
         for l in lines {
             println!("{l}");
@@ -250,7 +268,10 @@ mod tests {
             Endpoint::parse("docker-daemon:busybox:1").unwrap(),
             Endpoint::DockerDaemon(Some("busybox:1".into()))
         );
-        assert!(Endpoint::parse("docker://x/y").is_err());
+        assert_eq!(
+            Endpoint::parse("docker://x.io/y:1").unwrap(),
+            Endpoint::Registry("x.io/y:1".into())
+        );
         assert!(Endpoint::parse("dir-thing:/x").is_err());
         assert_eq!(
             Endpoint::parse("my-app:1").unwrap(),

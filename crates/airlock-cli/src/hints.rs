@@ -69,6 +69,12 @@ pub fn report(e: &anyhow::Error) {
             Some("start the Docker Engine, or point DOCKER_HOST at its socket (unix:///run/docker.sock, or podman's)")
         }
         airlock_remote::RemoteError::Core(c) => hint(c),
+        airlock_remote::RemoteError::Registry { status: 401, .. } => {
+            Some("log in first: echo \"$PASSWORD\" | airlock login -u USER --password-stdin HOST")
+        }
+        airlock_remote::RemoteError::Registry { status: 0, .. } => {
+            Some("check the registry address; a registry without TLS needs --insecure (loopback ones work as they are)")
+        }
         _ => None,
     });
     if let Some(h) = core.and_then(hint).or(remote_hint) {

@@ -7,6 +7,7 @@ mod commands;
 mod endpoints;
 mod hints;
 mod output;
+mod registry;
 mod sink;
 mod snapshots;
 
@@ -23,6 +24,15 @@ struct Cli {
     /// ~/.local/share/airlock]
     #[arg(long, global = true, value_name = "DIR")]
     store: Option<PathBuf>,
+
+    /// Talk to registries without TLS verification, or over plain HTTP (loopback registries
+    /// always may use plain HTTP).
+    #[arg(long, global = true)]
+    insecure: bool,
+
+    /// `--tls-verify=false` is the same as `--insecure` (skopeo's spelling).
+    #[arg(long, global = true, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    tls_verify: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -45,7 +55,8 @@ enum Command {
         into: Option<String>,
     },
     /// Copy images between transports: store:NAME (or NAME), docker-archive:PATH[:NAME],
-    /// oci-archive:PATH[:NAME], oci:DIR[:NAME], docker-daemon:NAME.
+    /// oci-archive:PATH[:NAME], oci:DIR[:NAME], docker-daemon:NAME, docker://HOST/REPO[:TAG]
+    /// (a destination docker://HOST[/PREFIX] without a tag renames every image onto it).
     Copy {
         /// Where the images come from.
         source: String,
@@ -147,6 +158,57 @@ enum Command {
         /// History comment.
         #[arg(short, long)]
         message: Option<String>,
+    },
+    /// Pull an image from a registry into the store.
+    Pull {
+        /// HOST[:PORT]/REPOSITORY[:TAG|@DIGEST].
+        reference: String,
+        /// Keep only this platform of a multi-platform image, os/arch[/variant].
+        #[arg(long, conflicts_with = "all_platforms")]
+        platform: Option<String>,
+        /// Keep every platform (the index is stored whole).
+        #[arg(long)]
+        all_platforms: bool,
+        /// Print nothing but errors.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Push images to a registry: one (`push IMAGE [DEST]`) or the whole store
+    /// (`push --all --registry HOST[:PORT] [--prefix PATH]`).
+    Push {
+        /// The image (name or ID).
+        #[arg(required_unless_present = "all")]
+        image: Option<String>,
+        /// Where to: HOST[:PORT]/REPOSITORY[:TAG] [default: the image's own name].
+        destination: Option<String>,
+        /// Push every image of the store, renamed onto --registry.
+        #[arg(long, requires = "registry", conflicts_with = "image")]
+        all: bool,
+        /// The registry that receives the images of --all.
+        #[arg(long, value_name = "HOST[:PORT]")]
+        registry: Option<String>,
+        /// A path put before each repository (`docker.io/library/redis` -> HOST/PREFIX/library/redis).
+        #[arg(long, value_name = "PATH")]
+        prefix: Option<String>,
+        /// Print nothing but errors.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Store registry credentials where `docker login` keeps them (~/.docker/config.json).
+    Login {
+        /// The registry.
+        host: String,
+        /// User name.
+        #[arg(short, long)]
+        username: Option<String>,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Forget the stored credentials of a registry.
+    Logout {
+        /// The registry.
+        host: String,
     },
     /// List images in the store.
     Images {

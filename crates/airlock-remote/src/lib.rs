@@ -9,6 +9,9 @@
 //!   same verifying archive reader as `load`), images in (`/images/load`, fed the hybrid
 //!   archive the writer produces), and container filesystems (`/containers/{id}/export`).
 //!
+//! - [`registry`]: registries over the OCI Distribution API (pull, push, login), with basic
+//!   and bearer-token auth and credentials kept the way `docker login` keeps them.
+//!
 //! Everything is blocking: one connection per call, streamed both ways, so memory stays
 //! bounded whatever the image size.
 
@@ -16,6 +19,7 @@
 
 pub mod engine;
 mod http;
+pub mod registry;
 
 pub use engine::Engine;
 
@@ -39,6 +43,18 @@ pub enum RemoteError {
         /// HTTP status.
         status: u16,
         /// The engine's message.
+        message: String,
+        /// What was asked.
+        what: String,
+    },
+    /// A registry refused a request or could not be reached.
+    #[error("registry {host}: {message} ({what})")]
+    Registry {
+        /// The registry host.
+        host: String,
+        /// HTTP status (0 when the connection failed).
+        status: u16,
+        /// What the registry (or the connection) said.
         message: String,
         /// What was asked.
         what: String,

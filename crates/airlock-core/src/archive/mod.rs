@@ -19,13 +19,12 @@ use crate::compression::{self, Compression, ReadAhead};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::store::{Staging, Store};
+use crate::transport::staged::StagedSource;
 use crate::transport::{ImageSource, SourceImage};
 
 /// An archive read into a staging area: its images, verified, and their blobs.
 pub struct ArchiveSource<'a> {
-    staging: &'a Staging,
-    store: Option<&'a Store>,
-    images: Vec<SourceImage>,
+    inner: StagedSource<'a>,
     dialect: Dialect,
     compression: Compression,
 }
@@ -82,9 +81,7 @@ impl<'a> ArchiveSource<'a> {
             other => other,
         })?;
         Ok(ArchiveSource {
-            staging,
-            store,
-            images,
+            inner: StagedSource::new(staging, store, images),
             dialect,
             compression,
         })
@@ -99,32 +96,19 @@ impl<'a> ArchiveSource<'a> {
     pub fn compression(&self) -> Compression {
         self.compression
     }
-
-    fn path(&self, digest: &Digest) -> Option<PathBuf> {
-        self.staging.path_of(digest).or_else(|| {
-            self.store
-                .filter(|s| s.has_blob(digest))
-                .map(|s| s.blob_path(digest))
-        })
-    }
 }
 
 impl ImageSource for ArchiveSource<'_> {
     fn images(&self) -> &[SourceImage] {
-        &self.images
+        self.inner.images()
     }
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>> {
-        let p = self.path(digest).ok_or_else(|| Error::MissingBlob {
-            referenced_by: "the archive's images".into(),
-            missing: digest.to_string(),
-        })?;
-        let f = std::fs::File::open(&p).map_err(|e| Error::io("open", &p, e))?;
-        Ok(Box::new(f))
+        self.inner.open_blob(digest)
     }
     fn has_blob(&self, digest: &Digest) -> bool {
-        self.path(digest).is_some()
+        self.inner.has_blob(digest)
     }
     fn blob_file(&self, digest: &Digest) -> Option<PathBuf> {
-        self.path(digest)
+        self.inner.blob_file(digest)
     }
 }

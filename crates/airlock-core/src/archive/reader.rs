@@ -319,6 +319,34 @@ fn resolve_relative(link: &str, target: &str) -> String {
     parts.join("/")
 }
 
+/// Stage a layer blob that must hash to `expected`, learning its diffID in the same pass
+/// (decompressing a copy on another thread when it is gzip or zstd).
+pub fn stage_layer(
+    reader: &mut dyn Read,
+    label: &str,
+    expected: &Digest,
+    staging: &Staging,
+) -> Result<(StagedBlob, Digest)> {
+    let mut contents = ArchiveContents::default();
+    let staged = stage_entry(reader, label, Some(expected), staging, &mut contents)?;
+    let diff = match contents.diff_ids.remove(&staged.digest) {
+        None => staged.digest.clone(),
+        Some(Ok(d)) => d,
+        Some(Err(msg)) => {
+            let codec = contents
+                .compression
+                .get(&staged.digest)
+                .copied()
+                .unwrap_or(Compression::Gzip);
+            return Err(Error::Decompress {
+                codec: codec.name(),
+                detail: format!("{label}: {msg}"),
+            });
+        }
+    };
+    Ok((staged, diff))
+}
+
 /// Stage one entry; if it starts with gzip or zstd magic, decompress a copy on another
 /// thread to learn its diffID in the same pass.
 fn stage_entry(

@@ -10,6 +10,7 @@
 //! writer can put metadata before blobs.
 
 pub mod ocidir;
+pub mod staged;
 pub mod store;
 
 use std::collections::BTreeSet;
@@ -65,7 +66,7 @@ impl SourceImage {
 }
 
 /// Something images can be read from.
-pub trait ImageSource {
+pub trait ImageSource: Sync {
     /// The images on offer.
     fn images(&self) -> &[SourceImage];
     /// Stream one blob. The copy path verifies the digest of what it reads.

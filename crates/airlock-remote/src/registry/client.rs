@@ -1,0 +1,487 @@
+//! A registry client for the OCI Distribution API: auth (anonymous, basic, bearer token via
+//! the `WWW-Authenticate` challenge), retries with backoff for transient failures, TLS
+//! verified unless asked otherwise, plain HTTP for loopback registries.
+//!
+//! Credentials go only into `Authorization` headers; no error or message built here holds
+//! them (URLs never carry them).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+
+use super::auth::Credentials;
+use crate::{RemoteError, Result};
+
+/// How to reach a registry.
+#[derive(Clone, Debug, Default)]
+pub struct RegistryOptions {
+    /// Skip TLS verification and allow plain HTTP (`--insecure`, `--tls-verify=false`).
+    pub insecure: bool,
+    /// Credentials to use, when not taken from the docker config.
+    pub credentials: Option<Credentials>,
+}
+
+/// A connection to one registry host.
+pub struct Registry {
+    agent: ureq::Agent,
+    base: String,
+    host: String,
+    credentials: Option<Credentials>,
+    /// Bearer tokens by scope; "basic" once the registry asked for basic auth.
+    tokens: Mutex<HashMap<String, String>>,
+    challenge: Mutex<Option<Challenge>>,
+}
+
+#[derive(Clone, Debug)]
+enum Challenge {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+/// A request body that can be produced again for a retry.
+pub type BodyFn<'a> = &'a (dyn Fn() -> Result<(Box<dyn Read + Send + 'a>, u64)> + Sync);
+
+const ATTEMPTS: u32 = 4;
+
+impl Registry {
+    /// Connect to `host` (`HOST[:PORT]`; `docker.io` means Docker Hub).
+    pub fn new(host: &str, opts: &RegistryOptions) -> Result<Registry> {
+        let api_host = if host == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            host
+        };
+        let loopback = is_loopback(api_host);
+        let scheme = if loopback || opts.insecure {
+            "http"
+        } else {
+            "https"
+        };
+        let mut builder = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(30))
+            .timeout_read(Duration::from_secs(300))
+            .redirects(8);
+        if opts.insecure {
+            builder = builder.tls_config(Arc::new(insecure_tls()));
+        }
+        let credentials = opts
+            .credentials
+            .clone()
+            .or_else(|| super::auth::lookup(host).ok().flatten());
+        let mut reg = Registry {
+            agent: builder.build(),
+            base: format!("{scheme}://{api_host}"),
+            host: host.to_string(),
+            credentials,
+            tokens: Mutex::new(HashMap::new()),
+            challenge: Mutex::new(None),
+        };
+        // --insecure: prefer TLS without verification, fall back to plain HTTP (what docker
+        // does for an "insecure registry").
+        if opts.insecure && !loopback {
+            reg.base = format!("https://{api_host}");
+            if reg.ping().is_err() {
+                reg.base = format!("http://{api_host}");
+            }
+        }
+        Ok(reg)
+    }
+
+    /// The host as the user named it.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// `GET /v2/`: checks the registry answers and the credentials work.
+    pub fn ping(&self) -> Result<()> {
+        let r = self.call("GET", "/v2/", "", &[], None)?;
+        drop(r);
+        Ok(())
+    }
+
+    /// Make a request to `path` (below the host), authenticating for `scope` as the registry
+    /// asks, retrying transient failures. Returns responses with a 2xx/3xx status; others
+    /// become errors (404 included: callers that expect it use [`Registry::call_allow`]).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        scope: &str,
+        headers: &[(&str, String)],
+        body: Option<BodyFn>,
+    ) -> Result<ureq::Response> {
+        match self.call_allow(method, path, scope, headers, body, &[])? {
+            Ok(r) => Ok(r),
+            Err((status, r)) => Err(self.status_error(method, path, status, r)),
+        }
+    }
+
+    /// Like [`Registry::call`], but the statuses in `allowed` come back as `Err((status,
+    /// response))` for the caller to handle (e.g. 404 on HEAD).
+    #[allow(clippy::type_complexity)]
+    pub fn call_allow(
+        &self,
+        method: &str,
+        path: &str,
+        scope: &str,
+        headers: &[(&str, String)],
+        body: Option<BodyFn>,
+        allowed: &[u16],
+    ) -> Result<std::result::Result<ureq::Response, (u16, ureq::Response)>> {
+        let url = if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else {
+            format!("{}{}", self.base, path)
+        };
+        let mut auth_tried = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut req = self.agent.request(method, &url);
+            for (k, v) in headers {
+                req = req.set(k, v);
+            }
+            if let Some(a) = self.authorization(scope) {
+                req = req.set("Authorization", &a);
+            }
+            let result = match body {
+                Some(produce) => {
+                    let (reader, len) = produce()?;
+                    req.set("Content-Length", &len.to_string()).send(reader)
+                }
+                None => req.call(),
+            };
+            match result {
+                Ok(r) => return Ok(Ok(r)),
+                Err(ureq::Error::Status(401, r)) if !auth_tried => {
+                    auth_tried = true;
+                    let header = r.header("WWW-Authenticate").unwrap_or("").to_string();
+                    self.authenticate(&header, scope)?;
+                }
+                Err(ureq::Error::Status(code, r)) if allowed.contains(&code) => {
+                    return Ok(Err((code, r)))
+                }
+                Err(ureq::Error::Status(code, r)) if is_transient(code) && attempt < ATTEMPTS => {
+                    drop(r);
+                    backoff(attempt);
+                }
+                Err(ureq::Error::Status(code, r)) => {
+                    return Err(self.status_error(method, path, code, r))
+                }
+                Err(ureq::Error::Transport(_)) if attempt < ATTEMPTS => backoff(attempt),
+                Err(ureq::Error::Transport(t)) => {
+                    return Err(RemoteError::Registry {
+                        host: self.host.clone(),
+                        status: 0,
+                        message: transport_message(&t),
+                        what: format!("{method} {}", strip_query(path)),
+                    })
+                }
+            }
+        }
+    }
+
+    fn status_error(
+        &self,
+        method: &str,
+        path: &str,
+        status: u16,
+        r: ureq::Response,
+    ) -> RemoteError {
+        let body = r.into_string().unwrap_or_default();
+        let message = registry_message(&body).unwrap_or_else(|| match status {
+            401 => "authentication required or refused".to_string(),
+            403 => "access denied".to_string(),
+            404 => "not found".to_string(),
+            _ => format!("HTTP {status}"),
+        });
+        RemoteError::Registry {
+            host: self.host.clone(),
+            status,
+            message,
+            what: format!("{method} {}", strip_query(path)),
+        }
+    }
+
+    fn authorization(&self, scope: &str) -> Option<String> {
+        let challenge = self.challenge.lock().ok()?.clone()?;
+        match challenge {
+            Challenge::Basic => self.credentials.as_ref().map(basic_header),
+            Challenge::Bearer { .. } => self
+                .tokens
+                .lock()
+                .ok()?
+                .get(scope)
+                .map(|t| format!("Bearer {t}")),
+        }
+    }
+
+    /// Answer a 401 challenge: remember basic auth, or fetch a bearer token for `scope`.
+    fn authenticate(&self, header: &str, scope: &str) -> Result<()> {
+        let challenge = parse_challenge(header).ok_or_else(|| RemoteError::Registry {
+            host: self.host.clone(),
+            status: 401,
+            message:
+                "authentication required, and the registry's challenge is not one airlock knows"
+                    .into(),
+            what: "authenticate".into(),
+        })?;
+        if let Challenge::Bearer { realm, service } = &challenge {
+            let mut url = realm.clone();
+            let mut sep = if url.contains('?') { '&' } else { '?' };
+            if let Some(s) = service {
+                url.push_str(&format!("{sep}service={}", encode(s)));
+                sep = '&';
+            }
+            for s in scope.split(' ').filter(|s| !s.is_empty()) {
+                url.push_str(&format!("{sep}scope={}", encode(s)));
+                sep = '&';
+            }
+            let mut req = self.agent.get(&url);
+            if let Some(c) = &self.credentials {
+                req = req.set("Authorization", &basic_header(c));
+            }
+            let resp = req.call().map_err(|e| match e {
+                ureq::Error::Status(code, _) => RemoteError::Registry {
+                    host: self.host.clone(),
+                    status: code,
+                    message: if code == 401 || code == 403 {
+                        "the token service refused the credentials".into()
+                    } else {
+                        format!("the token service answered HTTP {code}")
+                    },
+                    what: "get a token".into(),
+                },
+                ureq::Error::Transport(t) => RemoteError::Registry {
+                    host: self.host.clone(),
+                    status: 0,
+                    message: transport_message(&t),
+                    what: "get a token".into(),
+                },
+            })?;
+            let v: serde_json::Value = resp
+                .into_json()
+                .map_err(|e| RemoteError::Protocol(format!("token answer: {e}")))?;
+            let token = v
+                .get("token")
+                .or_else(|| v.get("access_token"))
+                .and_then(|t| t.as_str())
+                .ok_or_else(|| RemoteError::Protocol("the token answer holds no token".into()))?;
+            self.tokens
+                .lock()
+                .map_err(|_| RemoteError::Protocol("token cache poisoned".into()))?
+                .insert(scope.to_string(), token.to_string());
+        } else if self.credentials.is_none() {
+            return Err(RemoteError::Registry {
+                host: self.host.clone(),
+                status: 401,
+                message: "this registry needs a user name and password".into(),
+                what: "authenticate".into(),
+            });
+        }
+        *self
+            .challenge
+            .lock()
+            .map_err(|_| RemoteError::Protocol("auth state poisoned".into()))? = Some(challenge);
+        Ok(())
+    }
+}
+
+fn basic_header(c: &Credentials) -> String {
+    let raw = format!("{}:{}", c.username, c.password);
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+fn is_transient(code: u16) -> bool {
+    matches!(code, 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+fn backoff(attempt: u32) {
+    std::thread::sleep(Duration::from_millis(200 * (1 << attempt.min(5))));
+}
+
+fn strip_query(path: &str) -> &str {
+    path.split('?').next().unwrap_or(path)
+}
+
+fn transport_message(t: &ureq::Transport) -> String {
+    // ureq's message holds the URL, never credentials (they travel in headers only).
+    t.to_string()
+}
+
+/// The first `message` of a registry's JSON `errors` body.
+fn registry_message(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let e = v.get("errors")?.get(0)?;
+    let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
+    let msg = e.get("message").and_then(|m| m.as_str()).unwrap_or("");
+    Some(if code.is_empty() {
+        msg.to_string()
+    } else {
+        format!("{msg} ({code})")
+    })
+}
+
+fn parse_challenge(header: &str) -> Option<Challenge> {
+    let (scheme, rest) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Some(Challenge::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let mut realm = None;
+    let mut service = None;
+    for part in split_params(rest) {
+        if let Some((k, v)) = part.split_once('=') {
+            let v = v.trim().trim_matches('"').to_string();
+            match k.trim().to_ascii_lowercase().as_str() {
+                "realm" => realm = Some(v),
+                "service" => service = Some(v),
+                _ => {}
+            }
+        }
+    }
+    Some(Challenge::Bearer {
+        realm: realm?,
+        service,
+    })
+}
+
+/// Split `a="x,y",b=z` on commas outside quotes.
+fn split_params(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in s.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            ',' if !quoted => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Percent-encode a query value.
+pub fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// True for registries on this machine, which may speak plain HTTP.
+pub fn is_loopback(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+    };
+    name == "localhost" || name == "::1" || name.starts_with("127.")
+}
+
+/// TLS that accepts any certificate: only for `--insecure`.
+fn insecure_tls() -> rustls::ClientConfig {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    #[derive(Debug)]
+    struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+    impl ServerCertVerifier for AcceptAny {
+        fn verify_server_cert(
+            &self,
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+        .with_no_client_auth()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bearer_and_basic_challenges() {
+        match parse_challenge(
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a:pull""#,
+        ) {
+            Some(Challenge::Bearer { realm, service }) => {
+                assert_eq!(realm, "https://auth.example/token");
+                assert_eq!(service.as_deref(), Some("registry.example"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_challenge(r#"Basic realm="Registry""#),
+            Some(Challenge::Basic)
+        ));
+        assert!(parse_challenge("Negotiate").is_none());
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(is_loopback("127.0.0.1:5000"));
+        assert!(is_loopback("localhost:5000"));
+        assert!(is_loopback("[::1]:5000"));
+        assert!(!is_loopback("registry.example:5000"));
+    }
+
+    #[test]
+    fn registry_errors_read_the_json_message() {
+        let body = r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#;
+        assert_eq!(
+            registry_message(body).unwrap(),
+            "manifest unknown (MANIFEST_UNKNOWN)"
+        );
+    }
+}
