@@ -7,3 +7,4 @@ mod corruption;
 mod dialects;
 mod roundtrip;
 mod snapshots;
+mod synthetic;

@@ -335,6 +335,8 @@ pub fn layer_with_file(name: &str, content: &[u8]) -> Vec<u8> {
     let mut h = tar::Header::new_gnu();
     h.set_size(content.len() as u64);
     h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
     h.set_mtime(1_700_000_000);
     h.set_cksum();
     b.append_data(&mut h, name, content).unwrap();

@@ -1,0 +1,272 @@
+//! Dialects whose writers are not installable here (crane, containerd's `ctr export`,
+//! Docker 25's hybrid archive and its 25.0.x quirks), built byte by byte from the format
+//! facts those tools' public sources document.
+
+use std::io::Write;
+
+use serde_json::json;
+
+use crate::util::{layer_with_file, scratch, sha256, Airlock};
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+fn hex(d: &str) -> &str {
+    &d[7..]
+}
+
+/// A tar built from (path, bytes) pairs, in order.
+fn tar_of(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (p, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, p, &data[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+struct Image {
+    layers: Vec<Vec<u8>>,
+    gz_layers: Vec<Vec<u8>>,
+    config: Vec<u8>,
+}
+
+fn image(arch: &str, files: &[(&str, &[u8])]) -> Image {
+    let layers: Vec<Vec<u8>> = files.iter().map(|(n, c)| layer_with_file(n, c)).collect();
+    let gz_layers: Vec<Vec<u8>> = layers.iter().map(|l| gzip(l)).collect();
+    let config = serde_json::to_vec(&json!({
+        "architecture": arch, "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| sha256(l)).collect::<Vec<_>>()},
+    }))
+    .unwrap();
+    Image {
+        layers,
+        gz_layers,
+        config,
+    }
+}
+
+fn oci_manifest(img: &Image, gz: bool) -> Vec<u8> {
+    let layers: Vec<serde_json::Value> = (if gz { &img.gz_layers } else { &img.layers })
+        .iter()
+        .map(|l| {
+            json!({
+                "mediaType": if gz { "application/vnd.oci.image.layer.v1.tar+gzip" } else { "application/vnd.oci.image.layer.v1.tar" },
+                "digest": sha256(l), "size": l.len(),
+            })
+        })
+        .collect();
+    serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&img.config), "size": img.config.len()},
+        "layers": layers,
+    }))
+    .unwrap()
+}
+
+fn load(entries: &[(String, Vec<u8>)]) -> (tempfile::TempDir, Airlock, String) {
+    let dir = scratch();
+    let path = dir.path().join("in.tar");
+    std::fs::write(&path, tar_of(entries)).unwrap();
+    let airlock = Airlock::new(&dir.path().join("store"));
+    let out = airlock.ok(&["load", "-i", path.to_str().unwrap()]);
+    (dir, airlock, out)
+}
+
+#[test]
+fn crane_tarball_with_gzip_layers_and_sha256_named_config() {
+    let img = image("amd64", &[("a.txt", b"one"), ("b.txt", b"two")]);
+    let cfg_name = format!("sha256:{}", hex(&sha256(&img.config)));
+    let layer_names: Vec<String> = img
+        .gz_layers
+        .iter()
+        .map(|l| format!("{}.tar.gz", hex(&sha256(l))))
+        .collect();
+    let manifest = json!([{"Config": cfg_name, "RepoTags": ["registry.example/team/crane:1"], "Layers": layer_names}]);
+    let mut entries = vec![(cfg_name.clone(), img.config.clone())];
+    for (n, l) in layer_names.iter().zip(&img.gz_layers) {
+        entries.push((n.clone(), l.clone()));
+    }
+    entries.push((
+        "manifest.json".into(),
+        serde_json::to_vec(&manifest).unwrap(),
+    ));
+    let (_d, airlock, out) = load(&entries);
+    assert_eq!(out.trim(), "Loaded image: registry.example/team/crane:1");
+    let got = airlock.inspect("registry.example/team/crane:1");
+    assert_eq!(got["Id"], sha256(&img.config).as_str());
+    let diff: Vec<String> = img.layers.iter().map(|l| sha256(l)).collect();
+    assert_eq!(got["RootFS"]["Layers"], json!(diff));
+    // The compressed blobs are kept as they came.
+    let blobs: Vec<&str> = got["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["Digest"].as_str().unwrap())
+        .collect();
+    let want: Vec<String> = img.gz_layers.iter().map(|l| sha256(l)).collect();
+    assert_eq!(blobs, want);
+}
+
+#[test]
+fn containerd_export_with_a_sparse_index_keeps_the_platform_it_has() {
+    let amd = image("amd64", &[("x", b"amd64 data")]);
+    let arm = image("arm64", &[("x", b"arm64 data")]);
+    let amd_m = oci_manifest(&amd, true);
+    let arm_m = oci_manifest(&arm, true);
+    let nested = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(&amd_m), "size": amd_m.len(), "platform": {"architecture": "amd64", "os": "linux"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(&arm_m), "size": arm_m.len(), "platform": {"architecture": "arm64", "os": "linux"}},
+        ],
+    }))
+    .unwrap();
+    let index = json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha256(&nested), "size": nested.len(),
+            "annotations": {"io.containerd.image.name": "docker.io/library/multi:1", "org.opencontainers.image.ref.name": "1"}}],
+    });
+    // containerd writes manifest.json without LayerSources and no `repositories`; the arm64
+    // manifest and its blobs are absent (the sparse index).
+    let manifest_json = json!([{
+        "Config": format!("blobs/sha256/{}", hex(&sha256(&amd.config))),
+        "RepoTags": ["multi:1"],
+        "Layers": amd.gz_layers.iter().map(|l| format!("blobs/sha256/{}", hex(&sha256(l)))).collect::<Vec<_>>(),
+    }]);
+    let mut entries = vec![
+        (
+            "oci-layout".to_string(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        ),
+        (
+            format!("blobs/sha256/{}", hex(&sha256(&nested))),
+            nested.clone(),
+        ),
+        (
+            format!("blobs/sha256/{}", hex(&sha256(&amd_m))),
+            amd_m.clone(),
+        ),
+        (
+            format!("blobs/sha256/{}", hex(&sha256(&amd.config))),
+            amd.config.clone(),
+        ),
+    ];
+    for l in &amd.gz_layers {
+        entries.push((format!("blobs/sha256/{}", hex(&sha256(l))), l.clone()));
+    }
+    entries.push(("index.json".into(), serde_json::to_vec(&index).unwrap()));
+    entries.push((
+        "manifest.json".into(),
+        serde_json::to_vec(&manifest_json).unwrap(),
+    ));
+    let (_d, airlock, out) = load(&entries);
+    assert_eq!(out.trim(), "Loaded image: multi:1");
+    let got = airlock.inspect("multi:1");
+    // The original platform manifest is kept (its registry digest survives) and the image
+    // is not passed off as the whole index.
+    assert_eq!(got["ManifestDigest"], sha256(&amd_m).as_str());
+    assert_eq!(got["IndexDigest"], serde_json::Value::Null);
+    assert_eq!(got["Platforms"], json!(["linux/amd64"]));
+    assert_eq!(got["Id"], sha256(&amd.config).as_str());
+}
+
+#[test]
+fn docker_25_hybrid_with_layers_in_the_wrong_order_trusts_manifest_json() {
+    let img = image("amd64", &[("first", b"1"), ("second", b"2")]);
+    // Docker 25.0.0 wrote the OCI manifest's layers in the wrong order (fixed in 25.0.1);
+    // manifest.json and the config's diff_ids order are right.
+    let mut wrong = img.layers.clone();
+    wrong.reverse();
+    let bad = Image {
+        layers: wrong,
+        gz_layers: Vec::new(),
+        config: img.config.clone(),
+    };
+    let m = oci_manifest(&bad, false);
+    let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(&m), "size": m.len(),
+            "annotations": {"io.containerd.image.name": "docker.io/library/hybrid:25", "org.opencontainers.image.ref.name": "25"}}]});
+    let layer_paths: Vec<String> = img
+        .layers
+        .iter()
+        .map(|l| format!("blobs/sha256/{}", hex(&sha256(l))))
+        .collect();
+    let manifest_json = json!([{"Config": format!("blobs/sha256/{}", hex(&sha256(&img.config))), "RepoTags": ["hybrid:25"], "Layers": layer_paths}]);
+    let repositories = json!({"hybrid": {"25": hex(&sha256(img.layers.last().unwrap()))}});
+    let mut entries = vec![
+        (
+            "oci-layout".to_string(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        ),
+        (format!("blobs/sha256/{}", hex(&sha256(&m))), m.clone()),
+        (
+            format!("blobs/sha256/{}", hex(&sha256(&img.config))),
+            img.config.clone(),
+        ),
+    ];
+    for l in &img.layers {
+        entries.push((format!("blobs/sha256/{}", hex(&sha256(l))), l.clone()));
+    }
+    entries.push(("index.json".into(), serde_json::to_vec(&index).unwrap()));
+    entries.push((
+        "manifest.json".into(),
+        serde_json::to_vec(&manifest_json).unwrap(),
+    ));
+    entries.push((
+        "repositories".into(),
+        serde_json::to_vec(&repositories).unwrap(),
+    ));
+    let (dir, airlock, _) = load(&entries);
+    let got = airlock.inspect("hybrid:25");
+    let diff: Vec<String> = img.layers.iter().map(|l| sha256(l)).collect();
+    assert_eq!(got["RootFS"]["Layers"], json!(diff));
+    let order: Vec<&str> = got["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["Digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        diff.iter().map(String::as_str).collect::<Vec<_>>(),
+        "layers in manifest.json order"
+    );
+    // And it exports with the right file on top.
+    let out = dir.path().join("flat.tar");
+    airlock.ok(&["export", "-o", out.to_str().unwrap(), "hybrid:25"]);
+    let listing = crate::util::tar_listing(&out);
+    assert!(listing.contains_key("first") && listing.contains_key("second"));
+}
+
+#[test]
+fn zstd_layer_files_inside_a_docker_archive_load() {
+    let img = image("amd64", &[("z", b"zstd layer")]);
+    let zl = zstd::encode_all(&img.layers[0][..], 3).unwrap();
+    let cfg = format!("{}.json", hex(&sha256(&img.config)));
+    let lname = format!("{}/layer.tar", hex(&sha256(&img.layers[0])));
+    let manifest = json!([{"Config": cfg, "RepoTags": ["zl:1"], "Layers": [lname]}]);
+    let entries = vec![
+        (cfg.clone(), img.config.clone()),
+        (lname.clone(), zl.clone()),
+        (
+            "manifest.json".to_string(),
+            serde_json::to_vec(&manifest).unwrap(),
+        ),
+    ];
+    let (_d, airlock, _) = load(&entries);
+    let got = airlock.inspect("zl:1");
+    assert_eq!(got["RootFS"]["Layers"][0], sha256(&img.layers[0]).as_str());
+    assert_eq!(
+        got["Layers"][0]["MediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+}
