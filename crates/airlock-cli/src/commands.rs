@@ -14,7 +14,9 @@ use airlock_core::transport::store::StoreSource;
 use airlock_core::transport::{copy_images, select, ImageSource};
 use airlock_core::Reference;
 
-use crate::{endpoints, output, registry, sink, snapshots, Cli, Command, Compress, Format};
+use crate::{
+    endpoints, output, progress, registry, sink, snapshots, Cli, Command, Compress, Format,
+};
 
 /// Run one parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
@@ -162,7 +164,9 @@ fn load(store_dir: &Path, input: Option<PathBuf>, quiet: bool, into: Option<Stri
         }
         Some(p) if p.as_os_str() != "-" => {
             let f = File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
-            ArchiveSource::read_stream(Box::new(f), &staging, Some(&store))?
+            let total = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let meter = progress::Meter::start("Loading", total, quiet);
+            ArchiveSource::read_stream(Box::new(meter.reader(f)), &staging, Some(&store))?
         }
         _ => {
             if io::stdin().is_terminal() {
@@ -261,9 +265,14 @@ fn save(
     };
     let compression = compress.codec();
     let threads = compression::default_threads();
+    let meter = progress::Meter::start("Saving", progress::total_size(&images), false);
+    let metered = progress::MeteredSource {
+        inner: source.as_ref(),
+        meter: &meter,
+    };
     sink::write_output(output, "an archive", |out| {
         let writer = ArchiveWriter::new(out, format, compression, level, threads)?;
-        copy_images(source.as_ref(), &images, Box::new(writer))?;
+        copy_images(&metered, &images, Box::new(writer))?;
         Ok(())
     })
 }

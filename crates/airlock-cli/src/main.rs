@@ -7,6 +7,7 @@ mod commands;
 mod endpoints;
 mod hints;
 mod output;
+mod progress;
 mod registry;
 mod sink;
 mod snapshots;

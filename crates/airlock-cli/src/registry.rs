@@ -101,6 +101,13 @@ pub fn push_images(
 ) -> Result<Vec<String>> {
     let reg = net.registry(&target.host())?;
     let hints = MountHints::default();
+    let meter =
+        crate::progress::Meter::start("Pushing", crate::progress::total_size(images), false);
+    let metered = crate::progress::MeteredSource {
+        inner: source,
+        meter: &meter,
+    };
+    let source: &dyn ImageSource = &metered;
     let mut lines = Vec::new();
     if matches!(target, RegistryTarget::Exact(_)) && images.len() != 1 {
         bail!(UsageError(format!(
