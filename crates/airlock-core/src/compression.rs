@@ -320,10 +320,28 @@ const READ_AHEAD_MIN_BATCH: usize = 64 * 1024;
 /// Reads a stream on a helper thread, one buffer ahead, so decompression or disk reads
 /// overlap with the hashing and writing done by the caller.
 pub struct ReadAhead {
+    chunks: ChunkReader,
+}
+
+/// A reader over chunks arriving on a channel: an empty chunk or a dropped sender is the
+/// end of the stream, an error is passed on once.
+pub struct ChunkReader {
     rx: Receiver<io::Result<Vec<u8>>>,
     current: Vec<u8>,
     pos: usize,
     done: bool,
+}
+
+impl ChunkReader {
+    /// Read what arrives on `rx`.
+    pub fn new(rx: Receiver<io::Result<Vec<u8>>>) -> Self {
+        ChunkReader {
+            rx,
+            current: Vec::new(),
+            pos: 0,
+            done: false,
+        }
+    }
 }
 
 impl ReadAhead {
@@ -366,15 +384,18 @@ impl ReadAhead {
             }
         });
         ReadAhead {
-            rx,
-            current: Vec::new(),
-            pos: 0,
-            done: false,
+            chunks: ChunkReader::new(rx),
         }
     }
 }
 
 impl Read for ReadAhead {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.chunks.read(out)
+    }
+}
+
+impl Read for ChunkReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.current.len() {
             if self.done {

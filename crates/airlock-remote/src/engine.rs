@@ -14,7 +14,7 @@ use airlock_core::compression::Compression;
 use airlock_core::store::{Staging, Store};
 use airlock_core::transport::{copy_images, ImageSource, SourceImage};
 
-use crate::http::{self, error_message, io_err};
+use crate::http::{self, error_message, io_err, percent_encode};
 use crate::{RemoteError, Result};
 
 const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
@@ -152,19 +152,6 @@ pub fn copy_into_engine(
         })?;
         Ok(())
     })
-}
-
-/// Percent-encode a query or path value (everything but unreserved characters).
-fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -98,6 +98,19 @@ pub fn request_with_body(
     }
 }
 
+/// Percent-encode a query or path value (everything but unreserved characters).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The `message` of an engine error body, or the body itself.
 pub fn error_message(body: &str) -> String {
     serde_json::from_str::<serde_json::Value>(body)

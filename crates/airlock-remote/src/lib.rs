@@ -18,7 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod engine;
-mod http;
+pub(crate) mod http;
 pub mod registry;
 
 pub use engine::Engine;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read};
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, SyncSender};
 use std::thread::JoinHandle;
 
 use super::sniff::{self, EntryKind};
@@ -364,9 +364,9 @@ fn stage_entry(
         contents.compression.insert(staged.digest.clone(), codec);
         return Ok(staged);
     }
-    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(8);
+    let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
     let worker: JoinHandle<std::result::Result<Digest, String>> = std::thread::spawn(move || {
-        let dec = compression::decoder(codec, ChannelReader::new(rx));
+        let dec = compression::decoder(codec, compression::ChunkReader::new(rx));
         digest::hash_reader(dec)
             .map(|(d, _)| d)
             .map_err(|e| e.to_string())
@@ -389,7 +389,7 @@ fn stage_entry(
 /// Passes reads through and sends a copy of each chunk to a channel.
 struct Tee<'a, R: Read> {
     inner: &'a mut R,
-    tx: Option<SyncSender<Vec<u8>>>,
+    tx: Option<SyncSender<io::Result<Vec<u8>>>>,
 }
 
 impl<R: Read> Read for Tee<'_, R> {
@@ -397,47 +397,12 @@ impl<R: Read> Read for Tee<'_, R> {
         let n = self.inner.read(buf)?;
         if n > 0 {
             if let Some(tx) = &self.tx {
-                if tx.send(buf[..n].to_vec()).is_err() {
+                if tx.send(Ok(buf[..n].to_vec())).is_err() {
                     // The decoder gave up (damaged stream); keep staging, it reports later.
                     self.tx = None;
                 }
             }
         }
-        Ok(n)
-    }
-}
-
-/// A reader over chunks arriving on a channel; EOF when the sender is dropped.
-pub(crate) struct ChannelReader {
-    rx: Receiver<Vec<u8>>,
-    current: Vec<u8>,
-    pos: usize,
-}
-
-impl ChannelReader {
-    pub(crate) fn new(rx: Receiver<Vec<u8>>) -> Self {
-        ChannelReader {
-            rx,
-            current: Vec::new(),
-            pos: 0,
-        }
-    }
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.current.len() {
-            match self.rx.recv() {
-                Ok(buf) => {
-                    self.current = buf;
-                    self.pos = 0;
-                }
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.current.len() - self.pos);
-        out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
-        self.pos += n;
         Ok(n)
     }
 }

@@ -90,13 +90,8 @@ impl Staging {
         expected: Option<&Digest>,
         label: &str,
     ) -> Result<StagedBlob> {
-        let tmp = tempfile::Builder::new()
-            .prefix("part-")
-            .tempfile_in(self.dir.path())
-            .map_err(|e| Error::io("create temp file in", self.dir.path(), e))?;
+        let (tmp, mut out) = self.new_part()?;
         let write_err = |e| Error::io("write", tmp.path(), e);
-        let mut out =
-            SyncingFile::new(tmp.as_file().try_clone().map_err(write_err)?).map_err(write_err)?;
         let (digest, size) =
             digest::copy_hashing(reader, &mut out, u64::MAX).map_err(|e| match e {
                 CopyError::Read(e) => read_error(label, e),
@@ -122,13 +117,8 @@ impl Staging {
         &self,
         produce: impl FnOnce(&mut dyn Write) -> Result<()>,
     ) -> Result<StagedBlob> {
-        let tmp = tempfile::Builder::new()
-            .prefix("part-")
-            .tempfile_in(self.dir.path())
-            .map_err(|e| Error::io("create temp file in", self.dir.path(), e))?;
+        let (tmp, file) = self.new_part()?;
         let write_err = |e| Error::io("write", tmp.path(), e);
-        let file =
-            SyncingFile::new(tmp.as_file().try_clone().map_err(write_err)?).map_err(write_err)?;
         let mut hashing =
             digest::HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
         produce(&mut hashing)?;
@@ -138,6 +128,18 @@ impl Staging {
             .map_err(|e| write_err(e.into_error()))?;
         file.finish(false).map_err(write_err)?;
         self.persist(tmp, digest, size)
+    }
+
+    /// A new temporary file in the staging area, with a writer that keeps writeback going.
+    fn new_part(&self) -> Result<(tempfile::NamedTempFile, SyncingFile)> {
+        let tmp = tempfile::Builder::new()
+            .prefix("part-")
+            .tempfile_in(self.dir.path())
+            .map_err(|e| Error::io("create temp file in", self.dir.path(), e))?;
+        let write_err = |e| Error::io("write", tmp.path(), e);
+        let out =
+            SyncingFile::new(tmp.as_file().try_clone().map_err(write_err)?).map_err(write_err)?;
+        Ok((tmp, out))
     }
 
     /// Stage bytes already in memory.

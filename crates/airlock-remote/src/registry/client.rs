@@ -13,6 +13,7 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use super::auth::Credentials;
+pub use crate::http::percent_encode as encode;
 use crate::{RemoteError, Result};
 
 /// How to reach a registry.
@@ -374,19 +375,6 @@ fn split_params(s: &str) -> Vec<String> {
     }
     if !cur.trim().is_empty() {
         out.push(cur);
-    }
-    out
-}
-
-/// Percent-encode a query value.
-pub fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
     }
     out
 }

@@ -1,0 +1,105 @@
+//! Root-confined path resolution for [`super::unpack_layer`]: entry names are split into
+//! normal components (`..` refused) and parent directories are walked one component at a
+//! time, a symlink met on the way being resolved inside the root, chroot style.
+
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, DirBuilder};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Component, Path, PathBuf};
+
+use super::{bad, is_not_found, Unpacker};
+use crate::error::{Error, Result};
+
+/// Symlinks followed while resolving one path before giving up (Linux's own limit).
+const MAX_SYMLINKS: usize = 40;
+
+/// Split an entry name into normal components, refusing `..` (the simple, safe rule).
+pub(super) fn components(raw: &[u8], name: &str) -> Result<Vec<OsString>> {
+    let mut out = Vec::new();
+    for c in raw.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return Err(bad(name, "a `..` component could escape the root")),
+            _ => out.push(OsStr::from_bytes(c).to_os_string()),
+        }
+    }
+    Ok(out)
+}
+
+impl Unpacker<'_> {
+    /// Resolve directory components inside the root, chroot style, and return the real
+    /// path relative to root (every prefix a real directory). Missing directories are
+    /// created (0755, like docker) when `create`; otherwise a missing or non-directory
+    /// component gives `None`.
+    pub(super) fn resolve_dir(
+        &self,
+        comps: &[OsString],
+        create: bool,
+        name: &str,
+    ) -> Result<Option<PathBuf>> {
+        let mut resolved = PathBuf::new();
+        let mut pending: VecDeque<OsString> = comps.iter().cloned().collect();
+        let mut links = 0;
+        while let Some(c) = pending.pop_front() {
+            if c == ".." {
+                // `resolved` holds only real directories, so popping is the physical
+                // parent; at the root it stays at the root.
+                resolved.pop();
+                continue;
+            }
+            let next = resolved.join(&c);
+            let full = self.root.join(&next);
+            match fs::symlink_metadata(&full) {
+                Ok(md) if md.is_dir() => resolved = next,
+                Ok(md) if md.file_type().is_symlink() => {
+                    links += 1;
+                    if links > MAX_SYMLINKS {
+                        return Err(bad(name, "too many levels of symbolic links"));
+                    }
+                    let target =
+                        fs::read_link(&full).map_err(|e| Error::io("readlink", &full, e))?;
+                    let mut expanded = Vec::new();
+                    for tc in target.components() {
+                        match tc {
+                            Component::RootDir => resolved = PathBuf::new(),
+                            Component::ParentDir => expanded.push(OsString::from("..")),
+                            Component::Normal(n) => expanded.push(n.to_os_string()),
+                            Component::CurDir | Component::Prefix(_) => {}
+                        }
+                    }
+                    for tc in expanded.into_iter().rev() {
+                        pending.push_front(tc);
+                    }
+                }
+                Ok(_) if create => {
+                    return Err(bad(
+                        name,
+                        format!("parent '{}' is not a directory", next.display()),
+                    ))
+                }
+                Ok(_) => return Ok(None),
+                Err(e) if is_not_found(&e) && create => {
+                    DirBuilder::new()
+                        .mode(0o755)
+                        .create(&full)
+                        .map_err(|e| Error::io("create directory", &full, e))?;
+                    resolved = next;
+                }
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(Error::io("inspect", &full, e)),
+            }
+        }
+        Ok(Some(resolved))
+    }
+
+    /// True when every component of `rel` is a real directory (no symlink anywhere).
+    pub(super) fn is_real_dir(&self, rel: &Path) -> bool {
+        let mut p = self.root.to_path_buf();
+        rel.components().all(|c| {
+            p.push(c);
+            fs::symlink_metadata(&p).is_ok_and(|md| md.is_dir())
+        })
+    }
+}
