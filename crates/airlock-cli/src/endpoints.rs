@@ -198,9 +198,22 @@ pub fn copy_to(
             archive(p, ArchiveFormat::Oci, &images)
         }
         Endpoint::OciDir(p, n) => {
-            rename(&mut images, n)?;
-            let changes = copy_images(source, &images, Box::new(OciDirDestination::new(p)))?;
-            Ok(loaded_lines(&changes))
+            let mut dest = OciDirDestination::new(p);
+            if let Some(name) = n {
+                if images.len() != 1 {
+                    bail!(UsageError(format!(
+                        "the source holds {} images; a destination name fits only one",
+                        images.len()
+                    )));
+                }
+                // skopeo's oci:DIR:NAME: NAME is the layout's ref.name, kept as written.
+                dest = dest.with_ref_name(name);
+            }
+            let changes = copy_images(source, &images, Box::new(dest))?;
+            Ok(n.iter()
+                .map(|n| format!("Wrote {n} to {}", p.display()))
+                .chain(n.is_none().then(|| loaded_lines(&changes)).into_iter().flatten())
+                .collect())
         }
         Endpoint::DockerDaemon(n) => {
             rename(&mut images, n)?;

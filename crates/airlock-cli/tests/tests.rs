@@ -5,6 +5,7 @@ mod util;
 mod cli;
 mod corruption;
 mod dialects;
+mod interop;
 mod roundtrip;
 mod snapshots;
 mod synthetic;

@@ -16,6 +16,7 @@ use crate::store::{sync_dir, write_atomic, TagChange};
 /// Writes images into an OCI layout directory.
 pub struct OciDirDestination {
     dir: PathBuf,
+    ref_name: Option<String>,
 }
 
 impl OciDirDestination {
@@ -23,7 +24,15 @@ impl OciDirDestination {
     pub fn new(dir: &Path) -> Self {
         OciDirDestination {
             dir: dir.to_path_buf(),
+            ref_name: None,
         }
+    }
+
+    /// Record the (single) image under exactly this `ref.name` (`oci:DIR:app` writes `app`,
+    /// as skopeo and umoci expect), instead of its full image names.
+    pub fn with_ref_name(mut self, name: &str) -> Self {
+        self.ref_name = Some(name.to_string());
+        self
     }
 
     fn blob_path(&self, d: &Digest) -> PathBuf {
@@ -83,6 +92,24 @@ impl ImageDestination for OciDirDestination {
         for img in images {
             if img.names.is_empty() {
                 index.manifests.push(img.root.clone());
+            }
+            if let Some(ref_name) = &self.ref_name {
+                index
+                    .manifests
+                    .retain(|d| d.annotation(ANNOTATION_REF_NAME) != Some(ref_name.as_str()));
+                let mut d = img.root.clone();
+                let mut ann = BTreeMap::from([(ANNOTATION_REF_NAME.to_string(), ref_name.clone())]);
+                if let Some(n) = img.names.first() {
+                    ann.insert(ANNOTATION_IMAGE_NAME.to_string(), n.to_string());
+                }
+                d.annotations = Some(ann);
+                index.manifests.push(d);
+                changes.push(TagChange {
+                    name: img.names.first().cloned(),
+                    image_id: img.id.clone(),
+                    moved_from: None,
+                });
+                continue;
             }
             for name in &img.names {
                 let full = name.to_string();
