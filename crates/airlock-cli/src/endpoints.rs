@@ -212,7 +212,12 @@ pub fn copy_to(
             let changes = copy_images(source, &images, Box::new(dest))?;
             Ok(n.iter()
                 .map(|n| format!("Wrote {n} to {}", p.display()))
-                .chain(n.is_none().then(|| loaded_lines(&changes)).into_iter().flatten())
+                .chain(
+                    n.is_none()
+                        .then(|| loaded_lines(&changes))
+                        .into_iter()
+                        .flatten(),
+                )
                 .collect())
         }
         Endpoint::DockerDaemon(n) => {
