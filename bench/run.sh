@@ -300,6 +300,68 @@ else
 fi
 rm -rf "$PR" "$PRR" "$W/pm-out.tar" "$W/pm-export.tar"
 
+# ---------------------------------------------------------------- Docker Engine
+if docker info >/dev/null 2>&1; then
+    DK_GONE="docker rmi -f $IMAGE >/dev/null 2>&1 || true"
+    eval "$DK_GONE"
+    row dk_load "load docker-archive" "docker load" "$DK_GONE" \
+        "docker load -q -i '$BIG'" "docker image inspect $IMAGE >/dev/null" "$BIG"
+    row dk_save "save" "docker save" "rm -f '$W/dk.tar'" \
+        "docker save -o '$W/dk.tar' $IMAGE" "test -s '$W/dk.tar'"
+    row dk_save_gz "save, gzip -6" "docker save | gzip" "rm -f '$W/dk.tar.gz'" \
+        "docker save $IMAGE | gzip -6 >'$W/dk.tar.gz'" "test -s '$W/dk.tar.gz'"
+    row dk_save_pigz "save, pigz -6" "docker save | pigz" "rm -f '$W/dk.tar.gz'" \
+        "docker save $IMAGE | pigz -6 >'$W/dk.tar.gz'" "test -s '$W/dk.tar.gz'"
+    rm -f "$W/dk.tar" "$W/dk.tar.gz"
+    if [ "$AIRLOCK_OK" = 1 ]; then
+        row al_eng_save "save docker-daemon: (engine -> archive, verified)" "airlock" "rm -rf '$W/al-eng' '$W/al-eng.tar'" \
+            "'$A' --store '$W/al-eng' save docker-daemon:$IMAGE -o '$W/al-eng.tar'" "test -s '$W/al-eng.tar'"
+        rm -rf "$W/al-eng" "$W/al-eng.tar"
+        row al_eng_load "load --into docker-daemon" "airlock" "$DK_GONE; rm -rf '$W/al-eng'" \
+            "'$A' --store '$W/al-eng' load --into docker-daemon -q -i '$BIG'" "docker image inspect $IMAGE >/dev/null" "$BIG"
+        rm -rf "$W/al-eng"
+    fi
+    eval "$DK_GONE"
+else
+    for r in "dk_load|load docker-archive|docker load" "dk_save|save|docker save"; do
+        IFS='|' read -r id op tool <<<"$r"
+        skip "$id" "$op" "$tool" "no Docker Engine answers"
+    done
+fi
+
+# ---------------------------------------------------------------- registry
+if command -v docker-registry >/dev/null 2>&1; then
+    REG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    REG=127.0.0.1:$REG_PORT
+    reg_restart() {
+        [ -n "${REG_PID:-}" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null || true
+        rm -rf "$W/reg"; mkdir -p "$W/reg"
+        printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' "$W/reg/data" "$REG" >"$W/reg/config.yml"
+        docker-registry serve "$W/reg/config.yml" >>"$LOGS/registry.log" 2>&1 &
+        REG_PID=$!
+        for _ in $(seq 1 50); do curl -sf "http://$REG/v2/" >/dev/null 2>&1 && return 0; sleep 0.1; done
+        log "registry did not start"; return 1
+    }
+    reg_restart
+    if [ "$AIRLOCK_OK" = 1 ]; then
+        "$A" --store "$W/al-reg" load -q -i "$BIG"
+        row al_push "push to registry" "airlock" "reg_restart" \
+            "'$A' --store '$W/al-reg' push $IMAGE $REG/bench/big:1 -q" "curl -sf http://$REG/v2/bench/big/manifests/1 -H 'Accept: application/vnd.oci.image.manifest.v1+json' >/dev/null" "$W/al-reg"
+        row al_pull "pull from registry" "airlock" "rm -rf '$W/al-pull'" \
+            "'$A' --store '$W/al-pull' pull $REG/bench/big:1 -q" "'$A' --store '$W/al-pull' images | grep -q bench/big"
+        rm -rf "$W/al-pull" "$W/al-reg"
+    fi
+    row sk_push "push to registry (docker-archive source)" "skopeo copy" "reg_restart" \
+        "skopeo copy --quiet --dest-tls-verify=false docker-archive:'$BIG' docker://$REG/bench/big:1" \
+        "curl -sf http://$REG/v2/bench/big/tags/list >/dev/null" "$BIG"
+    row sk_pull "pull from registry (to oci dir)" "skopeo copy" "rm -rf '$W/sk-pull'" \
+        "skopeo copy --quiet --src-tls-verify=false docker://$REG/bench/big:1 oci:'$W/sk-pull':big" "test -s '$W/sk-pull/index.json'"
+    rm -rf "$W/sk-pull"
+    kill "$REG_PID" 2>/dev/null || true
+else
+    skip al_push "push to registry" "airlock" "docker-registry not installed"
+fi
+
 # ---------------------------------------------------------------- 4 GiB RSS
 RSS4_DONE=0
 declare -A RSS4_KIB RSS4_SECS RSS4_STATUS
@@ -399,7 +461,10 @@ mkdir -p "$(dirname "$OUT_MD")"
     echo
     echo "Notes: skopeo's \`oci:\` destination gzips every layer (its default), and the"
     echo "OCI -> docker-archive row then gunzips them; podman's vfs driver stores a full copy of"
-    echo "the rootfs per layer. These are the peers' default behaviours, measured as they are."
+    echo "the rootfs per layer; skopeo pushing to a registry gzips uncompressed layers, airlock"
+    echo "sends the blobs as stored (so digests survive). The Docker Engine here is 20.10 with"
+    echo "fuse-overlayfs; its rows include the engine's own unpacking and packing."
+    echo "These are the peers' default behaviours, measured as they are."
     if [ "$SIZE_MIB" -lt 128 ]; then
         echo "With layers this small, process start-up (a few ms) dominates the fastest rows;"
         echo "use the default size for real numbers."
