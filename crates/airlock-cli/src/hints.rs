@@ -72,6 +72,9 @@ pub fn report(e: &anyhow::Error) {
         airlock_remote::RemoteError::Registry { status: 401, .. } => {
             Some("log in first: echo \"$PASSWORD\" | airlock login -u USER --password-stdin HOST")
         }
+        airlock_remote::RemoteError::Corrupt { .. } => Some(
+            "the registry, or something between it and you, served damaged content; nothing was stored: try again, or check the registry's storage",
+        ),
         airlock_remote::RemoteError::Registry { status: 0, .. } => {
             Some("check the registry address; a registry without TLS needs --insecure (loopback ones work as they are)")
         }

@@ -252,7 +252,16 @@ pub fn login(
             credentials: Some(creds.clone()),
         },
     )?;
-    reg.ping()?;
+    match reg.ping() {
+        Err(airlock_remote::RemoteError::Registry {
+            status: 401 | 403, ..
+        }) => {
+            bail!(UsageError(format!(
+                "{host} refused the user name or password; nothing was stored"
+            )))
+        }
+        other => other?,
+    }
     let path = auth::store(host, &creds)?;
     eprintln!("Credentials stored in {}", path.display());
     println!("Login Succeeded");

@@ -6,6 +6,7 @@ mod cli;
 mod corruption;
 mod dialects;
 mod interop;
+mod registry;
 mod roundtrip;
 mod snapshots;
 mod synthetic;

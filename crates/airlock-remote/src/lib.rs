@@ -59,6 +59,14 @@ pub enum RemoteError {
         /// What was asked.
         what: String,
     },
+    /// A registry served content that does not match its digest.
+    #[error("registry {host} served damaged content: {detail}")]
+    Corrupt {
+        /// The registry host.
+        host: String,
+        /// Which content, expected and actual digest.
+        detail: String,
+    },
     /// The engine's answer could not be understood.
     #[error("unexpected answer from the Docker Engine: {0}")]
     Protocol(String),

@@ -36,6 +36,27 @@ pub fn pull<'a>(
     staging: &'a Staging,
     store: &'a Store,
 ) -> Result<StagedSource<'a>> {
+    pull_verified(reg, reference, choice, staging, store).map_err(|e| match e {
+        // Bytes that do not hash to their name came from the registry (or the path to it),
+        // not from a damaged archive: say so.
+        RemoteError::Core(
+            c @ (airlock_core::Error::DigestMismatch { .. }
+            | airlock_core::Error::DiffIdMismatch { .. }),
+        ) => RemoteError::Corrupt {
+            host: reg.host().to_string(),
+            detail: c.to_string(),
+        },
+        other => other,
+    })
+}
+
+fn pull_verified<'a>(
+    reg: &Registry,
+    reference: &Reference,
+    choice: &PlatformChoice,
+    staging: &'a Staging,
+    store: &'a Store,
+) -> Result<StagedSource<'a>> {
     let path = reference.path();
     let scope = format!("repository:{path}:pull");
     let wanted = reference
@@ -172,7 +193,11 @@ fn fetch_manifest(
         if promised != &actual {
             return Err(RemoteError::Core(airlock_core::Error::DigestMismatch {
                 what: "manifest",
-                path_in_archive: format!("{}/{path}:{reference}", reg.host()),
+                path_in_archive: if reference.starts_with("sha256:") {
+                    format!("{}/{path}@{reference}", reg.host())
+                } else {
+                    format!("{}/{path}:{reference}", reg.host())
+                },
                 expected: promised.clone(),
                 actual,
             }));
