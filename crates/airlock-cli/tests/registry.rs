@@ -1487,3 +1487,100 @@ fn an_interrupted_push_resumes_sending_only_missing_blobs() {
     assert_eq!(remote["Digest"], local["ManifestDigest"]);
     assert_eq!(remote["Layers"], serde_json::json!(layers));
 }
+
+// ------------------------------------------------------------------ 10. multi-platform
+
+/// An OCI layout holding one two-platform image (amd64 and arm64) under the tag `multi`.
+fn two_platform_layout(dir: &Path) -> (String, String, String) {
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| -> (String, usize) {
+        let d = sha256(bytes);
+        fs::write(blobs.join(&d[7..]), bytes).unwrap();
+        (d, bytes.len())
+    };
+    let mut manifests = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let layer = crate::util::layer_with_file("arch.txt", arch.as_bytes());
+        let (ld, ls) = put(&layer);
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": arch, "os": "linux", "config": {"Cmd": ["cat", "/arch.txt"]},
+            "rootfs": {"type": "layers", "diff_ids": [ld]},
+        }))
+        .unwrap();
+        let (cd, cs) = put(&config);
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": ls}],
+        }))
+        .unwrap();
+        let (md, ms) = put(&manifest);
+        manifests.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+            "platform": {"architecture": arch, "os": "linux"},
+        }));
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests,
+    }))
+    .unwrap();
+    let (idx, idx_size) = put(&index);
+    let top = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": idx, "size": idx_size,
+            "annotations": {"org.opencontainers.image.ref.name": "multi"}}],
+    });
+    fs::write(dir.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    (
+        idx,
+        manifests[0]["digest"].as_str().unwrap().to_string(),
+        manifests[1]["digest"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn multi_platform_pull_picks_one_or_keeps_the_whole_index() {
+    let reg = RegistryServer::start();
+    let sb = Sandbox::new();
+    let layout = sb.path().join("multi-layout");
+    let (index_digest, amd64, arm64) = two_platform_layout(&layout);
+    let remote = format!("{}/multi/img:1", reg.host());
+    skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", layout.display()),
+        &format!("docker://{remote}"),
+    ]);
+
+    // Default: the host's platform, stored as that manifest alone, never as a sparse index.
+    let one = sb.store("host");
+    one.ok(&["pull", &remote]);
+    let got = one.inspect(&remote);
+    assert_eq!(got["ManifestDigest"], amd64.as_str());
+    assert_eq!(got["IndexDigest"], serde_json::Value::Null);
+    assert_eq!(got["Platforms"], serde_json::json!(["linux/amd64"]));
+
+    let arm = sb.store("arm");
+    arm.ok(&["pull", "--platform", "linux/arm64", &remote]);
+    assert_eq!(arm.inspect(&remote)["ManifestDigest"], arm64.as_str());
+    let err = arm.fails(&["pull", "--platform", "linux/s390x", &remote]);
+    assert!(
+        err.contains("linux/s390x") && err.contains("linux/arm64"),
+        "{err}"
+    );
+
+    // --all-platforms keeps the index, complete, and it goes back up byte for byte.
+    let all = sb.store("all");
+    all.ok(&["pull", "--all-platforms", &remote]);
+    let got = all.inspect(&remote);
+    assert_eq!(got["IndexDigest"], index_digest.as_str());
+    assert_eq!(got["Id"], index_digest.as_str());
+    assert_eq!(got["Platforms"].as_array().unwrap().len(), 2);
+    let again = format!("{}/multi/copy:1", reg.host());
+    all.ok(&["push", &remote, &again]);
+    assert_eq!(sha256(&skopeo_raw(&again, &[])), index_digest);
+}
