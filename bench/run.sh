@@ -308,9 +308,9 @@ if docker info >/dev/null 2>&1; then
         "docker load -q -i '$BIG'" "docker image inspect $IMAGE >/dev/null" "$BIG"
     row dk_save "save" "docker save" "rm -f '$W/dk.tar'" \
         "docker save -o '$W/dk.tar' $IMAGE" "test -s '$W/dk.tar'"
-    row dk_save_gz "save, gzip -6" "docker save | gzip" "rm -f '$W/dk.tar.gz'" \
+    row dk_save_gz "save, gzip -6" "docker save + gzip" "rm -f '$W/dk.tar.gz'" \
         "docker save $IMAGE | gzip -6 >'$W/dk.tar.gz'" "test -s '$W/dk.tar.gz'"
-    row dk_save_pigz "save, pigz -6" "docker save | pigz" "rm -f '$W/dk.tar.gz'" \
+    row dk_save_pigz "save, pigz -6" "docker save + pigz" "rm -f '$W/dk.tar.gz'" \
         "docker save $IMAGE | pigz -6 >'$W/dk.tar.gz'" "test -s '$W/dk.tar.gz'"
     rm -f "$W/dk.tar" "$W/dk.tar.gz"
     if [ "$AIRLOCK_OK" = 1 ]; then
