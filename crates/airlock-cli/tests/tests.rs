@@ -3,6 +3,7 @@
 mod util;
 
 mod cli;
+mod containerd;
 mod corruption;
 mod dialects;
 mod interop;
