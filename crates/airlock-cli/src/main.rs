@@ -55,6 +55,16 @@ enum Command {
         #[arg(long, value_name = "DEST")]
         into: Option<String>,
     },
+    /// Check an archive without loading it: read it through, verify every digest and diffID,
+    /// and list the images it holds. Nothing enters the store.
+    Verify {
+        /// Archive file or OCI layout directory; `-` or nothing reads standard input.
+        #[arg(short, long, value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// Print nothing on success.
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Copy images between transports: store:NAME (or NAME), docker-archive:PATH[:NAME],
     /// oci-archive:PATH[:NAME], oci:DIR[:NAME], docker-daemon:NAME, docker://HOST/REPO[:TAG]
     /// (a destination docker://HOST[/PREFIX] without a tag renames every image onto it).

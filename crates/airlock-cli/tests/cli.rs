@@ -293,3 +293,57 @@ fn kill_9_at_any_point_leaves_the_store_consistent() {
         );
     }
 }
+
+/// Copy a tar, flipping one byte in the middle of the first entry whose path starts with
+/// `prefix` and is larger than 1 KiB.
+fn flip_in_tar(src: &std::path::Path, dst: &std::path::Path, prefix: &str) {
+    let mut ar = tar::Archive::new(std::fs::File::open(src).unwrap());
+    let mut out = tar::Builder::new(std::fs::File::create(dst).unwrap());
+    let mut flipped = false;
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let mut h = e.header().clone();
+        let path = e.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        if !flipped && path.starts_with(prefix) && data.len() > 1024 {
+            let mid = data.len() / 2;
+            data[mid] ^= 0xff;
+            flipped = true;
+        }
+        out.append_data(&mut h, &path, &data[..]).unwrap();
+    }
+    out.finish().unwrap();
+    assert!(flipped, "nothing under {prefix} to damage");
+}
+
+#[test]
+fn verify_checks_an_archive_without_loading_it() {
+    let (dir, airlock) = loaded_multi();
+    let before = tree_hash(&airlock.store);
+    let good = fixtures().join("skopeo-oci-archive.tar");
+    let out = airlock.ok(&["verify", "-i", good.to_str().unwrap()]);
+    assert!(
+        out.contains("OCI archive") && out.contains("every digest and diffID verified"),
+        "{out}"
+    );
+    assert!(out.contains("localhost/airlock-test/app:1"), "{out}");
+    assert_eq!(
+        before,
+        tree_hash(&airlock.store),
+        "verify must not load anything"
+    );
+
+    // A damaged blob the store already holds: load would skip it (it has a good copy),
+    // verify must not.
+    airlock.ok(&["load", "-q", "-i", good.to_str().unwrap()]);
+    let before = tree_hash(&airlock.store);
+    let bad = dir.path().join("bad.tar");
+    flip_in_tar(&good, &bad, "blobs/sha256/");
+    let err = airlock.fails(&["verify", "-i", bad.to_str().unwrap()]);
+    assert!(
+        err.contains("expected sha256:") && err.contains("got sha256:"),
+        "{err}"
+    );
+    assert_eq!(before, tree_hash(&airlock.store));
+}
