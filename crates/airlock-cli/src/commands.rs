@@ -242,15 +242,20 @@ fn verify(store_dir: &Path, input: Option<PathBuf>, quiet: bool) -> Result<()> {
         let names: Vec<String> = img.names.iter().map(|n| n.familiar()).collect();
         let layers: usize = img.platforms.iter().map(|p| p.manifest.layers.len()).sum();
         let size = progress::total_size(std::slice::from_ref(img));
+        // A docker-archive carries no manifest: the one airlock made has no registry meaning.
+        let manifest = if img.generated {
+            "no registry manifest".to_string()
+        } else {
+            format!("manifest {}", img.root.digest)
+        };
         println!(
-            "  {}  id {}  manifest {}  {} layer(s)  {}",
+            "  {}  id {}  {manifest}  {} layer(s)  {}",
             if names.is_empty() {
                 "<none>".to_string()
             } else {
                 names.join(", ")
             },
             img.id.short(),
-            img.root.digest,
             layers,
             output::human_size(size)
         );
