@@ -1,10 +1,9 @@
 //! One function per command: open the store, build a source and a destination, copy.
 
-use std::fs::File;
 use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use airlock_core::archive::writer::{ArchiveFormat, ArchiveWriter};
 use airlock_core::archive::ArchiveSource;
@@ -15,7 +14,7 @@ use airlock_core::transport::{copy_images, select, ImageSource};
 use airlock_core::Reference;
 
 use crate::{
-    endpoints, output, progress, registry, sink, snapshots, Cli, Command, Compress, Format,
+    endpoints, output, progress, registry, sink, snapshots, volumes, Cli, Command, Compress, Format,
 };
 
 /// Run one parsed command line.
@@ -68,9 +67,20 @@ pub fn run(cli: Cli) -> Result<()> {
             level,
             matches,
             all,
+            split,
             images,
         } => save(
-            &store_dir, output, format, compress, level, &matches, all, &images,
+            &store_dir,
+            SaveOptions {
+                output,
+                format,
+                compress,
+                level,
+                split,
+            },
+            &matches,
+            all,
+            &images,
         ),
         Command::Export {
             output,
@@ -164,8 +174,7 @@ fn load(store_dir: &Path, input: Option<PathBuf>, quiet: bool, into: Option<Stri
             ArchiveSource::read_dir(p, &staging, Some(&store))?
         }
         Some(p) if p.as_os_str() != "-" => {
-            let f = File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
-            let total = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let (f, total) = volumes::open_input(p)?;
             let meter = progress::Meter::start("Loading", total, quiet);
             ArchiveSource::read_stream(Box::new(meter.reader(f)), &staging, Some(&store))?
         }
@@ -195,6 +204,24 @@ fn load(store_dir: &Path, input: Option<PathBuf>, quiet: bool, into: Option<Stri
     Ok(())
 }
 
+/// A writer shared with the code that finishes it afterwards.
+struct SharedWriter(std::sync::Arc<std::sync::Mutex<volumes::SplitWriter>>);
+
+impl std::io::Write for SharedWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("poisoned"))?
+            .write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("poisoned"))?
+            .flush()
+    }
+}
+
 /// Read an archive of any dialect as `load` would, trusting nothing and committing nothing.
 fn verify(store_dir: &Path, input: Option<PathBuf>, quiet: bool) -> Result<()> {
     // Staged under the store's tmp/ (same disk the user chose), never committed; blobs the
@@ -207,8 +234,7 @@ fn verify(store_dir: &Path, input: Option<PathBuf>, quiet: bool) -> Result<()> {
             ArchiveSource::read_dir(p, &staging, None)?,
         ),
         Some(p) if p.as_os_str() != "-" => {
-            let f = File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
-            let total = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let (f, total) = volumes::open_input(p)?;
             let meter = progress::Meter::start("Verifying", total, quiet);
             let src = ArchiveSource::read_stream(Box::new(meter.reader(f)), &staging, None)?;
             (p.display().to_string(), src)
@@ -278,17 +304,29 @@ pub fn report_moves(changes: &[TagChange]) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn save(
-    store_dir: &Path,
+/// Where and how `save` writes.
+struct SaveOptions {
     output: Option<PathBuf>,
     format: Format,
     compress: Compress,
     level: Option<i32>,
+    split: Option<String>,
+}
+
+fn save(
+    store_dir: &Path,
+    opts: SaveOptions,
     matches: &[String],
     all: bool,
     queries: &[String],
 ) -> Result<()> {
+    let SaveOptions {
+        output,
+        format,
+        compress,
+        level,
+        split,
+    } = opts;
     if queries.is_empty() && matches.is_empty() && !all {
         bail!(crate::hints::UsageError(
             "save needs images: name them, or use --match PATTERN or --all".into()
@@ -339,6 +377,27 @@ fn save(
         inner: source.as_ref(),
         meter: &meter,
     };
+    if let (Some(size), Some(path)) = (split, output.as_ref()) {
+        let volumes = volumes::SplitWriter::new(path, volumes::parse_size(&size)?);
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(volumes));
+        let out = SharedWriter(shared.clone());
+        let writer = ArchiveWriter::new(
+            Box::new(std::io::BufWriter::with_capacity(1 << 20, out)),
+            format,
+            compression,
+            level,
+            threads,
+        )?;
+        copy_images(&metered, &images, Box::new(writer))?;
+        let volumes = std::sync::Arc::try_unwrap(shared)
+            .map_err(|_| anyhow::anyhow!("the archive writer still holds its output"))?
+            .into_inner()
+            .map_err(|_| anyhow::anyhow!("the archive writer failed while writing"))?;
+        for p in volumes.finish()? {
+            eprintln!("Wrote {}", p.display());
+        }
+        return Ok(());
+    }
     sink::write_output(output, "an archive", |out| {
         let writer = ArchiveWriter::new(out, format, compression, level, threads)?;
         copy_images(&metered, &images, Box::new(writer))?;

@@ -11,6 +11,7 @@ mod progress;
 mod registry;
 mod sink;
 mod snapshots;
+mod volumes;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,6 +99,10 @@ enum Command {
         /// Save every image in the store.
         #[arg(long)]
         all: bool,
+        /// Write volumes of at most SIZE (4G, 3900M, ...) as FILE.000, FILE.001, ... for
+        /// removable media; `load -i FILE.000` joins them.
+        #[arg(long, value_name = "SIZE", requires = "output")]
+        split: Option<String>,
         /// Images by name, image ID or short ID; `docker-daemon:NAME` takes them from the
         /// Docker Engine instead of the store.
         images: Vec<String>,

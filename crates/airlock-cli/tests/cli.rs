@@ -347,3 +347,55 @@ fn verify_checks_an_archive_without_loading_it() {
     );
     assert_eq!(before, tree_hash(&airlock.store));
 }
+
+#[test]
+fn split_volumes_join_on_load_and_equal_the_single_archive() {
+    let (dir, airlock) = loaded_multi();
+    let whole = dir.path().join("whole.tar");
+    airlock.ok(&["save", "-o", whole.to_str().unwrap(), APP, APP2]);
+    let base = dir.path().join("stick/transfer.tar");
+    std::fs::create_dir_all(base.parent().unwrap()).unwrap();
+    airlock.ok(&[
+        "save",
+        "--split",
+        "4M",
+        "-o",
+        base.to_str().unwrap(),
+        APP,
+        APP2,
+    ]);
+    let mut joined = Vec::new();
+    let mut n = 0;
+    loop {
+        let v = base.with_file_name(format!("transfer.tar.{n:03}"));
+        if !v.exists() {
+            break;
+        }
+        let bytes = std::fs::read(&v).unwrap();
+        assert!(bytes.len() <= 4 << 20, "volume {n} is over the size");
+        joined.extend(bytes);
+        n += 1;
+    }
+    assert!(n >= 3, "expected several volumes, got {n}");
+    assert_eq!(
+        joined,
+        std::fs::read(&whole).unwrap(),
+        "volumes are slices of the same archive"
+    );
+    assert!(!base.exists(), "no unsplit file is written");
+    // verify and load join them, from the first volume or from the base name.
+    let first = base.with_file_name("transfer.tar.000");
+    airlock.ok(&["verify", "-i", first.to_str().unwrap()]);
+    let far = Airlock::new(&dir.path().join("far"));
+    far.ok(&["load", "-i", base.to_str().unwrap()]);
+    assert_eq!(far.inspect(APP)["Id"], airlock.inspect(APP)["Id"]);
+    assert_eq!(far.inspect(APP2)["Id"], airlock.inspect(APP2)["Id"]);
+    // A missing middle volume is a truncated archive, not a silent success.
+    std::fs::remove_file(base.with_file_name("transfer.tar.001")).unwrap();
+    let err =
+        Airlock::new(&dir.path().join("far2")).fails(&["load", "-i", first.to_str().unwrap()]);
+    assert!(
+        err.contains("truncated") || err.contains("damaged") || err.contains("not in the archive"),
+        "{err}"
+    );
+}

@@ -1,0 +1,196 @@
+//! Archives split into volumes for removable media (FAT32 sticks take at most 4 GiB per
+//! file): `save --split SIZE -o X` writes `X.000`, `X.001`, ...; `load`/`verify -i X.000` (or
+//! `-i X` when only the volumes exist) joins them back. Volumes are plain byte slices of one
+//! archive, so `cat X.* > X` joins them too.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::hints::UsageError;
+
+/// Parse `4G`, `3900M`, `512K` or a byte count.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => {
+            let unit = t[i..]
+                .trim_end_matches(['B', 'b', 'i'])
+                .to_ascii_uppercase();
+            let m = match unit.as_str() {
+                "K" => 1u64 << 10,
+                "M" => 1 << 20,
+                "G" => 1 << 30,
+                "T" => 1 << 40,
+                _ => bail!(UsageError(format!(
+                    "--split {s}: use a size like 4G, 3900M or 512K"
+                ))),
+            };
+            (&t[..i], m)
+        }
+        None => (t, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| UsageError(format!("--split {s}: use a size like 4G, 3900M or 512K")))?;
+    if n == 0 {
+        bail!(UsageError("--split needs a size above zero".into()));
+    }
+    Ok(n * mult)
+}
+
+fn volume_path(base: &Path, i: usize) -> PathBuf {
+    let mut s = base.as_os_str().to_owned();
+    s.push(format!(".{i:03}"));
+    PathBuf::from(s)
+}
+
+/// Writes one stream as volumes of `size` bytes, under temporary names until [`finish`].
+///
+/// [`finish`]: SplitWriter::finish
+pub struct SplitWriter {
+    base: PathBuf,
+    dir: PathBuf,
+    size: u64,
+    parts: Vec<tempfile::NamedTempFile>,
+    in_current: u64,
+}
+
+impl SplitWriter {
+    /// Volumes of `size` bytes named after `base`.
+    pub fn new(base: &Path, size: u64) -> Self {
+        let dir = base
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        SplitWriter {
+            base: base.to_path_buf(),
+            dir,
+            size,
+            parts: Vec::new(),
+            in_current: 0,
+        }
+    }
+
+    /// fsync every volume, give them their names, and remove volumes of an older, longer
+    /// archive of the same name (they would be joined by mistake). Returns the paths.
+    pub fn finish(self) -> Result<Vec<PathBuf>> {
+        let mut names = Vec::new();
+        for (i, part) in self.parts.into_iter().enumerate() {
+            part.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+            part.as_file().sync_all()?;
+            let dest = volume_path(&self.base, i);
+            part.persist(&dest)
+                .with_context(|| format!("cannot rename a volume to {}", dest.display()))?;
+            names.push(dest);
+        }
+        let mut stale = names.len();
+        while volume_path(&self.base, stale).exists() {
+            std::fs::remove_file(volume_path(&self.base, stale))?;
+            stale += 1;
+        }
+        Ok(names)
+    }
+}
+
+impl Write for SplitWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.parts.is_empty() || self.in_current == self.size {
+            let part = tempfile::Builder::new()
+                .prefix(".airlock-volume-")
+                .tempfile_in(&self.dir)?;
+            self.parts.push(part);
+            self.in_current = 0;
+        }
+        let room = (self.size - self.in_current) as usize;
+        let n = buf.len().min(room);
+        let part = self.parts.last_mut().expect("a volume is open");
+        let n = part.as_file_mut().write(&buf[..n])?;
+        self.in_current += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self.parts.last_mut() {
+            Some(p) => p.as_file_mut().flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Open an input that may be split: `X` itself, or `X.000`, `X.001`, ... joined (given
+/// either `X` when only volumes exist, or `X.000`). Returns the reader and total size.
+pub fn open_input(path: &Path) -> Result<(Box<dyn Read + Send>, u64)> {
+    let first_volume = path.to_string_lossy().ends_with(".000");
+    if path.exists() && !first_volume {
+        let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        return Ok((Box::new(f), len));
+    }
+    let base = if first_volume {
+        let s = path.to_string_lossy();
+        PathBuf::from(&s[..s.len() - 4])
+    } else {
+        path.to_path_buf()
+    };
+    let mut files = Vec::new();
+    let mut total = 0;
+    while volume_path(&base, files.len()).exists() {
+        let p = volume_path(&base, files.len());
+        let f = File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
+        total += f.metadata().map(|m| m.len()).unwrap_or(0);
+        files.push(f);
+    }
+    if files.is_empty() {
+        // Let the ordinary open produce the usual "No such file" error.
+        let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        return Ok((Box::new(f), 0));
+    }
+    let joined = files
+        .into_iter()
+        .map(|f| Box::new(f) as Box<dyn Read + Send>)
+        .reduce(|a, b| Box::new(a.chain(b)))
+        .expect("at least one volume");
+    Ok((joined, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4G").unwrap(), 4 << 30);
+        assert_eq!(parse_size("3900M").unwrap(), 3900 << 20);
+        assert_eq!(parse_size("512KiB").unwrap(), 512 << 10);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("4X").is_err());
+    }
+
+    #[test]
+    fn split_and_join_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("a.tar");
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let mut w = SplitWriter::new(&base, 4096);
+        w.write_all(&data).unwrap();
+        let names = w.finish().unwrap();
+        assert_eq!(names.len(), 3);
+        assert_eq!(std::fs::metadata(&names[0]).unwrap().len(), 4096);
+        for p in [base.clone(), volume_path(&base, 0)] {
+            let (mut r, total) = open_input(&p).unwrap();
+            let mut back = Vec::new();
+            r.read_to_end(&mut back).unwrap();
+            assert_eq!(back, data);
+            assert_eq!(total, data.len() as u64);
+        }
+    }
+}
