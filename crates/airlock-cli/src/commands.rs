@@ -3,7 +3,7 @@
 use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use airlock_core::archive::writer::{ArchiveFormat, ArchiveWriter};
 use airlock_core::archive::ArchiveSource;
@@ -26,6 +26,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Load { input, quiet, into } => load(&store_dir, input, quiet, into),
         Command::Verify { input, quiet } => verify(&store_dir, input, quiet),
+        Command::Inventory { output } => inventory(&store_dir, output),
         Command::Copy {
             source,
             destination,
@@ -68,6 +69,7 @@ pub fn run(cli: Cli) -> Result<()> {
             matches,
             all,
             split,
+            incremental_from,
             images,
         } => save(
             &store_dir,
@@ -77,6 +79,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 compress,
                 level,
                 split,
+                incremental_from,
             },
             &matches,
             all,
@@ -204,6 +207,61 @@ fn load(store_dir: &Path, input: Option<PathBuf>, quiet: bool, into: Option<Stri
     Ok(())
 }
 
+/// The inventory format: what a store holds.
+const INVENTORY_KIND: &str = "airlock-inventory/v1";
+
+fn inventory(store_dir: &Path, output: Option<PathBuf>) -> Result<()> {
+    let store = Store::open(store_dir)?;
+    let blobs: Vec<String> = store
+        .blob_digests()?
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    let doc = serde_json::json!({ "kind": INVENTORY_KIND, "blobs": blobs });
+    let bytes = serde_json::to_vec_pretty(&doc)?;
+    match output {
+        Some(p) => airlock_core::store::write_atomic(
+            p.parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+            &p,
+            &bytes,
+        )?,
+        None => println!("{}", String::from_utf8_lossy(&bytes)),
+    }
+    Ok(())
+}
+
+/// Read an inventory: the digests it lists, and its own digest (recorded in the archive).
+fn read_inventory(
+    path: &Path,
+) -> Result<(
+    std::collections::BTreeSet<airlock_core::Digest>,
+    airlock_core::Digest,
+)> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        crate::hints::UsageError(format!(
+            "{} is not an inventory written by `airlock inventory`: {e}",
+            path.display()
+        ))
+    })?;
+    if doc.get("kind").and_then(|k| k.as_str()) != Some(INVENTORY_KIND) {
+        bail!(crate::hints::UsageError(format!(
+            "{} is not an inventory written by `airlock inventory`",
+            path.display()
+        )));
+    }
+    let mut have = std::collections::BTreeSet::new();
+    for b in doc["blobs"].as_array().into_iter().flatten() {
+        let d = b.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+            crate::hints::UsageError(format!("{}: '{b}' is not a digest", path.display()))
+        })?;
+        have.insert(d);
+    }
+    Ok((have, airlock_core::Digest::of(&bytes)))
+}
+
 /// A writer shared with the code that finishes it afterwards.
 struct SharedWriter(std::sync::Arc<std::sync::Mutex<volumes::SplitWriter>>);
 
@@ -311,6 +369,7 @@ struct SaveOptions {
     compress: Compress,
     level: Option<i32>,
     split: Option<String>,
+    incremental_from: Option<PathBuf>,
 }
 
 fn save(
@@ -326,7 +385,29 @@ fn save(
         compress,
         level,
         split,
+        incremental_from,
     } = opts;
+    let inventory = incremental_from
+        .as_deref()
+        .map(read_inventory)
+        .transpose()?;
+    let make_writer = |out: Box<dyn std::io::Write + Send>| -> Result<ArchiveWriter> {
+        let archive_format = match format {
+            Format::Docker => ArchiveFormat::Docker,
+            Format::Oci => ArchiveFormat::Oci,
+        };
+        let w = ArchiveWriter::new(
+            out,
+            archive_format,
+            compress.codec(),
+            level,
+            compression::default_threads(),
+        )?;
+        Ok(match &inventory {
+            Some((have, digest)) => w.incremental(have.clone(), digest.clone()),
+            None => w,
+        })
+    };
     if queries.is_empty() && matches.is_empty() && !all {
         bail!(crate::hints::UsageError(
             "save needs images: name them, or use --match PATTERN or --all".into()
@@ -366,12 +447,6 @@ fn save(
             "the store has no images to save".into()
         ));
     }
-    let format = match format {
-        Format::Docker => ArchiveFormat::Docker,
-        Format::Oci => ArchiveFormat::Oci,
-    };
-    let compression = compress.codec();
-    let threads = compression::default_threads();
     let meter = progress::Meter::start("Saving", progress::total_size(&images), false);
     let metered = progress::MeteredSource {
         inner: source.as_ref(),
@@ -381,13 +456,7 @@ fn save(
         let volumes = volumes::SplitWriter::new(path, volumes::parse_size(&size)?);
         let shared = std::sync::Arc::new(std::sync::Mutex::new(volumes));
         let out = SharedWriter(shared.clone());
-        let writer = ArchiveWriter::new(
-            Box::new(std::io::BufWriter::with_capacity(1 << 20, out)),
-            format,
-            compression,
-            level,
-            threads,
-        )?;
+        let writer = make_writer(Box::new(std::io::BufWriter::with_capacity(1 << 20, out)))?;
         copy_images(&metered, &images, Box::new(writer))?;
         let volumes = std::sync::Arc::try_unwrap(shared)
             .map_err(|_| anyhow::anyhow!("the archive writer still holds its output"))?
@@ -399,8 +468,7 @@ fn save(
         return Ok(());
     }
     sink::write_output(output, "an archive", |out| {
-        let writer = ArchiveWriter::new(out, format, compression, level, threads)?;
-        copy_images(&metered, &images, Box::new(writer))?;
+        copy_images(&metered, &images, Box::new(make_writer(out)?))?;
         Ok(())
     })
 }

@@ -38,6 +38,9 @@ fn hint(e: &Error) -> Option<&'static str> {
         Error::MissingBlob { .. } | Error::LayerCountMismatch { .. } | Error::BadMetadata { .. } => {
             "the archive is incomplete or inconsistent: save it again at the source; nothing was loaded"
         }
+        Error::IncrementalBaseMissing { .. } => {
+            "load the images it builds on (or a full archive) into this store first; `airlock inventory` there tells the sending side what it has"
+        }
         Error::ImageNotFound { .. } | Error::NothingMatches { .. } => {
             "run `airlock images` to see what the store holds"
         }

@@ -56,6 +56,13 @@ enum Command {
         #[arg(long, value_name = "DEST")]
         into: Option<String>,
     },
+    /// Write what this store holds (its blob digests), for the sending side's
+    /// `save --incremental-from`.
+    Inventory {
+        /// Output file [default: standard output].
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Check an archive without loading it: read it through, verify every digest and diffID,
     /// and list the images it holds. Nothing enters the store.
     Verify {
@@ -103,6 +110,10 @@ enum Command {
         /// removable media; `load -i FILE.000` joins them.
         #[arg(long, value_name = "SIZE", requires = "output")]
         split: Option<String>,
+        /// Leave out the layers the receiving store already has, as listed by `airlock
+        /// inventory` run there; the archive says it is incremental, and only airlock loads it.
+        #[arg(long, value_name = "INVENTORY")]
+        incremental_from: Option<PathBuf>,
         /// Images by name, image ID or short ID; `docker-daemon:NAME` takes them from the
         /// Docker Engine instead of the store.
         images: Vec<String>,

@@ -399,3 +399,71 @@ fn split_volumes_join_on_load_and_equal_the_single_archive() {
         "{err}"
     );
 }
+
+#[test]
+fn incremental_archive_leaves_out_what_the_far_side_has() {
+    let (dir, near) = loaded_multi();
+    // The far side already has app2, whose base layer app shares.
+    let far = Airlock::new(&dir.path().join("far"));
+    let app2_only = dir.path().join("app2.tar");
+    near.ok(&["save", "-o", app2_only.to_str().unwrap(), APP2]);
+    far.ok(&["load", "-q", "-i", app2_only.to_str().unwrap()]);
+    let inventory = dir.path().join("far-inventory.json");
+    far.ok(&["inventory", "-o", inventory.to_str().unwrap()]);
+
+    let full = dir.path().join("full.tar");
+    let incr = dir.path().join("incr.tar");
+    near.ok(&["save", "-o", full.to_str().unwrap(), APP]);
+    near.ok(&[
+        "save",
+        "--incremental-from",
+        inventory.to_str().unwrap(),
+        "-o",
+        incr.to_str().unwrap(),
+        APP,
+    ]);
+    let (full_len, incr_len) = (
+        std::fs::metadata(&full).unwrap().len(),
+        std::fs::metadata(&incr).unwrap().len(),
+    );
+    let base_layer = near.inspect(APP)["Layers"][0]["Size"].as_u64().unwrap();
+    assert!(
+        incr_len + base_layer <= full_len + 1024,
+        "base layer left out: {incr_len} vs {full_len}"
+    );
+    // It says so in its metadata.
+    let mut ar = tar::Archive::new(std::fs::File::open(&incr).unwrap());
+    let mut index = String::new();
+    let mut marker = false;
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let p = e.path().unwrap().to_string_lossy().into_owned();
+        if p == "index.json" {
+            std::io::Read::read_to_string(&mut e, &mut index).unwrap();
+        }
+        marker |= p == "airlock-incremental.json";
+    }
+    assert!(
+        marker && index.contains("dev.airlock.incremental"),
+        "{index}"
+    );
+
+    // The far side loads it; the image is whole there.
+    let before_far = tree_hash(&far.store);
+    far.ok(&["load", "-i", incr.to_str().unwrap()]);
+    assert_ne!(before_far, tree_hash(&far.store));
+    assert_eq!(far.inspect(APP)["Id"], near.inspect(APP)["Id"]);
+    let flat = dir.path().join("flat.tar");
+    far.ok(&["export", "-o", flat.to_str().unwrap(), APP]);
+
+    // A store without the base refuses it clearly and stays as it was.
+    let empty = Airlock::new(&dir.path().join("empty"));
+    empty.ok(&["images"]);
+    let before = tree_hash(&empty.store);
+    let err = empty.fails(&["load", "-i", incr.to_str().unwrap()]);
+    assert!(
+        err.contains("incremental archive leaves out") && err.contains("airlock inventory"),
+        "{err}"
+    );
+    assert_eq!(before, tree_hash(&empty.store));
+}

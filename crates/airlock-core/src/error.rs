@@ -67,6 +67,15 @@ pub enum Error {
         missing: String,
     },
 
+    /// An incremental archive leaves out a layer this store does not have.
+    #[error(
+        "this incremental archive leaves out {missing} (the far side was said to have it), and this store does not have it"
+    )]
+    IncrementalBaseMissing {
+        /// The blob needed.
+        missing: String,
+    },
+
     /// The input is a flat filesystem tar (`docker export`), not an image archive.
     #[error(
         "this is a filesystem snapshot (a flat tar like `docker export` writes, first entry '{first_entry}'), not an image archive"

@@ -70,6 +70,12 @@ impl<'a> ArchiveSource<'a> {
         };
         let (dialect, images) = resolve::resolve(&lookup).map_err(|e| match e {
             // Something is missing and the stream stopped early: say what really happened.
+            Error::MissingBlob { missing, .. }
+                if contents.metadata.contains_key(writer::INCREMENTAL_FILE)
+                    && !contents.cut_short =>
+            {
+                Error::IncrementalBaseMissing { missing }
+            }
             Error::NoImage { .. } | Error::MissingBlob { .. } if contents.cut_short => {
                 Error::Truncated {
                     detail: format!(

@@ -72,7 +72,11 @@ pub fn normalize(path: &str) -> String {
 fn is_metadata(path: &str) -> bool {
     matches!(
         path,
-        "manifest.json" | "index.json" | "repositories" | "oci-layout"
+        "manifest.json"
+            | "index.json"
+            | "repositories"
+            | "oci-layout"
+            | super::writer::INCREMENTAL_FILE
     )
 }
 

@@ -17,7 +17,7 @@ use crate::spec::{
     self, media_type, ConfigView, Descriptor, DockerArchiveEntry, Document, Index, Manifest,
     ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME,
 };
-use crate::store::{Staging, Store};
+use crate::store::{StagedBlob, Staging, Store};
 use crate::transport::{PlatformManifest, SourceImage};
 
 /// Which dialect an archive was written in, for messages.
@@ -67,8 +67,21 @@ impl BlobLookup<'_> {
         self.staging.path_of(d).is_some() || self.store.is_some_and(|s| s.has_blob(d))
     }
 
+    /// The file at `path`, or, for a `blobs/sha256/<hex>` path an incremental archive left
+    /// out, the store's copy.
+    fn file(&self, path: &str) -> Option<StagedBlob> {
+        if let Some(f) = self.contents.file(path) {
+            return Some(f.clone());
+        }
+        let d = path
+            .strip_prefix("blobs/sha256/")
+            .and_then(Digest::from_hex)?;
+        let size = self.store?.blob_size(&d)?;
+        Some(StagedBlob { digest: d, size })
+    }
+
     fn read_path(&self, path: &str, referenced_by: &str) -> Result<(Digest, Vec<u8>)> {
-        let f = self.contents.file(path).ok_or_else(|| Error::MissingBlob {
+        let f = self.file(path).ok_or_else(|| Error::MissingBlob {
             referenced_by: referenced_by.to_string(),
             missing: path.to_string(),
         })?;
@@ -325,13 +338,10 @@ fn from_docker_entry(
     }
     let mut layers = Vec::new();
     for (li, path) in entry.layers.iter().enumerate() {
-        let f = lookup
-            .contents
-            .file(path)
-            .ok_or_else(|| Error::MissingBlob {
-                referenced_by: "manifest.json".into(),
-                missing: path.clone(),
-            })?;
+        let f = lookup.file(path).ok_or_else(|| Error::MissingBlob {
+            referenced_by: "manifest.json".into(),
+            missing: path.clone(),
+        })?;
         let (codec, diff) = lookup.layer_facts(&f.digest, path)?;
         if diff != config.rootfs.diff_ids[li] {
             return Err(Error::DiffIdMismatch {

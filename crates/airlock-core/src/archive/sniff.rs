@@ -21,9 +21,11 @@ pub fn classify(path: &str, is_dir: bool) -> EntryKind {
     }
     let parts: Vec<&str> = path.split('/').collect();
     match parts.as_slice() {
-        ["oci-layout"] | ["index.json"] | ["manifest.json"] | ["repositories"] => {
-            EntryKind::ImageArchive
-        }
+        ["oci-layout"]
+        | ["index.json"]
+        | ["manifest.json"]
+        | ["repositories"]
+        | ["airlock-incremental.json"] => EntryKind::ImageArchive,
         ["blobs"] => EntryKind::ArchiveDir,
         ["blobs", _alg] if is_dir => EntryKind::ArchiveDir,
         ["blobs", _alg, _hex] => EntryKind::ImageArchive,

@@ -37,6 +37,23 @@ pub struct ArchiveWriter {
     /// zstd (or other non-gzip compressed) layers that need an uncompressed copy for
     /// `manifest.json`: blob digest -> diffID.
     uncompressed_copies: BTreeMap<Digest, Digest>,
+    /// Layers the receiving store already has (from its inventory): left out.
+    omit: BTreeSet<Digest>,
+    inventory: Option<Digest>,
+}
+
+/// Name of the file that marks an incremental archive and lists what it leaves out.
+pub const INCREMENTAL_FILE: &str = "airlock-incremental.json";
+/// Annotation on `index.json` of an incremental archive.
+pub const ANNOTATION_INCREMENTAL: &str = "dev.airlock.incremental";
+
+/// What `airlock-incremental.json` holds.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
+pub struct IncrementalInfo {
+    /// Digest of the inventory the archive was made against.
+    pub inventory: Digest,
+    /// The layer blobs left out because the receiving store has them.
+    pub omitted: Vec<Digest>,
 }
 
 impl ArchiveWriter {
@@ -55,7 +72,17 @@ impl ArchiveWriter {
             format,
             written: BTreeSet::new(),
             uncompressed_copies: BTreeMap::new(),
+            omit: BTreeSet::new(),
+            inventory: None,
         })
+    }
+
+    /// Make an incremental archive: leave out the layer blobs in `have` (the receiving
+    /// store's inventory, whose digest is `inventory`), and say so in the archive.
+    pub fn incremental(mut self, have: BTreeSet<Digest>, inventory: Digest) -> Self {
+        self.omit = have;
+        self.inventory = Some(inventory);
+        self
     }
 
     fn tar(&mut self) -> &mut TarWriter<Box<dyn FinishWrite>> {
@@ -178,9 +205,39 @@ impl ImageDestination for ArchiveWriter {
                 layer_sources: None,
             });
         }
+        // Only layers are left out; configs and manifests are small and every reader needs
+        // them to resolve the images.
+        let omitted: Vec<Digest> = images
+            .iter()
+            .flat_map(|i| i.platforms.iter().flat_map(|p| p.manifest.layers.iter()))
+            .filter(|l| self.omit.contains(&l.digest))
+            .map(|l| l.digest.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        self.omit = omitted.iter().cloned().collect();
+        let incremental = match (&self.inventory, omitted.is_empty()) {
+            (Some(inv), false) => {
+                index.annotations = Some(BTreeMap::from([(
+                    ANNOTATION_INCREMENTAL.to_string(),
+                    format!(
+                        "{} layer blobs left out; made against inventory {inv}",
+                        omitted.len()
+                    ),
+                )]));
+                Some(to_json(&IncrementalInfo {
+                    inventory: inv.clone(),
+                    omitted,
+                })?)
+            }
+            _ => None,
+        };
         let tar = self.tar();
         tar.append_bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         tar.append_bytes("index.json", &to_json(&index)?)?;
+        if let Some(info) = incremental {
+            tar.append_bytes(INCREMENTAL_FILE, &info)?;
+        }
         if self.format == ArchiveFormat::Docker {
             let mj = to_json(&manifest_json)?;
             let repos = to_json(&repositories)?;
@@ -192,7 +249,8 @@ impl ImageDestination for ArchiveWriter {
     }
 
     fn has_blob(&self, digest: &Digest) -> bool {
-        self.written.contains(digest)
+        // Left-out layers count as present: the copy path then never sends them.
+        self.written.contains(digest) || self.omit.contains(digest)
     }
 
     fn put_blob(&mut self, blob: &Descriptor, source: &dyn ImageSource) -> Result<()> {

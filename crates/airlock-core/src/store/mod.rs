@@ -378,6 +378,19 @@ impl Store {
         Ok(freed)
     }
 
+    /// Every blob digest in the store, sorted: the inventory an incremental archive for this
+    /// store is made against.
+    pub fn blob_digests(&self) -> Result<Vec<Digest>> {
+        let dir = self.blob_dir();
+        let mut out: Vec<Digest> = fs::read_dir(&dir)
+            .map_err(|e| Error::io("read", &dir, e))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| Digest::from_hex(&e.file_name().to_string_lossy()))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// Blob sizes, for `images` and `inspect`.
     pub fn blob_size(&self, digest: &Digest) -> Option<u64> {
         fs::metadata(self.blob_path(digest)).ok().map(|m| m.len())
