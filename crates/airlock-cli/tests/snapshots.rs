@@ -116,19 +116,7 @@ fn import_builds_a_runnable_image_with_docker_import_config() {
     airlock.ok(&["save", "-o", s(&saved), "imported/app:1"]);
     let podman = Podman::new();
     podman.ok(&["load", "-i", s(&saved)]);
-    let run = podman.ok(&[
-        "--runtime",
-        "runc",
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--ulimit",
-        "nofile=4096:4096",
-        "--ulimit",
-        "nproc=4096:4096",
-        "docker.io/imported/app:1",
-    ]);
+    let run = podman.run_image("docker.io/imported/app:1");
     assert_eq!(run, "imported-ok hi\nhello from airlock layer 2\n");
 }
 
@@ -302,19 +290,7 @@ fn work_container_commit_round_trip_runs_in_podman() {
     airlock.ok(&["save", "-o", s(&saved), "committed/app:2"]);
     let podman = Podman::new();
     podman.ok(&["load", "-i", s(&saved)]);
-    let run = podman.ok(&[
-        "--runtime",
-        "runc",
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--ulimit",
-        "nofile=4096:4096",
-        "--ulimit",
-        "nproc=4096:4096",
-        "docker.io/committed/app:2",
-    ]);
+    let run = podman.run_image("docker.io/committed/app:2");
     assert_eq!(run, "added in the work container\nfresh\n");
     airlock.ok(&["rm", "work"]);
     assert!(!root.exists());

@@ -215,6 +215,24 @@ impl Podman {
     pub fn ok(&self, args: &[&str]) -> String {
         sh(self.cmd().args(args))
     }
+
+    /// `podman run` the image and return what it printed. runc with lowered limits is the
+    /// only way containers run on these machines (crun fails here, see TOOLS.md).
+    pub fn run_image(&self, image: &str) -> String {
+        self.ok(&[
+            "--runtime",
+            "runc",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=4096:4096",
+            "--ulimit",
+            "nproc=4096:4096",
+            image,
+        ])
+    }
 }
 
 impl Drop for Podman {

@@ -190,19 +190,7 @@ fn archive_goes_to_a_registry_prefix_and_podman_runs_it() {
     ] {
         let remote = format!("{host}/airgap/{path}");
         podman.ok(&["pull", "-q", "--tls-verify=false", &remote]);
-        let ran = podman.ok(&[
-            "--runtime",
-            "runc",
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--ulimit",
-            "nofile=4096:4096",
-            "--ulimit",
-            "nproc=4096:4096",
-            &remote,
-        ]);
+        let ran = podman.run_image(&remote);
         assert_eq!(ran.trim(), says, "{remote}");
     }
 }
