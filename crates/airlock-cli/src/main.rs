@@ -44,6 +44,7 @@ struct Cli {
 enum Command {
     /// Load images from an archive (any dialect docker, podman, containerd, skopeo or crane
     /// writes; plain, gzip, zstd, xz or bzip2) into the store, verifying every digest.
+    #[command(display_order = 1)]
     Load {
         /// Archive file or OCI layout directory; `-` or nothing reads standard input.
         #[arg(short, long, value_name = "FILE")]
@@ -58,6 +59,7 @@ enum Command {
     },
     /// Write what this store holds (its blob digests), for the sending side's
     /// `save --incremental-from`.
+    #[command(display_order = 20)]
     Inventory {
         /// Output file [default: standard output].
         #[arg(short, long, value_name = "FILE")]
@@ -65,6 +67,7 @@ enum Command {
     },
     /// Check an archive without loading it: read it through, verify every digest and diffID,
     /// and list the images it holds. Nothing enters the store.
+    #[command(display_order = 3)]
     Verify {
         /// Archive file or OCI layout directory; `-` or nothing reads standard input.
         #[arg(short, long, value_name = "FILE")]
@@ -76,6 +79,7 @@ enum Command {
     /// Copy images between transports: store:NAME (or NAME), docker-archive:PATH[:NAME],
     /// oci-archive:PATH[:NAME], oci:DIR[:NAME], docker-daemon:NAME, docker://HOST/REPO[:TAG]
     /// (a destination docker://HOST[/PREFIX] without a tag renames every image onto it).
+    #[command(display_order = 15)]
     Copy {
         /// Where the images come from.
         source: String,
@@ -87,6 +91,7 @@ enum Command {
     },
     /// Save images from the store into one archive that docker, podman, containerd and
     /// skopeo all load.
+    #[command(display_order = 2)]
     Save {
         /// Output file; `-` or nothing writes standard output (never a terminal).
         #[arg(short, long, value_name = "FILE")]
@@ -120,6 +125,7 @@ enum Command {
     },
     /// Write a filesystem snapshot as one tar, like `docker export`: an image's layers
     /// flattened (whiteouts applied), a work container, or any directory (`--dir`).
+    #[command(display_order = 9)]
     Export {
         /// Output file; `-` or nothing writes standard output (never a terminal).
         #[arg(short, long, value_name = "FILE")]
@@ -138,6 +144,7 @@ enum Command {
         source: Option<String>,
     },
     /// Make a single-layer image from a filesystem tar or directory, like `docker import`.
+    #[command(display_order = 10)]
     Import {
         /// A Dockerfile instruction to apply to the config (CMD, ENTRYPOINT, ENV, EXPOSE,
         /// HEALTHCHECK, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR); repeatable.
@@ -158,6 +165,7 @@ enum Command {
         name: Option<String>,
     },
     /// Unpack an image into a work container (a directory you change; no process runs).
+    #[command(display_order = 11)]
     Create {
         /// The image.
         image: String,
@@ -166,14 +174,17 @@ enum Command {
         name: Option<String>,
     },
     /// List work containers.
+    #[command(display_order = 12)]
     Containers,
     /// Remove work containers.
+    #[command(display_order = 13)]
     Rm {
         /// Container names.
         #[arg(required = true)]
         names: Vec<String>,
     },
     /// Commit a work container's changes as one new layer on its image.
+    #[command(display_order = 14)]
     Commit {
         /// The container.
         container: String,
@@ -187,6 +198,7 @@ enum Command {
         message: Option<String>,
     },
     /// Pull an image from a registry into the store.
+    #[command(display_order = 16)]
     Pull {
         /// HOST[:PORT]/REPOSITORY[:TAG|@DIGEST].
         reference: String,
@@ -202,6 +214,7 @@ enum Command {
     },
     /// Push images to a registry: one (`push IMAGE [DEST]`) or the whole store
     /// (`push --all --registry HOST[:PORT] [--prefix PATH]`).
+    #[command(display_order = 17)]
     Push {
         /// The image (name or ID).
         #[arg(required_unless_present = "all")]
@@ -222,6 +235,7 @@ enum Command {
         quiet: bool,
     },
     /// Store registry credentials where `docker login` keeps them (~/.docker/config.json).
+    #[command(display_order = 18)]
     Login {
         /// The registry.
         host: String,
@@ -233,11 +247,13 @@ enum Command {
         password_stdin: bool,
     },
     /// Forget the stored credentials of a registry.
+    #[command(display_order = 19)]
     Logout {
         /// The registry.
         host: String,
     },
     /// List images in the store.
+    #[command(display_order = 4)]
     Images {
         /// Only names matching this glob.
         pattern: Option<String>,
@@ -249,12 +265,14 @@ enum Command {
         quiet: bool,
     },
     /// Show details of images as JSON.
+    #[command(display_order = 5)]
     Inspect {
         /// Images by name, image ID or manifest digest.
         #[arg(required = true)]
         images: Vec<String>,
     },
     /// Give an image another name.
+    #[command(display_order = 6)]
     Tag {
         /// Existing image (name or ID).
         source: String,
@@ -262,12 +280,14 @@ enum Command {
         target: String,
     },
     /// Remove image names, or images by ID.
+    #[command(display_order = 7)]
     Rmi {
         /// Names or IDs.
         #[arg(required = true)]
         images: Vec<String>,
     },
     /// Delete blobs no image references, and staging left by interrupted runs.
+    #[command(display_order = 8)]
     Gc,
 }
 
