@@ -136,7 +136,8 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Gc => {
             let store = Store::open(&store_dir)?;
-            let (blobs, bytes) = store.gc()?;
+            let roots = airlock_core::container::image_roots(&store)?;
+            let (blobs, bytes) = store.gc(&roots)?;
             println!(
                 "Deleted {blobs} unreferenced blobs, freed {}",
                 output::human_size(bytes)

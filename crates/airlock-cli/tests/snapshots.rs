@@ -407,3 +407,28 @@ fn non_root_create_records_owners_it_cannot_apply_and_export_keeps_them() {
         listing["data/suid-tool"]
     );
 }
+
+#[test]
+fn gc_keeps_the_image_a_work_container_builds_on() {
+    let (dir, airlock) = loaded("podman-docker-archive.tar");
+    let rootfs = airlock
+        .ok(&["create", APP, "--name", "keep"])
+        .trim()
+        .to_string();
+    airlock.ok(&["rmi", APP]);
+    airlock.ok(&["gc"]);
+    std::fs::write(
+        Path::new(&rootfs).join("data/after-gc.txt"),
+        b"still here\n",
+    )
+    .unwrap();
+    airlock.ok(&["commit", "keep", "kept/app:1"]);
+    let out = dir.path().join("kept.tar");
+    airlock.ok(&["export", "-o", s(&out), "kept/app:1"]);
+    let listing = tar_listing(&out);
+    assert!(listing.contains_key("data/after-gc.txt") && listing.contains_key("data/hello.txt"));
+    // Once the container is gone, gc may take the old layers... but not the committed image's.
+    airlock.ok(&["rm", "keep"]);
+    airlock.ok(&["gc"]);
+    airlock.ok(&["export", "-o", s(&out), "kept/app:1"]);
+}

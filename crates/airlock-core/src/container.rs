@@ -215,6 +215,11 @@ fn write_json<T: Serialize>(dir: &Path, name: &str, v: &T) -> Result<()> {
     write_atomic(dir, &dir.join(name), &bytes)
 }
 
+/// The images work containers were made from, which `gc` must keep.
+pub fn image_roots(store: &Store) -> Result<Vec<crate::Digest>> {
+    Ok(list(store)?.into_iter().map(|c| c.image_manifest).collect())
+}
+
 /// Remove a container and its files.
 pub fn remove(store: &Store, name: &str) -> Result<()> {
     info(store, name)?;

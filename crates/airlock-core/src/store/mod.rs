@@ -351,15 +351,20 @@ impl Store {
         Ok(said)
     }
 
-    /// Delete blobs no image references and staging areas whose owner is gone. Returns the
-    /// number of blobs and bytes freed.
-    pub fn gc(&self) -> Result<(usize, u64)> {
+    /// Delete blobs no image (and no root in `also_keep`) references, and staging areas
+    /// whose owner is gone. Returns the number of blobs and bytes freed.
+    pub fn gc(&self, also_keep: &[Digest]) -> Result<(usize, u64)> {
         let _w = self.write_lock()?;
         let _g = self.lock_file("gc.lock", true)?;
         let index = self.read_index()?;
         let mut keep = BTreeSet::new();
         for d in &index.manifests {
             self.reachable(&d.digest, "index.json", None, &mut keep)?;
+        }
+        // Images work containers were made from stay, even once untagged or removed: commit
+        // builds on them.
+        for d in also_keep.iter().filter(|d| self.has_blob(d)) {
+            self.reachable(d, "a work container", None, &mut keep)?;
         }
         let mut freed = (0usize, 0u64);
         let dir = self.blob_dir();
