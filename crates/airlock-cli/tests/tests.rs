@@ -7,6 +7,7 @@ mod containerd;
 mod corruption;
 mod dialects;
 mod interop;
+mod podman_service;
 mod registry;
 mod roundtrip;
 mod snapshots;
