@@ -68,9 +68,6 @@ impl Reference {
         } else {
             domain
         };
-        if domain.chars().any(|c| c.is_ascii_uppercase()) && domain != name {
-            // Upper-case domains are legal hostnames; only the path must be lower case.
-        }
         if path.is_empty() || !path.split('/').all(valid_path_component) {
             return Err(bad(
                 "the repository name must be lower case letters, digits and separators ('.', '_', '-', '/')",
