@@ -6,6 +6,7 @@ mod cli;
 mod containerd;
 mod corruption;
 mod dialects;
+mod engine_layers;
 mod interop;
 mod podman_service;
 mod registry;
