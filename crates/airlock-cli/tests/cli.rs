@@ -467,3 +467,48 @@ fn incremental_archive_leaves_out_what_the_far_side_has() {
     );
     assert_eq!(before, tree_hash(&empty.store));
 }
+
+#[test]
+fn repo_digests_only_for_manifests_that_came_with_the_image() {
+    let dir = scratch();
+    let near = Airlock::new(&dir.path().join("near"));
+    // docker-archive: no manifest came with it, so no RepoDigest, here or after the trip.
+    near.ok(&[
+        "load",
+        "-q",
+        "-i",
+        fixtures()
+            .join("podman-docker-archive.tar")
+            .to_str()
+            .unwrap(),
+    ]);
+    near.ok(&["tag", APP, "from/docker-archive:1"]);
+    // OCI archive: its manifest is the image's identity, kept across the trip.
+    let oci = Airlock::new(&dir.path().join("oci"));
+    oci.ok(&[
+        "load",
+        "-q",
+        "-i",
+        fixtures().join("skopeo-oci-archive.tar").to_str().unwrap(),
+    ]);
+    assert!(near.inspect("from/docker-archive:1")["RepoDigests"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let want = oci.inspect(APP)["RepoDigests"].clone();
+    assert_eq!(want.as_array().unwrap().len(), 1, "{want}");
+    for (store, name) in [(&near, "from/docker-archive:1"), (&oci, APP)] {
+        let archive = dir.path().join("trip.tar");
+        store.ok(&["save", "-o", archive.to_str().unwrap(), name]);
+        let far = Airlock::new(
+            &dir.path()
+                .join(format!("far-{}", name.replace(['/', ':'], "-"))),
+        );
+        far.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+        assert_eq!(
+            far.inspect(name)["RepoDigests"],
+            store.inspect(name)["RepoDigests"],
+            "{name}"
+        );
+    }
+}

@@ -17,7 +17,7 @@ use crate::spec::{
     self, media_type, ConfigView, Descriptor, DockerArchiveEntry, Document, Index, Manifest,
     ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME,
 };
-use crate::store::{StagedBlob, Staging, Store};
+use crate::store::{StagedBlob, Staging, Store, ANNOTATION_GENERATED};
 use crate::transport::{PlatformManifest, SourceImage};
 
 /// Which dialect an archive was written in, for messages.
@@ -219,6 +219,8 @@ struct Original {
     /// The index it sits in, when the whole index is present.
     parent_index: Option<Descriptor>,
     names: Vec<Reference>,
+    /// airlock made this manifest (from a docker-archive): it has no registry meaning.
+    generated: bool,
 }
 
 fn original_manifests(lookup: &BlobLookup, index: &Index) -> Result<BTreeMap<Digest, Original>> {
@@ -238,6 +240,7 @@ fn original_manifests(lookup: &BlobLookup, index: &Index) -> Result<BTreeMap<Dig
                         manifest: *m,
                         parent_index: None,
                         names,
+                        generated: desc.annotation(ANNOTATION_GENERATED).is_some(),
                     },
                 );
             }
@@ -261,6 +264,7 @@ fn original_manifests(lookup: &BlobLookup, index: &Index) -> Result<BTreeMap<Dig
                                 manifest: *m,
                                 parent_index: complete.then(|| desc.clone()),
                                 names: names.clone(),
+                                generated: false,
                             },
                         );
                     }
@@ -322,7 +326,7 @@ fn from_docker_entry(
             return Ok(SourceImage {
                 names,
                 root,
-                generated: false,
+                generated: orig.generated,
                 id,
                 platforms: vec![platform],
             });
@@ -487,7 +491,7 @@ fn from_oci_descriptor(
             Ok(Some(SourceImage {
                 names,
                 root: bare(desc),
-                generated: false,
+                generated: desc.annotation(ANNOTATION_GENERATED).is_some(),
                 id,
                 platforms: vec![p],
             }))

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::spec::{
     media_type, Descriptor, DockerArchiveEntry, Index, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME,
 };
-use crate::store::TagChange;
+use crate::store::{TagChange, ANNOTATION_GENERATED};
 use crate::transport::{ImageDestination, ImageSource, SourceImage};
 
 /// Which archive layout to write.
@@ -141,8 +141,16 @@ impl ImageDestination for ArchiveWriter {
         let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for img in images {
             // index.json: one descriptor per name (untagged: one bare descriptor).
+            // A manifest airlock made from a docker-archive says so, so the far side does not
+            // take its digest for a registry's.
+            let generated = || {
+                img.generated
+                    .then(|| (ANNOTATION_GENERATED.to_string(), "true".to_string()))
+            };
             if img.names.is_empty() {
-                index.manifests.push(img.root.clone());
+                let mut d = img.root.clone();
+                d.annotations = generated().map(|kv| BTreeMap::from([kv]));
+                index.manifests.push(d);
             }
             for name in &img.names {
                 let mut d = img.root.clone();
@@ -152,10 +160,12 @@ impl ImageDestination for ArchiveWriter {
                     // skopeo/podman oci-archive readers take the full reference from here.
                     ArchiveFormat::Oci => name.to_string(),
                 };
-                d.annotations = Some(BTreeMap::from([
+                let mut ann = BTreeMap::from([
                     (ANNOTATION_IMAGE_NAME.to_string(), name.to_string()),
                     (ANNOTATION_REF_NAME.to_string(), ref_name),
-                ]));
+                ]);
+                ann.extend(generated());
+                d.annotations = Some(ann);
                 index.manifests.push(d);
             }
             if self.format == ArchiveFormat::Oci {
