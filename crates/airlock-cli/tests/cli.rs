@@ -512,3 +512,25 @@ fn repo_digests_only_for_manifests_that_came_with_the_image() {
         );
     }
 }
+
+#[test]
+fn archives_are_never_written_to_a_terminal() {
+    crate::util::require_tool("script");
+    let (_d, airlock) = loaded_multi();
+    // `script` gives the command a real pseudo-terminal as standard output.
+    let cmd = format!(
+        "{} --store {} save {APP}; echo \"exit=$?\"",
+        crate::util::airlock_bin().display(),
+        airlock.store.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("refusing to write an archive to a terminal"),
+        "{text}"
+    );
+    assert!(text.contains("exit=1"), "{text}");
+}
