@@ -45,6 +45,11 @@ impl Meter {
         Meter { done, stop, thread }
     }
 
+    /// The counter itself, for code that counts on its own (a registry client).
+    pub fn counter(&self) -> Arc<AtomicU64> {
+        self.done.clone()
+    }
+
     /// Count what passes through `r`.
     pub fn reader<R: Read>(&self, r: R) -> Counted<R> {
         Counted {

@@ -159,8 +159,10 @@ pub fn pull(
     };
     let store = Store::open(store_dir)?;
     let staging = store.staging()?;
-    let reg = net.registry(r.domain())?;
+    let meter = crate::progress::Meter::start("Pulling", 0, quiet);
+    let reg = net.registry(r.domain())?.with_progress(meter.counter());
     let source = airlock_remote::registry::pull::pull(&reg, &r, &choice, &staging, &store)?;
+    drop(meter);
     let images = source.images().to_vec();
     let changes = copy_images(
         &source,

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,6 +35,8 @@ pub struct Registry {
     /// Bearer tokens by scope; "basic" once the registry asked for basic auth.
     tokens: Mutex<HashMap<String, String>>,
     challenge: Mutex<Option<Challenge>>,
+    /// Bytes of blob bodies received, for a progress display.
+    received: Option<Arc<AtomicU64>>,
 }
 
 #[derive(Clone, Debug)]
@@ -82,6 +85,7 @@ impl Registry {
             credentials,
             tokens: Mutex::new(HashMap::new()),
             challenge: Mutex::new(None),
+            received: None,
         };
         // --insecure: prefer TLS without verification, fall back to plain HTTP (what docker
         // does for an "insecure registry").
@@ -92,6 +96,24 @@ impl Registry {
             }
         }
         Ok(reg)
+    }
+
+    /// Count the bytes of blob bodies received into `counter` (a progress display reads it).
+    pub fn with_progress(mut self, counter: Arc<AtomicU64>) -> Self {
+        self.received = Some(counter);
+        self
+    }
+
+    /// A response body as a reader, counted when a progress counter is set.
+    pub fn body(&self, r: ureq::Response) -> Box<dyn Read + Send> {
+        let inner = r.into_reader();
+        match &self.received {
+            Some(c) => Box::new(Counting {
+                inner,
+                counter: c.clone(),
+            }),
+            None => Box::new(inner),
+        }
     }
 
     /// The host as the user named it.
@@ -291,6 +313,19 @@ impl Registry {
             .lock()
             .map_err(|_| RemoteError::Protocol("auth state poisoned".into()))? = Some(challenge);
         Ok(())
+    }
+}
+
+struct Counting<R> {
+    inner: R,
+    counter: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }
 

@@ -227,7 +227,7 @@ fn fetch_platform(
             &[],
             None,
         )?;
-        let mut reader = r.into_reader();
+        let mut reader = reg.body(r);
         let staged = staging.write_blob(
             &mut reader,
             Some(&manifest.config.digest),
@@ -314,7 +314,7 @@ fn fetch_layer(
         &[],
         None,
     )?;
-    let mut reader = r.into_reader();
+    let mut reader = reg.body(r);
     let label = format!("{}/{path} layer {}", reg.host(), layer.digest);
     let (_, actual_diff) = stage_layer(&mut reader, &label, &layer.digest, staging)?;
     if &actual_diff != diff_id {
