@@ -101,19 +101,6 @@ static IGNORED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 /// then `docker export` comparisons do not compare xattrs.
 static DOCKER_DROPS_XATTRS: AtomicBool = AtomicBool::new(false);
 
-const PODMAN_RUN: &[&str] = &[
-    "--runtime",
-    "runc",
-    "run",
-    "--rm",
-    "--network",
-    "none",
-    "--ulimit",
-    "nofile=4096:4096",
-    "--ulimit",
-    "nproc=4096:4096",
-];
-
 // ------------------------------------------------------------------------------ the test
 
 #[test]

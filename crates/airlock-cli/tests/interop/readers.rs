@@ -192,9 +192,7 @@ pub(super) fn readers_podman(
     });
     m.then(loaded, S_READERS, row, "runs", || {
         for (image, want) in [(&i.base, BASE_OUT), (&i.app2, APP_OUT)] {
-            let mut args = PODMAN_RUN.to_vec();
-            args.push(image);
-            assert_eq!(podman.ok(&args), want, "podman run {image}");
+            assert_eq!(podman.run_image(image), want, "podman run {image}");
         }
         "`podman --runtime runc run` base and app print their CMD's output".to_string()
     });
