@@ -1,12 +1,50 @@
-//! `images` and `inspect`: what the store holds, as a table or JSON.
+//! What commands print: `images` and `inspect` (the store as a table or JSON), the lines
+//! for loaded images and moved names, sizes. A leaf module: only [`crate::options`] below it.
 
 use anyhow::Result;
 use serde_json::{json, Value};
 
 use airlock_core::reference::glob_match;
-use airlock_core::store::{ImageRecord, Store};
+use airlock_core::store::{ImageRecord, Store, TagChange};
 
-use crate::ListFormat;
+use crate::options::ListFormat;
+
+/// Say on standard error when a name moved to another image (the old one stays, untagged).
+pub fn report_moves(changes: &[TagChange]) {
+    for c in changes {
+        if let (Some(name), Some(old)) = (&c.name, &c.moved_from) {
+            if old != &c.image_id {
+                eprintln!(
+                    "Name {} moved from image {} to {}; the old image stays, untagged",
+                    name.familiar(),
+                    old,
+                    c.image_id
+                );
+            }
+        }
+    }
+}
+
+/// "Loaded image" lines, and a note for each name that moved.
+pub fn loaded_lines(changes: &[TagChange]) -> Vec<String> {
+    report_moves(changes);
+    changes
+        .iter()
+        .map(|c| match &c.name {
+            Some(n) => format!("Loaded image: {}", n.familiar()),
+            None => format!("Loaded image ID: {}", c.image_id),
+        })
+        .collect()
+}
+
+/// Print lines unless `quiet`.
+pub fn print_lines(lines: &[String], quiet: bool) {
+    if !quiet {
+        for l in lines {
+            println!("{l}");
+        }
+    }
+}
 
 /// Bytes as docker shows them (decimal units).
 pub fn human_size(bytes: u64) -> String {

@@ -205,6 +205,14 @@ pub enum Error {
         detail: String,
     },
 
+    /// A remote transport (registry, engine) failed while the copy engine read from or
+    /// wrote to it; the message is the transport's own.
+    #[error("{detail}")]
+    Transport {
+        /// What the transport said.
+        detail: String,
+    },
+
     /// An option combination or value that cannot work.
     #[error("{0}")]
     Usage(String),

@@ -20,6 +20,7 @@ pub mod archive;
 pub mod changes;
 pub mod compression;
 pub mod container;
+pub mod copy;
 pub mod digest;
 pub mod error;
 pub mod import;

@@ -128,6 +128,15 @@ impl Platform {
         }
     }
 
+    /// True when `other` (a manifest's or config's platform) is what `self` asks for: the
+    /// same os and architecture, and the same variant when `self` names one. The one rule
+    /// every platform choice uses.
+    pub fn matches(&self, other: &Platform) -> bool {
+        self.os == other.os
+            && self.architecture == other.architecture
+            && (self.variant.is_none() || self.variant == other.variant)
+    }
+
     /// `os/arch[/variant]`.
     pub fn display(&self) -> String {
         match &self.variant {

@@ -1,7 +1,8 @@
 //! The Docker Engine as a source and destination of images, and of container filesystems.
 //!
-//! Images leave the engine as the tar `docker save` writes (`GET /images/get`), which goes
-//! through the same one-pass verifying reader as `airlock load`; images enter it as the
+//! Images leave the engine as the tar `docker save` writes (`GET /images/get`): a stream
+//! the copy engine reads once, like any archive, handing each blob to the destination as it
+//! goes by (nothing staged unless the destination is the store). Images enter it as the
 //! hybrid archive `airlock save` writes (`POST /images/load`), produced while it is sent, so
 //! an OCI-only or containerd archive loads even into a Docker that cannot read those.
 
@@ -9,10 +10,12 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use airlock_core::archive::writer::{ArchiveFormat, ArchiveWriter};
-use airlock_core::archive::ArchiveSource;
 use airlock_core::compression::Compression;
-use airlock_core::store::{Staging, Store};
-use airlock_core::transport::{copy_images, ImageSource, SourceImage};
+use airlock_core::copy::BlobReader;
+use airlock_core::spec::Descriptor;
+use airlock_core::store::TagChange;
+use airlock_core::transport::{ImageDestination, SourceImage};
+use airlock_core::Digest;
 
 use crate::http::{self, error_message, io_err, percent_encode};
 use crate::{RemoteError, Result};
@@ -124,34 +127,96 @@ impl Engine {
     }
 }
 
-/// Read images out of the engine into a staging area, verifying them like `load` does.
-pub fn engine_source<'a>(
-    engine: &Engine,
-    names: &[String],
-    staging: &'a Staging,
-    store: Option<&'a Store>,
-) -> Result<ArchiveSource<'a>> {
-    let stream = engine.save_images(names)?;
-    Ok(ArchiveSource::read_stream(stream, staging, store)?)
+/// One image the engine has, as `GET /images/json` lists it.
+#[derive(Clone, Debug)]
+pub struct EngineImage {
+    /// Its ID (config digest).
+    pub id: String,
+    /// Its `repo:tag` names (none for an untagged image).
+    pub repo_tags: Vec<String>,
 }
 
-/// Copy `images` from `source` into the engine, as the hybrid archive every Docker loads.
-pub fn copy_into_engine(
-    engine: &Engine,
-    source: &dyn ImageSource,
-    images: &[SourceImage],
-) -> Result<Vec<String>> {
-    engine.load_images(|body| {
-        let writer = ArchiveWriter::new(body, ArchiveFormat::Docker, Compression::None, None, 1)?;
-        copy_images(source, images, Box::new(writer)).map_err(|e| match e {
-            // The engine hung up mid-stream: its answer says why, read by the caller.
-            airlock_core::Error::Stream { source, .. } => {
-                io_err("send the archive to the engine", source)
-            }
-            other => RemoteError::Core(other),
+impl Engine {
+    /// Every image the engine has.
+    pub fn list_images(&self) -> Result<Vec<EngineImage>> {
+        let r = http::request(&self.socket, "GET", "/images/json")?;
+        let text = self.check("list images", r)?.text()?;
+        let v: Vec<serde_json::Value> = serde_json::from_str(&text)
+            .map_err(|e| RemoteError::Protocol(format!("image list: {e}")))?;
+        Ok(v.iter()
+            .map(|i| EngineImage {
+                id: i["Id"].as_str().unwrap_or_default().to_string(),
+                repo_tags: i["RepoTags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.as_str())
+                    .filter(|t| *t != "<none>:<none>")
+                    .map(str::to_string)
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// Run `copy` with a destination that streams a hybrid archive (the form every Docker
+    /// loads) into `POST /images/load` as it is written; returns what `copy` returned and
+    /// the engine's "Loaded image" lines. An OCI-only or containerd archive thus loads even
+    /// into a Docker that cannot read those.
+    pub fn load_with<T>(
+        &self,
+        copy: impl FnOnce(Box<dyn ImageDestination + '_>) -> airlock_core::Result<T>,
+    ) -> Result<(T, Vec<String>)> {
+        let mut out = None;
+        let lines = self.load_images(|body| {
+            let writer =
+                ArchiveWriter::new(body, ArchiveFormat::Docker, Compression::None, None, 1)?;
+            let engine_dest = EngineDestination { writer };
+            out = Some(copy(Box::new(engine_dest)).map_err(|e| match e {
+                // The engine hung up mid-stream: its answer says why, read by the caller.
+                airlock_core::Error::Stream { source, .. } => {
+                    io_err("send the archive to the engine", source)
+                }
+                other => RemoteError::Core(other),
+            })?);
+            Ok(())
         })?;
-        Ok(())
-    })
+        let out = out.ok_or_else(|| RemoteError::Protocol("the load did not run".into()))?;
+        Ok((out, lines))
+    }
+}
+
+/// The archive writer, named for messages as the engine it feeds.
+struct EngineDestination {
+    writer: ArchiveWriter,
+}
+
+impl ImageDestination for EngineDestination {
+    fn describe(&self) -> String {
+        "the Docker Engine".into()
+    }
+    fn begin(&mut self, images: &[SourceImage]) -> airlock_core::Result<()> {
+        self.writer.begin(images)
+    }
+    fn has_blob(&self, digest: &Digest) -> bool {
+        self.writer.has_blob(digest)
+    }
+    fn uncompressed_copies(&self) -> Vec<(Descriptor, Digest)> {
+        self.writer.uncompressed_copies()
+    }
+    fn put_blob(&self, blob: &Descriptor, data: &mut BlobReader<'_>) -> airlock_core::Result<()> {
+        self.writer.put_blob(blob, data)
+    }
+    fn put_unnamed_blob(
+        &self,
+        hint: &str,
+        size: u64,
+        data: &mut BlobReader<'_>,
+    ) -> airlock_core::Result<Digest> {
+        self.writer.put_unnamed_blob(hint, size, data)
+    }
+    fn finish(self: Box<Self>, images: &[SourceImage]) -> airlock_core::Result<Vec<TagChange>> {
+        Box::new(self.writer).finish(images)
+    }
 }
 
 #[cfg(test)]

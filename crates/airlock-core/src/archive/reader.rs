@@ -1,22 +1,29 @@
-//! One pass over an archive stream: every file is hashed and staged as it streams by,
-//! compressed layers are decompressed on a second thread to compute their diffIDs, and
-//! metadata files are kept in memory. Nothing is trusted yet; `resolve` checks it all.
+//! One pass over an archive stream: every file goes straight to the destination as it
+//! streams by, through the copy engine's verifying reader (which also decompresses a copy of
+//! compressed layers on a second thread to learn their diffIDs); metadata files and small
+//! JSON blobs (configs, manifests) are also kept in memory for `resolve`, which checks it
+//! all before the destination makes anything visible.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read};
 use std::path::Path;
-use std::sync::mpsc::{self, SyncSender};
-use std::thread::JoinHandle;
 
 use super::sniff::{self, EntryKind};
 use crate::compression::{self, Compression};
-use crate::digest::{self, Digest};
+use crate::copy::{BlobReader, Expect};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::store::{StagedBlob, Staging, Store};
+use crate::spec::Descriptor;
+use crate::store::{StagedBlob, Store};
+use crate::transport::ImageDestination;
 
 /// Metadata files larger than this are refused: real ones are a few KiB.
 const MAX_METADATA: u64 = 64 << 20;
+/// JSON blobs up to this size (configs, manifests) are also kept in memory for `resolve`.
+const SMALL_JSON: u64 = 8 << 20;
+/// All kept JSON together may not exceed this (a hostile archive of many "configs").
+const SMALL_JSON_TOTAL: u64 = 512 << 20;
 
 /// What one pass over an archive found.
 #[derive(Default)]
@@ -25,6 +32,12 @@ pub struct ArchiveContents {
     pub metadata: BTreeMap<String, Vec<u8>>,
     /// Every regular file by path, with the digest of its bytes.
     pub files: BTreeMap<String, StagedBlob>,
+    /// Small JSON blobs (configs, manifests) by digest, verified.
+    pub small: BTreeMap<Digest, Vec<u8>>,
+    /// Blobs handed to the destination (or found there), by digest.
+    pub delivered: std::collections::BTreeSet<Digest>,
+    /// Where a blob of unknown name (a legacy `<id>/layer.tar`) was, by its digest.
+    pub unnamed: BTreeMap<Digest, String>,
     /// Symbolic and hard links by path, target resolved to an archive path.
     pub links: BTreeMap<String, String>,
     /// diffIDs of compressed files (by blob digest), or why decompression failed.
@@ -80,21 +93,24 @@ fn is_metadata(path: &str) -> bool {
     )
 }
 
-/// Collects the files of an archive, from a tar stream or a directory.
+/// Collects the files of an archive, from a tar stream or a directory, handing every blob
+/// to the destination as it streams by.
 struct Ingest<'a> {
-    staging: &'a Staging,
+    dest: &'a dyn ImageDestination,
     store: Option<&'a Store>,
     contents: ArchiveContents,
     seen_archive_entry: bool,
+    small_total: u64,
 }
 
 impl<'a> Ingest<'a> {
-    fn new(staging: &'a Staging, store: Option<&'a Store>) -> Self {
+    fn new(dest: &'a dyn ImageDestination) -> Self {
         Ingest {
-            staging,
-            store,
+            dest,
+            store: dest.store(),
             contents: ArchiveContents::default(),
             seen_archive_entry: false,
+            small_total: 0,
         }
     }
 
@@ -134,40 +150,146 @@ impl<'a> Ingest<'a> {
         let named = path
             .strip_prefix("blobs/sha256/")
             .and_then(Digest::from_hex);
-        if let (Some(d), Some(store)) = (&named, self.store) {
-            if store.has_blob(d) {
-                // Already stored and verified: skip the body.
+        if let Some(d) = &named {
+            let stored = self.store.is_some_and(|s| s.has_blob(d));
+            if stored || self.contents.delivered.contains(d) {
+                // Already there and verified (or a second copy): skip the body.
                 io::copy(reader, &mut io::sink()).map_err(|e| read_err(&path, e))?;
-                self.contents.files.insert(
-                    path,
-                    StagedBlob {
-                        digest: d.clone(),
-                        size,
-                    },
-                );
+                self.record(path, d.clone(), size);
                 return Ok(());
             }
         }
-        let staged = stage_entry(
-            reader,
-            &path,
-            named.as_ref(),
-            self.staging,
-            &mut self.contents,
-        )?;
-        check_len(&path, size, staged.size)?;
-        self.contents.files.insert(path, staged);
+        let (head, mut rest) = compression::peek(reader, 64).map_err(|e| read_err(&path, e))?;
+        let json = head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        if size <= SMALL_JSON && json {
+            return self.small_json(path, size, named, &mut rest);
+        }
+        let expect = Expect {
+            digest: named.clone(),
+            size: Some(size),
+            diff_id: true,
+        };
+        let mut blob = BlobReader::new(Box::new(&mut rest), path.clone(), expect, None);
+        let digest = match &named {
+            Some(d) => {
+                self.dest
+                    .put_blob(&Descriptor::new("", d.clone(), size), &mut blob)?;
+                d.clone()
+            }
+            None => {
+                let d = self.dest.put_unnamed_blob(&path, size, &mut blob)?;
+                self.contents.unnamed.insert(d.clone(), path.clone());
+                d
+            }
+        };
+        let facts = blob.finish().map_err(|e| truncation(&path, size, e))?;
+        if facts.digest != digest {
+            return Err(Error::DigestMismatch {
+                what: "blob",
+                path_in_archive: path,
+                expected: digest,
+                actual: facts.digest,
+            });
+        }
+        self.contents
+            .compression
+            .insert(digest.clone(), facts.compression);
+        if let Some(diff) = facts.diff_id {
+            self.contents.diff_ids.insert(digest.clone(), diff);
+        }
+        self.record(path, digest, size);
         Ok(())
+    }
+
+    /// A small JSON file: kept in memory for `resolve`, and delivered under its digest.
+    fn small_json(
+        &mut self,
+        path: String,
+        size: u64,
+        named: Option<Digest>,
+        reader: &mut dyn Read,
+    ) -> Result<()> {
+        self.small_total += size;
+        if self.small_total > SMALL_JSON_TOTAL {
+            return Err(Error::BadMetadata {
+                path_in_archive: path,
+                what: "metadata",
+                detail:
+                    "the archive holds more than 512 MiB of JSON files; real ones hold a few MiB"
+                        .into(),
+            });
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        reader
+            .read_to_end(&mut bytes)
+            .map_err(|e| read_err(&path, e))?;
+        check_len(&path, size, bytes.len() as u64)?;
+        let digest = Digest::of(&bytes);
+        if let Some(n) = &named {
+            if n != &digest {
+                return Err(Error::DigestMismatch {
+                    what: "blob",
+                    path_in_archive: path,
+                    expected: n.clone(),
+                    actual: digest,
+                });
+            }
+        }
+        if !self.contents.delivered.contains(&digest)
+            && !self.store.is_some_and(|s| s.has_blob(&digest))
+        {
+            deliver_bytes(self.dest, &bytes, &digest, &path)?;
+        }
+        self.contents.small.insert(digest.clone(), bytes);
+        self.record(path, digest, size);
+        Ok(())
+    }
+
+    fn record(&mut self, path: String, digest: Digest, size: u64) {
+        self.contents.delivered.insert(digest.clone());
+        self.contents
+            .files
+            .insert(path, StagedBlob { digest, size });
     }
 }
 
-/// Read a whole tar stream into `staging`. Files already in `store` under
-/// `blobs/sha256/<hex>` are skipped (not re-written).
-pub fn read_archive(
-    input: &mut dyn Read,
-    staging: &Staging,
-    store: Option<&Store>,
-) -> Result<ArchiveContents> {
+/// Hand bytes held in memory to a destination under their digest.
+pub(crate) fn deliver_bytes(
+    dest: &dyn ImageDestination,
+    bytes: &[u8],
+    digest: &Digest,
+    label: &str,
+) -> Result<()> {
+    let mut blob = BlobReader::new(
+        Box::new(bytes),
+        label.to_string(),
+        Expect {
+            digest: Some(digest.clone()),
+            size: Some(bytes.len() as u64),
+            diff_id: false,
+        },
+        None,
+    );
+    dest.put_blob(
+        &Descriptor::new("", digest.clone(), bytes.len() as u64),
+        &mut blob,
+    )?;
+    blob.finish().map(|_| ())
+}
+
+/// A blob that ended early is a truncated archive, not a damaged blob.
+fn truncation(path: &str, size: u64, e: Error) -> Error {
+    match e {
+        Error::SizeMismatch { actual, .. } if actual < size => Error::Truncated {
+            detail: format!("the stream ended inside {path} after {actual} of {size} bytes"),
+        },
+        other => other,
+    }
+}
+
+/// Read a whole tar stream, handing every blob to `dest`. Files the destination's store
+/// already has under `blobs/sha256/<hex>` are skipped (not re-written).
+pub fn read_archive(input: &mut dyn Read, dest: &dyn ImageDestination) -> Result<ArchiveContents> {
     // Judge the first block ourselves so a non-tar gets a useful message, not a parser's.
     let (head, rest) =
         compression::peek(input, 512).map_err(|e| Error::stream("read the archive", e))?;
@@ -180,7 +302,7 @@ pub fn read_archive(
         inner: rest,
         hit_eof: false,
     });
-    let mut ingest = Ingest::new(staging, store);
+    let mut ingest = Ingest::new(dest);
     for entry in archive.entries().map_err(bad_tar)? {
         let mut entry = entry.map_err(bad_tar)?;
         let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -237,13 +359,10 @@ impl<R: Read> Read for EofWatch<R> {
     }
 }
 
-/// Read an image layout directory (OCI layout, or an unpacked docker-archive).
-pub fn read_directory(
-    dir: &Path,
-    staging: &Staging,
-    store: Option<&Store>,
-) -> Result<ArchiveContents> {
-    let mut ingest = Ingest::new(staging, store);
+/// Read an image layout directory (OCI layout, or an unpacked docker-archive), handing
+/// every blob to `dest`.
+pub fn read_directory(dir: &Path, dest: &dyn ImageDestination) -> Result<ArchiveContents> {
+    let mut ingest = Ingest::new(dest);
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let mut entries: Vec<_> = fs::read_dir(&d)
@@ -321,94 +440,6 @@ fn resolve_relative(link: &str, target: &str) -> String {
         }
     }
     parts.join("/")
-}
-
-/// Stage a layer blob that must hash to `expected`, learning its diffID in the same pass
-/// (decompressing a copy on another thread when it is gzip or zstd).
-pub fn stage_layer(
-    reader: &mut dyn Read,
-    label: &str,
-    expected: &Digest,
-    staging: &Staging,
-) -> Result<(StagedBlob, Digest)> {
-    let mut contents = ArchiveContents::default();
-    let staged = stage_entry(reader, label, Some(expected), staging, &mut contents)?;
-    let diff = match contents.diff_ids.remove(&staged.digest) {
-        None => staged.digest.clone(),
-        Some(Ok(d)) => d,
-        Some(Err(msg)) => {
-            let codec = contents
-                .compression
-                .get(&staged.digest)
-                .copied()
-                .unwrap_or(Compression::Gzip);
-            return Err(Error::Decompress {
-                codec: codec.name(),
-                detail: format!("{label}: {msg}"),
-            });
-        }
-    };
-    Ok((staged, diff))
-}
-
-/// Stage one entry; if it starts with gzip or zstd magic, decompress a copy on another
-/// thread to learn its diffID in the same pass.
-fn stage_entry(
-    entry: &mut dyn Read,
-    path: &str,
-    expected: Option<&Digest>,
-    staging: &Staging,
-    contents: &mut ArchiveContents,
-) -> Result<StagedBlob> {
-    let (magic, mut rest) =
-        compression::peek(entry, compression::MAGIC_LEN).map_err(|e| read_err(path, e))?;
-    let codec = Compression::detect(&magic);
-    if !matches!(codec, Compression::Gzip | Compression::Zstd) {
-        let staged = staging.write_blob(&mut rest, expected, path)?;
-        contents.compression.insert(staged.digest.clone(), codec);
-        return Ok(staged);
-    }
-    let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
-    let worker: JoinHandle<std::result::Result<Digest, String>> = std::thread::spawn(move || {
-        let dec = compression::decoder(codec, compression::ChunkReader::new(rx));
-        digest::hash_reader(dec)
-            .map(|(d, _)| d)
-            .map_err(|e| e.to_string())
-    });
-    let mut tee = Tee {
-        inner: &mut rest,
-        tx: Some(tx),
-    };
-    let staged = staging.write_blob(&mut tee, expected, path);
-    tee.tx = None;
-    let diff = worker
-        .join()
-        .unwrap_or_else(|_| Err("decoder thread panicked".into()));
-    let staged = staged?;
-    contents.compression.insert(staged.digest.clone(), codec);
-    contents.diff_ids.insert(staged.digest.clone(), diff);
-    Ok(staged)
-}
-
-/// Passes reads through and sends a copy of each chunk to a channel.
-struct Tee<'a, R: Read> {
-    inner: &'a mut R,
-    tx: Option<SyncSender<io::Result<Vec<u8>>>>,
-}
-
-impl<R: Read> Read for Tee<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n > 0 {
-            if let Some(tx) = &self.tx {
-                if tx.send(Ok(buf[..n].to_vec())).is_err() {
-                    // The decoder gave up (damaged stream); keep staging, it reports later.
-                    self.tx = None;
-                }
-            }
-        }
-        Ok(n)
-    }
 }
 
 #[cfg(test)]

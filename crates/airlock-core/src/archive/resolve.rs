@@ -5,6 +5,7 @@
 //! is there and agrees. An OCI-only archive is read from `index.json` alone. Every config is
 //! checked against its name and every layer's diffID against the config.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs;
 
@@ -17,7 +18,7 @@ use crate::spec::{
     self, media_type, ConfigView, Descriptor, DockerArchiveEntry, Document, Index, Manifest,
     ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME,
 };
-use crate::store::{StagedBlob, Staging, Store, ANNOTATION_GENERATED};
+use crate::store::{StagedBlob, Store, ANNOTATION_GENERATED};
 use crate::transport::{PlatformManifest, SourceImage};
 
 /// Which dialect an archive was written in, for messages.
@@ -42,29 +43,40 @@ impl Dialect {
     }
 }
 
-/// Where blobs can be read while resolving: the staging area first, then the store.
+/// Where blobs can be read while resolving: what the pass kept in memory, then the store
+/// (for blobs it skipped because the store has them, or an incremental archive left out).
 pub(crate) struct BlobLookup<'a> {
     pub contents: &'a ArchiveContents,
-    pub staging: &'a Staging,
     pub store: Option<&'a Store>,
+    /// Manifests made here for docker-archive images (they have none), by digest.
+    pub generated: RefCell<BTreeMap<Digest, Vec<u8>>>,
 }
 
 impl BlobLookup<'_> {
     fn read(&self, d: &Digest, label: &str) -> Result<Vec<u8>> {
-        if let Some(p) = self.staging.path_of(d) {
-            return fs::read(&p).map_err(|e| Error::io("read", p, e));
+        if let Some(b) = self.contents.small.get(d) {
+            return Ok(b.clone());
         }
         if let Some(s) = self.store.filter(|s| s.has_blob(d)) {
             return s.read_blob(d);
         }
-        Err(Error::MissingBlob {
+        let missing = || Error::MissingBlob {
             referenced_by: label.to_string(),
             missing: d.to_string(),
-        })
+        };
+        if self.contents.delivered.contains(d) {
+            // Passed through to the destination, but too large to be a config or manifest.
+            return Err(Error::BadMetadata {
+                path_in_archive: d.to_string(),
+                what: "JSON document",
+                detail: "it is too large or does not start with '{'".into(),
+            });
+        }
+        Err(missing())
     }
 
     fn has(&self, d: &Digest) -> bool {
-        self.staging.path_of(d).is_some() || self.store.is_some_and(|s| s.has_blob(d))
+        self.contents.delivered.contains(d) || self.store.is_some_and(|s| s.has_blob(d))
     }
 
     /// The file at `path`, or, for a `blobs/sha256/<hex>` path an incremental archive left
@@ -88,7 +100,8 @@ impl BlobLookup<'_> {
         Ok((f.digest.clone(), self.read(&f.digest, path)?))
     }
 
-    /// Compression of a blob and its diffID, computed now if the reader did not.
+    /// Compression of a blob and its diffID: learned while it streamed by, or computed now
+    /// from the store's copy.
     fn layer_facts(&self, d: &Digest, label: &str) -> Result<(Compression, Digest)> {
         if let Some(c) = self.contents.compression.get(d) {
             return match c {
@@ -103,14 +116,17 @@ impl BlobLookup<'_> {
                 _ => Ok((*c, d.clone())),
             };
         }
+        if self.contents.small.contains_key(d) {
+            return Ok((Compression::None, d.clone()));
+        }
         self.compute_facts(d, label)
     }
 
     fn compute_facts(&self, d: &Digest, label: &str) -> Result<(Compression, Digest)> {
         let path = self
-            .staging
-            .path_of(d)
-            .or_else(|| self.store.filter(|s| s.has_blob(d)).map(|s| s.blob_path(d)))
+            .store
+            .filter(|s| s.has_blob(d))
+            .map(|s| s.blob_path(d))
             .ok_or_else(|| Error::MissingBlob {
                 referenced_by: label.to_string(),
                 missing: d.to_string(),
@@ -128,6 +144,19 @@ impl BlobLookup<'_> {
                 detail: format!("{label}: {e}"),
             })?;
         Ok((c, diff))
+    }
+}
+
+/// The dialect an archive's metadata files say it is in.
+pub(crate) fn dialect_of(contents: &ArchiveContents) -> Dialect {
+    let md = &contents.metadata;
+    match (
+        md.contains_key("manifest.json"),
+        md.contains_key("index.json"),
+    ) {
+        (true, true) => Dialect::Hybrid,
+        (true, false) => Dialect::DockerArchive,
+        _ => Dialect::Oci,
     }
 }
 
@@ -374,8 +403,9 @@ fn from_docker_entry(
         annotations: None,
     };
     let bytes = serde_json::to_vec(&manifest).map_err(|e| Error::Usage(e.to_string()))?;
-    let staged = lookup.staging.write_bytes(&bytes)?;
-    let descriptor = Descriptor::new(media_type::OCI_MANIFEST, staged.digest, staged.size);
+    let digest = Digest::of(&bytes);
+    let descriptor = Descriptor::new(media_type::OCI_MANIFEST, digest.clone(), bytes.len() as u64);
+    lookup.generated.borrow_mut().insert(digest, bytes);
     Ok(SourceImage {
         names,
         root: descriptor.clone(),

@@ -8,16 +8,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::sync::Mutex;
 
 use super::tarball::TarWriter;
 use crate::compression::{self, Compression, FinishWrite};
-use crate::digest::{self, Digest};
+use crate::copy::BlobReader;
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::spec::{
     media_type, Descriptor, DockerArchiveEntry, Index, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME,
 };
 use crate::store::{TagChange, ANNOTATION_GENERATED};
-use crate::transport::{ImageDestination, ImageSource, SourceImage};
+use crate::transport::{ImageDestination, SourceImage};
 
 /// Which archive layout to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,16 +32,25 @@ pub enum ArchiveFormat {
 }
 
 /// An archive being written; an [`ImageDestination`].
+///
+/// When the source knows its images up front (the store, a registry), `begin` writes the
+/// metadata first so readers can stream; when it does not (an archive or the Docker
+/// Engine read once, front to back) the metadata goes last, and layers whose digest was only
+/// learned while they streamed by keep their original path, with a `blobs/sha256/<hex>`
+/// symbolic link to it (the way Docker 25 links the other way round).
 pub struct ArchiveWriter {
-    tar: Option<TarWriter<Box<dyn FinishWrite>>>,
+    tar: Mutex<Option<TarWriter<Box<dyn FinishWrite>>>>,
     format: ArchiveFormat,
-    written: BTreeSet<Digest>,
+    written: Mutex<BTreeSet<Digest>>,
+    /// Blobs written under their original path: digest -> path.
+    unnamed: Mutex<BTreeMap<Digest, String>>,
     /// zstd (or other non-gzip compressed) layers that need an uncompressed copy for
     /// `manifest.json`: blob digest -> diffID.
     uncompressed_copies: BTreeMap<Digest, Digest>,
     /// Layers the receiving store already has (from its inventory): left out.
     omit: BTreeSet<Digest>,
     inventory: Option<Digest>,
+    metadata_written: bool,
 }
 
 /// Name of the file that marks an incremental archive and lists what it leaves out.
@@ -68,12 +79,14 @@ impl ArchiveWriter {
         let enc = compression::encoder(compression, level, threads, out)
             .map_err(|e| Error::Usage(e.to_string()))?;
         Ok(ArchiveWriter {
-            tar: Some(TarWriter::new(enc)),
+            tar: Mutex::new(Some(TarWriter::new(enc))),
             format,
-            written: BTreeSet::new(),
+            written: Mutex::new(BTreeSet::new()),
+            unnamed: Mutex::new(BTreeMap::new()),
             uncompressed_copies: BTreeMap::new(),
             omit: BTreeSet::new(),
             inventory: None,
+            metadata_written: false,
         })
     }
 
@@ -85,44 +98,16 @@ impl ArchiveWriter {
         self
     }
 
-    fn tar(&mut self) -> &mut TarWriter<Box<dyn FinishWrite>> {
-        self.tar.as_mut().expect("archive already finished")
-    }
-}
-
-impl ArchiveWriter {
-    /// Write the uncompressed form of a zstd layer under its diffID. A tar header needs the
-    /// size up front, so the layer is decompressed twice: once to count (and prove the
-    /// diffID), once to write.
-    fn put_uncompressed_copy(
-        &mut self,
-        blob: &Descriptor,
-        diff_id: &Digest,
-        source: &dyn ImageSource,
-    ) -> Result<()> {
-        let codec = if blob.media_type.ends_with("zstd") {
-            Compression::Zstd
-        } else {
-            Compression::Gzip
-        };
-        let decode_err = |e: std::io::Error| Error::Decompress {
-            codec: codec.name(),
-            detail: format!("layer {}: {e}", blob.digest),
-        };
-        let (actual, size) =
-            digest::hash_reader(compression::decoder(codec, source.open_blob(&blob.digest)?))
-                .map_err(decode_err)?;
-        if &actual != diff_id {
-            return Err(Error::DiffIdMismatch {
-                index: 0,
-                path_in_archive: blob_path(&blob.digest),
-                expected: diff_id.clone(),
-                actual,
-            });
-        }
-        let mut reader = compression::decoder(codec, source.open_blob(&blob.digest)?);
-        self.tar()
-            .append_verified(&blob_path(diff_id), size, diff_id, &mut reader)
+    /// Run `f` on the tar stream (one writer at a time).
+    fn with_tar<T>(
+        &self,
+        f: impl FnOnce(&mut TarWriter<Box<dyn FinishWrite>>) -> Result<T>,
+    ) -> Result<T> {
+        let mut guard = self.tar.lock().unwrap_or_else(|p| p.into_inner());
+        let tar = guard
+            .as_mut()
+            .ok_or_else(|| Error::Usage("the archive is already finished".into()))?;
+        f(tar)
     }
 }
 
@@ -134,8 +119,20 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(|e| Error::Usage(format!("cannot encode JSON: {e}")))
 }
 
-impl ImageDestination for ArchiveWriter {
-    fn begin(&mut self, images: &[SourceImage], _source: &dyn ImageSource) -> Result<()> {
+impl ArchiveWriter {
+    /// The metadata files for `images`: `oci-layout`, `index.json`, the incremental marker,
+    /// and for the docker format `manifest.json` and `repositories`. `streamed` means the
+    /// blobs are already written (no uncompressed copies can be added any more).
+    fn metadata(
+        &mut self,
+        images: &[SourceImage],
+        streamed: bool,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let unnamed = self
+            .unnamed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut index = Index::empty();
         let mut manifest_json = Vec::new();
         let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
@@ -188,7 +185,9 @@ impl ImageDestination for ArchiveWriter {
                     || layer.media_type.ends_with("gzip")
                     || layer.media_type == media_type::OCI_LAYER
                     || &layer.digest == diff_id;
-                if plain_or_gzip {
+                if let Some(path) = unnamed.get(&layer.digest) {
+                    layers.push(path.clone());
+                } else if plain_or_gzip || streamed {
                     layers.push(blob_path(&layer.digest));
                 } else {
                     self.uncompressed_copies
@@ -242,47 +241,164 @@ impl ImageDestination for ArchiveWriter {
             }
             _ => None,
         };
-        let tar = self.tar();
-        tar.append_bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-        tar.append_bytes("index.json", &to_json(&index)?)?;
+        let mut files = vec![
+            (
+                "oci-layout".to_string(),
+                br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+            ),
+            ("index.json".to_string(), to_json(&index)?),
+        ];
         if let Some(info) = incremental {
-            tar.append_bytes(INCREMENTAL_FILE, &info)?;
+            files.push((INCREMENTAL_FILE.to_string(), info));
         }
         if self.format == ArchiveFormat::Docker {
-            let mj = to_json(&manifest_json)?;
-            let repos = to_json(&repositories)?;
-            let tar = self.tar();
-            tar.append_bytes("manifest.json", &mj)?;
-            tar.append_bytes("repositories", &repos)?;
+            files.push(("manifest.json".to_string(), to_json(&manifest_json)?));
+            files.push(("repositories".to_string(), to_json(&repositories)?));
         }
+        Ok(files)
+    }
+
+    fn write_metadata(&mut self, images: &[SourceImage], streamed: bool) -> Result<()> {
+        let files = self.metadata(images, streamed)?;
+        self.with_tar(|tar| {
+            files
+                .iter()
+                .try_for_each(|(path, bytes)| tar.append_bytes(path, bytes))
+        })?;
+        self.metadata_written = true;
         Ok(())
+    }
+
+    /// Write one blob's bytes under `path`, or read past them when the far side has them.
+    fn write_entry(
+        &self,
+        path: &str,
+        digest: Option<&Digest>,
+        size: u64,
+        data: &mut BlobReader<'_>,
+    ) -> Result<()> {
+        let skip = digest.is_some_and(|d| {
+            self.omit.contains(d) || self.written.lock().map(|w| w.contains(d)).unwrap_or(false)
+        });
+        if skip {
+            std::io::copy(data, &mut std::io::sink()).map_err(|e| data.to_error(e))?;
+            return Ok(());
+        }
+        self.with_tar(|tar| tar.append_stream(path, size, data))
+            .map_err(|e| match e {
+                Error::Stream { source, .. }
+                    if source.kind() == std::io::ErrorKind::InvalidData =>
+                {
+                    data.to_error(source)
+                }
+                other => other,
+            })
+    }
+}
+
+/// An archive path for a blob kept under its original name: the name if it is a plain
+/// relative path, else one we make up.
+fn safe_entry_path(hint: &str, n: usize) -> String {
+    let clean = crate::archive::reader::normalize(hint);
+    let ok = !clean.is_empty()
+        && clean.len() < 200
+        && !clean.split('/').any(|c| c == ".." || c.is_empty())
+        && !clean.starts_with("blobs/")
+        && clean.is_ascii();
+    if ok {
+        clean
+    } else {
+        format!("layers/{n}.tar")
+    }
+}
+
+impl ImageDestination for ArchiveWriter {
+    fn describe(&self) -> String {
+        "the archive".into()
+    }
+
+    fn begin(&mut self, images: &[SourceImage]) -> Result<()> {
+        self.write_metadata(images, false)
     }
 
     fn has_blob(&self, digest: &Digest) -> bool {
-        // Left-out layers count as present: the copy path then never sends them.
-        self.written.contains(digest) || self.omit.contains(digest)
+        // Left-out layers count as present: the copy engine then never sends them.
+        self.omit.contains(digest)
+            || self
+                .written
+                .lock()
+                .map(|w| w.contains(digest))
+                .unwrap_or(false)
     }
 
-    fn put_blob(&mut self, blob: &Descriptor, source: &dyn ImageSource) -> Result<()> {
-        let mut reader = source.open_blob(&blob.digest)?;
-        self.tar().append_verified(
+    fn uncompressed_copies(&self) -> Vec<(Descriptor, Digest)> {
+        // Only those the manifest.json of `begin` promised; the engine asks after the
+        // compressed blobs are written.
+        self.uncompressed_copies
+            .iter()
+            .map(|(blob, diff)| {
+                (
+                    Descriptor::new(media_type::OCI_LAYER_ZSTD, blob.clone(), 0),
+                    diff.clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn put_blob(&self, blob: &Descriptor, data: &mut BlobReader<'_>) -> Result<()> {
+        self.write_entry(
             &blob_path(&blob.digest),
+            Some(&blob.digest),
             blob.size,
-            &blob.digest,
-            &mut reader,
+            data,
         )?;
-        self.written.insert(blob.digest.clone());
-        if let Some(diff_id) = self.uncompressed_copies.get(&blob.digest).cloned() {
-            if self.written.insert(diff_id.clone()) {
-                self.put_uncompressed_copy(blob, &diff_id, source)?;
-            }
+        if let Ok(mut w) = self.written.lock() {
+            w.insert(blob.digest.clone());
         }
         Ok(())
     }
 
+    fn put_unnamed_blob(
+        &self,
+        path_hint: &str,
+        size: u64,
+        data: &mut BlobReader<'_>,
+    ) -> Result<Digest> {
+        let n = self.unnamed.lock().map(|u| u.len()).unwrap_or(0);
+        let path = safe_entry_path(path_hint, n);
+        self.write_entry(&path, None, size, data)?;
+        let digest = data.verified_digest().ok_or_else(|| Error::Truncated {
+            detail: format!("{path_hint} was not read to its end"),
+        })?;
+        if let Ok(mut u) = self.unnamed.lock() {
+            u.entry(digest.clone()).or_insert(path);
+        }
+        Ok(digest)
+    }
+
     fn finish(mut self: Box<Self>, images: &[SourceImage]) -> Result<Vec<TagChange>> {
-        let tar = self.tar.take().expect("finish once");
+        if !self.metadata_written {
+            self.write_metadata(images, true)?;
+        }
+        // Blobs kept under their original path get their OCI name as a link to it.
+        let unnamed = std::mem::take(&mut *self.unnamed.lock().unwrap_or_else(|p| p.into_inner()));
+        let written = self.written.lock().map(|w| w.clone()).unwrap_or_default();
+        self.with_tar(|tar| {
+            for (digest, path) in &unnamed {
+                if !written.contains(digest) {
+                    tar.append_symlink(&blob_path(digest), &format!("../../{path}"))?;
+                }
+            }
+            Ok(())
+        })?;
+        let tar = self
+            .tar
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| Error::Usage("the archive is already finished".into()))?;
         let enc = tar.finish()?;
+
         enc.finish()
             .map_err(|e| Error::stream("finish the archive", e))?;
         Ok(images

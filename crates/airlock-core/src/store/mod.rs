@@ -23,6 +23,7 @@ mod records;
 mod staging;
 
 pub use records::{ImageRecord, PlatformImage, TagChange};
+pub(crate) use staging::copy_plain;
 pub(crate) use staging::read_error as staging_read_error;
 pub use staging::{StagedBlob, Staging};
 

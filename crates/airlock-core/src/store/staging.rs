@@ -112,6 +112,28 @@ impl Staging {
         self.persist(tmp, digest, size)
     }
 
+    /// Stream a blob the copy engine is verifying into a new staged blob, named by the
+    /// digest the reader proved at its end (the reader hashes; this only writes).
+    pub fn write_verified(&self, reader: &mut crate::copy::BlobReader<'_>) -> Result<StagedBlob> {
+        let (tmp, mut out) = self.new_part()?;
+        let write_err = |e| Error::io("write", tmp.path(), e);
+        copy_plain(reader, &mut out).map_err(|e| match e {
+            CopyError::Read(e) => reader.to_error(e),
+            CopyError::Write(e) => write_err(e),
+        })?;
+        out.finish(false).map_err(write_err)?;
+        let Some(digest) = reader.verified_digest() else {
+            return Err(Error::Truncated {
+                detail: format!("{} was not read to its end", reader.label()),
+            });
+        };
+        let size = reader.bytes_read();
+        if self.path_of(&digest).is_some() {
+            return Ok(StagedBlob { digest, size });
+        }
+        self.persist(tmp, digest, size)
+    }
+
     /// Stage whatever `produce` writes (a tar generated on the fly), hashing it as it goes.
     pub fn write_with(
         &self,
@@ -190,6 +212,25 @@ impl Staging {
                     .unwrap_or_else(|_| Err(Error::Usage("the fsync thread panicked".into())))
             }
         }
+    }
+}
+
+/// Copy with a large buffer, telling read errors from write errors.
+pub(crate) fn copy_plain(
+    reader: &mut dyn Read,
+    writer: &mut dyn Write,
+) -> std::result::Result<u64, CopyError> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        writer.write_all(&buf[..n]).map_err(CopyError::Write)?;
+        total += n as u64;
     }
 }
 

@@ -1,27 +1,33 @@
-//! Sources and destinations of images, and the one copy path between them.
+//! Sources and destinations of images; the one copy engine between them is [`crate::copy`].
 //!
-//! Every command that moves images (`load`, `save`, and later `copy`, `push`, `pull`) is a
-//! source, a destination and [`copy_images`]: digest checks and blob de-duplication live
-//! here once, the way containers/image's `copy` package serves every transport.
+//! Every command that moves images (`load`, `save`, `copy`, `push`, `pull`, `verify`) is a
+//! source, a destination and a call into the copy engine: digest checks, blob
+//! de-duplication, parallelism and progress live there once, the way containers/image's
+//! `copy` package serves every transport.
 //!
-//! A source presents resolved, verified images plus random access to their blobs. Streaming
-//! archives become sources by one pass into a staging area ([`crate::archive::ArchiveSource`]).
-//! A destination is told the whole plan first ([`ImageDestination::begin`]) so an archive
-//! writer can put metadata before blobs.
+//! A source with random access ([`ImageSource`]) presents images up front; a destination
+//! is then told the whole plan first ([`ImageDestination::begin`]) so an archive writer can
+//! put metadata before blobs. Archives and the Docker Engine's stream are read once, front
+//! to back, each blob handed straight to the destination ([`crate::copy::stream`]).
+//! [`name`] parses every transport name (`docker-archive:`, `oci:`, `docker://` ...).
 
+pub mod archive_file;
+pub mod discard;
+pub mod inventory;
+pub mod name;
 pub mod ocidir;
 pub mod staged;
 pub mod store;
+pub mod volumes;
 
-use std::collections::BTreeSet;
 use std::io::Read;
-use std::path::PathBuf;
 
+use crate::copy::BlobReader;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::reference::Reference;
 use crate::spec::{Descriptor, Manifest};
-use crate::store::TagChange;
+use crate::store::{Store, TagChange};
 
 /// One image a source offers.
 #[derive(Clone, Debug)]
@@ -65,20 +71,24 @@ impl SourceImage {
     }
 }
 
-/// Something images can be read from.
+/// Something images can be read from, with random access to its blobs: the store, an
+/// image pulled lazily from a registry, a staging area. (Archives and the Docker Engine are
+/// read once, front to back: see [`crate::copy::stream`].)
 pub trait ImageSource: Sync {
     /// The images on offer.
     fn images(&self) -> &[SourceImage];
-    /// Stream one blob. The copy path verifies the digest of what it reads.
+    /// Stream one blob. The copy engine verifies what it reads; sources need not.
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>>;
     /// True when the source has the blob.
     fn has_blob(&self, digest: &Digest) -> bool;
-    /// A file holding the blob, when the source keeps one on local disk (lets a destination
-    /// on the same filesystem link instead of copy).
-    fn blob_file(&self, _digest: &Digest) -> Option<PathBuf> {
-        None
+    /// True when every layer's diffID was already checked against its config (the store,
+    /// a verified archive); false makes the copy engine learn and check them on the way.
+    fn diff_ids_verified(&self) -> bool {
+        true
     }
-    /// Read a whole small blob.
+    /// What the source is, for messages ("the store", "registry.example.com/app").
+    fn describe(&self) -> String;
+    /// Read a whole small blob, verified.
     fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
         let mut v = Vec::new();
         self.open_blob(digest)?
@@ -88,7 +98,7 @@ pub trait ImageSource: Sync {
         if &actual != digest {
             return Err(Error::DigestMismatch {
                 what: "blob",
-                path_in_archive: digest.to_string(),
+                path_in_archive: format!("{digest} from {}", self.describe()),
                 expected: digest.clone(),
                 actual,
             });
@@ -97,38 +107,52 @@ pub trait ImageSource: Sync {
     }
 }
 
-/// Something images can be written to.
-pub trait ImageDestination {
-    /// Called once with every image before any blob (archive writers emit metadata here).
-    fn begin(&mut self, images: &[SourceImage], source: &dyn ImageSource) -> Result<()>;
+/// Something images can be written to. Destinations only write: the copy engine hands
+/// them a [`BlobReader`] that fails its last read when the bytes are not what their digest
+/// says, so a destination that copies to the end of the reader before making a blob
+/// visible never publishes bad bytes.
+pub trait ImageDestination: Send + Sync {
+    /// What the destination is, for messages.
+    fn describe(&self) -> String;
+    /// How many blobs it takes at once (a tar stream takes one; a registry several).
+    fn parallelism(&self) -> usize {
+        1
+    }
+    /// True when it must know every image before the first blob (a registry must know
+    /// which repository a blob goes to). Streaming sources then stage first.
+    fn needs_plan(&self) -> bool {
+        false
+    }
+    /// Called with every image before any blob, when the source knows them up front
+    /// (archive writers then put their metadata first).
+    fn begin(&mut self, _images: &[SourceImage]) -> Result<()> {
+        Ok(())
+    }
     /// True when the destination already holds the blob (it will not be sent).
     fn has_blob(&self, digest: &Digest) -> bool;
-    /// Store one blob from the source.
-    fn put_blob(&mut self, blob: &Descriptor, source: &dyn ImageSource) -> Result<()>;
+    /// The store, when the destination is one: a streaming reader then skips the bodies of
+    /// blobs it holds (already verified) and reads them from it while resolving.
+    fn store(&self) -> Option<&Store> {
+        None
+    }
+    /// Compressed layers (descriptor, diffID) it also wants uncompressed, under the diffID,
+    /// known after [`ImageDestination::begin`] (Docker < 23 reads no zstd).
+    fn uncompressed_copies(&self) -> Vec<(Descriptor, Digest)> {
+        Vec::new()
+    }
+    /// Store one blob, reading `data` to its end.
+    fn put_blob(&self, blob: &Descriptor, data: &mut BlobReader<'_>) -> Result<()>;
+    /// Store a blob whose digest is only known once it has streamed by (a layer of a
+    /// Docker <= 24 archive, named `<id>/layer.tar`); `path_hint` is its name there.
+    /// Returns the digest ([`BlobReader::verified_digest`] after the end).
+    fn put_unnamed_blob(
+        &self,
+        path_hint: &str,
+        size: u64,
+        data: &mut BlobReader<'_>,
+    ) -> Result<Digest>;
     /// Make everything visible at once. Returns what happened to each name.
     fn finish(self: Box<Self>, images: &[SourceImage]) -> Result<Vec<TagChange>>;
-}
-
-/// Copy `images` from `source` to `dest`: every blob once, none the destination has.
-pub fn copy_images(
-    source: &dyn ImageSource,
-    images: &[SourceImage],
-    mut dest: Box<dyn ImageDestination + '_>,
-) -> Result<Vec<TagChange>> {
-    dest.begin(images, source)?;
-    let mut done = BTreeSet::new();
-    for img in images {
-        for blob in img.blobs() {
-            if !done.insert(blob.digest.clone()) || dest.has_blob(&blob.digest) {
-                continue;
-            }
-            if !source.has_blob(&blob.digest) && blob.urls.is_some() {
-                continue;
-            }
-            dest.put_blob(&blob, source)?;
-        }
-    }
-    dest.finish(images)
 }
 
 /// Pick images from a source: by name or ID (`queries`), by glob (`patterns`), or all.

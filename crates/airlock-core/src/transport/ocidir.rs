@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{ImageDestination, ImageSource, SourceImage};
-use crate::digest::{self, CopyError, Digest};
+use super::{ImageDestination, SourceImage};
+use crate::copy::BlobReader;
+use crate::digest::{CopyError, Digest};
 use crate::error::{Error, Result};
 use crate::spec::{self, Descriptor, Index, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
-use crate::store::{sync_dir, write_atomic, TagChange};
+use crate::store::{copy_plain, sync_dir, write_atomic, TagChange};
 
 /// Writes images into an OCI layout directory.
 pub struct OciDirDestination {
@@ -40,8 +41,42 @@ impl OciDirDestination {
     }
 }
 
+impl OciDirDestination {
+    /// Write a blob under a temporary name, then rename it to the digest the reader proved.
+    fn write(&self, data: &mut BlobReader<'_>) -> Result<Digest> {
+        let blobs = self.dir.join("blobs/sha256");
+        fs::create_dir_all(&blobs).map_err(|e| Error::io("create", &blobs, e))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".part-")
+            .tempfile_in(&blobs)
+            .map_err(|e| Error::io("create temp file in", &blobs, e))?;
+        copy_plain(data, tmp.as_file_mut()).map_err(|e| match e {
+            CopyError::Read(e) => data.to_error(e),
+            CopyError::Write(e) => Error::io("write", tmp.path(), e),
+        })?;
+        let digest = data.verified_digest().ok_or_else(|| Error::Truncated {
+            detail: format!("{} was not read to its end", data.label()),
+        })?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io("sync", tmp.path(), e))?;
+        let dest = self.blob_path(&digest);
+        tmp.persist(&dest)
+            .map_err(|e| Error::io("rename", &dest, e.error))?;
+        Ok(digest)
+    }
+}
+
 impl ImageDestination for OciDirDestination {
-    fn begin(&mut self, _images: &[SourceImage], _source: &dyn ImageSource) -> Result<()> {
+    fn describe(&self) -> String {
+        format!("the OCI layout {}", self.dir.display())
+    }
+
+    fn parallelism(&self) -> usize {
+        3
+    }
+
+    fn begin(&mut self, _images: &[SourceImage]) -> Result<()> {
         let blobs = self.dir.join("blobs/sha256");
         fs::create_dir_all(&blobs).map_err(|e| Error::io("create", &blobs, e))?;
         Ok(())
@@ -51,38 +86,23 @@ impl ImageDestination for OciDirDestination {
         self.blob_path(digest).is_file()
     }
 
-    fn put_blob(&mut self, blob: &Descriptor, source: &dyn ImageSource) -> Result<()> {
-        let blobs = self.dir.join("blobs/sha256");
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".part-")
-            .tempfile_in(&blobs)
-            .map_err(|e| Error::io("create temp file in", &blobs, e))?;
-        let mut reader = source.open_blob(&blob.digest)?;
-        let (actual, _) = digest::copy_hashing(&mut reader, tmp.as_file_mut(), u64::MAX).map_err(
-            |e| match e {
-                CopyError::Read(e) => Error::stream(format!("read blob {}", blob.digest), e),
-                CopyError::Write(e) => Error::io("write", tmp.path(), e),
-            },
-        )?;
-        if actual != blob.digest {
-            return Err(Error::DigestMismatch {
-                what: "blob",
-                path_in_archive: blob.digest.to_string(),
-                expected: blob.digest.clone(),
-                actual,
-            });
-        }
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| Error::io("sync", tmp.path(), e))?;
-        let dest = self.blob_path(&blob.digest);
-        tmp.persist(&dest)
-            .map_err(|e| Error::io("rename", &dest, e.error))?;
-        Ok(())
+    fn put_blob(&self, _blob: &Descriptor, data: &mut BlobReader<'_>) -> Result<()> {
+        self.write(data).map(|_| ())
+    }
+
+    fn put_unnamed_blob(
+        &self,
+        _hint: &str,
+        _size: u64,
+        data: &mut BlobReader<'_>,
+    ) -> Result<Digest> {
+        self.write(data)
     }
 
     fn finish(self: Box<Self>, images: &[SourceImage]) -> Result<Vec<TagChange>> {
-        sync_dir(&self.dir.join("blobs/sha256"))?;
+        let blobs = self.dir.join("blobs/sha256");
+        fs::create_dir_all(&blobs).map_err(|e| Error::io("create", &blobs, e))?;
+        sync_dir(&blobs)?;
         let index_path = self.dir.join("index.json");
         let mut index: Index = match fs::read(&index_path) {
             Ok(b) => spec::parse_json(&b, "index.json", "OCI image index")?,

@@ -1,15 +1,18 @@
-//! Images whose blobs were written to a staging area (or are already in the store): what
-//! every streaming source (an archive, the Docker Engine, a registry pull) becomes once read.
+//! A staging area as a source and as a destination: where a streaming source's blobs wait
+//! when the destination must know every image before the first blob (a registry), and
+//! what they are read back from.
 
 use std::io::Read;
 use std::path::PathBuf;
 
-use super::{ImageSource, SourceImage};
+use super::{ImageDestination, ImageSource, SourceImage};
+use crate::copy::BlobReader;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::store::{Staging, Store};
+use crate::spec::Descriptor;
+use crate::store::{Staging, Store, TagChange};
 
-/// Verified images over staged blobs.
+/// Verified images over staged blobs (and blobs the store already has).
 pub struct StagedSource<'a> {
     staging: &'a Staging,
     store: Option<&'a Store>,
@@ -50,7 +53,47 @@ impl ImageSource for StagedSource<'_> {
     fn has_blob(&self, digest: &Digest) -> bool {
         self.path(digest).is_some()
     }
-    fn blob_file(&self, digest: &Digest) -> Option<PathBuf> {
-        self.path(digest)
+    fn describe(&self) -> String {
+        "the staging area".into()
+    }
+}
+
+/// Writes blobs into a staging area and commits nothing: the first half of a copy whose
+/// destination needs the whole plan first.
+pub struct StagingDestination<'a> {
+    staging: &'a Staging,
+    store: Option<&'a Store>,
+}
+
+impl<'a> StagingDestination<'a> {
+    /// Stage into `staging`; blobs `store` has are skipped.
+    pub fn new(staging: &'a Staging, store: Option<&'a Store>) -> Self {
+        StagingDestination { staging, store }
+    }
+}
+
+impl ImageDestination for StagingDestination<'_> {
+    fn describe(&self) -> String {
+        "the staging area".into()
+    }
+    fn has_blob(&self, digest: &Digest) -> bool {
+        self.staging.path_of(digest).is_some() || self.store.is_some_and(|s| s.has_blob(digest))
+    }
+    fn store(&self) -> Option<&Store> {
+        self.store
+    }
+    fn put_blob(&self, _blob: &Descriptor, data: &mut BlobReader<'_>) -> Result<()> {
+        self.staging.write_verified(data).map(|_| ())
+    }
+    fn put_unnamed_blob(
+        &self,
+        _hint: &str,
+        _size: u64,
+        data: &mut BlobReader<'_>,
+    ) -> Result<Digest> {
+        Ok(self.staging.write_verified(data)?.digest)
+    }
+    fn finish(self: Box<Self>, _images: &[SourceImage]) -> Result<Vec<TagChange>> {
+        Ok(Vec::new())
     }
 }

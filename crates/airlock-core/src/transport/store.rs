@@ -1,9 +1,9 @@
 //! The embedded store as a source (`save`) and as a destination (`load`).
 
 use std::io::Read;
-use std::path::PathBuf;
 
 use super::{ImageDestination, ImageSource, PlatformManifest, SourceImage};
+use crate::copy::BlobReader;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::spec::Descriptor;
@@ -59,10 +59,8 @@ impl ImageSource for StoreSource<'_> {
     fn has_blob(&self, digest: &Digest) -> bool {
         self.store.has_blob(digest)
     }
-    fn blob_file(&self, digest: &Digest) -> Option<PathBuf> {
-        self.store
-            .has_blob(digest)
-            .then(|| self.store.blob_path(digest))
+    fn describe(&self) -> String {
+        format!("the store {}", self.store.root().display())
     }
 }
 
@@ -77,22 +75,35 @@ impl<'a> StoreDestination<'a> {
     /// Write into `store` through `staging` (which may already hold blobs a streaming source
     /// staged there).
     pub fn new(store: &'a Store, staging: &'a Staging) -> Self {
+        // (`Staging` is Sync: its fsync queue sits behind a mutex.)
         StoreDestination { store, staging }
     }
 }
 
 impl ImageDestination for StoreDestination<'_> {
-    fn begin(&mut self, _images: &[SourceImage], _source: &dyn ImageSource) -> Result<()> {
-        Ok(())
+    fn describe(&self) -> String {
+        format!("the store {}", self.store.root().display())
+    }
+    fn parallelism(&self) -> usize {
+        // Staged files are independent; a lazy registry source fetches several at once.
+        3
     }
     fn has_blob(&self, digest: &Digest) -> bool {
         self.store.has_blob(digest) || self.staging.path_of(digest).is_some()
     }
-    fn put_blob(&mut self, blob: &Descriptor, source: &dyn ImageSource) -> Result<()> {
-        let mut reader = source.open_blob(&blob.digest)?;
-        self.staging
-            .write_blob(&mut reader, Some(&blob.digest), &blob.digest.to_string())?;
-        Ok(())
+    fn store(&self) -> Option<&Store> {
+        Some(self.store)
+    }
+    fn put_blob(&self, _blob: &Descriptor, data: &mut BlobReader<'_>) -> Result<()> {
+        self.staging.write_verified(data).map(|_| ())
+    }
+    fn put_unnamed_blob(
+        &self,
+        _hint: &str,
+        _size: u64,
+        data: &mut BlobReader<'_>,
+    ) -> Result<Digest> {
+        Ok(self.staging.write_verified(data)?.digest)
     }
     fn finish(self: Box<Self>, images: &[SourceImage]) -> Result<Vec<TagChange>> {
         let new: Vec<NewImage> = images

@@ -7,8 +7,10 @@ pub mod auth;
 pub mod client;
 pub mod pull;
 pub mod push;
+pub mod target;
 
 pub use client::{Registry, RegistryOptions};
+pub use target::RegistryTarget;
 
 use airlock_core::spec::media_type;
 

@@ -1,15 +1,14 @@
-//! Pulling: manifest (or index) by tag or digest, then config and layers, in parallel,
-//! each verified while it streams into the store's staging area.
+//! Pulling: a registry image as a source of the copy engine. The manifest (or index),
+//! platform manifests and configs are fetched up front (small, kept in memory, each checked
+//! against its digest); layers are fetched only when the copy engine opens them, straight
+//! into whatever the destination is, so `copy docker://... docker-archive:x.tar` writes
+//! each byte once. The engine checks every layer's digest and diffID on the way.
 
-use std::io::Read as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
+use std::io::Read;
 
-use airlock_core::archive::reader::stage_layer;
 use airlock_core::spec::{self, ConfigView, Descriptor, Document, Platform};
-use airlock_core::store::{Staging, Store};
-use airlock_core::transport::staged::StagedSource;
-use airlock_core::transport::{PlatformManifest, SourceImage};
+use airlock_core::transport::{ImageSource, PlatformManifest, SourceImage};
 use airlock_core::{Digest, Reference};
 
 use super::{Registry, MANIFEST_ACCEPT};
@@ -26,56 +25,74 @@ pub enum PlatformChoice {
     All,
 }
 
-const PARALLEL_BLOBS: usize = 3;
+/// One image of a registry, ready to be copied.
+pub struct RegistrySource<'r> {
+    reg: &'r Registry,
+    path: String,
+    scope: String,
+    images: Vec<SourceImage>,
+    /// Manifests and configs, fetched and verified up front.
+    small: BTreeMap<Digest, Vec<u8>>,
+    /// Layers with `urls`: not distributed by the registry.
+    foreign: std::collections::BTreeSet<Digest>,
+    label: String,
+}
 
-/// Pull `reference` into `staging`; blobs the store already has are not fetched again.
-pub fn pull<'a>(
-    reg: &Registry,
+/// Resolve `reference` on `reg`: its manifests and configs are fetched now, layers when the
+/// copy engine reads them.
+pub fn pull<'r>(
+    reg: &'r Registry,
     reference: &Reference,
     choice: &PlatformChoice,
-    staging: &'a Staging,
-    store: &'a Store,
-) -> Result<StagedSource<'a>> {
-    pull_verified(reg, reference, choice, staging, store).map_err(|e| match e {
-        // Bytes that do not hash to their name came from the registry (or the path to it),
-        // not from a damaged archive: say so.
+) -> Result<RegistrySource<'r>> {
+    resolve(reg, reference, choice).map_err(|e| blame_registry(reg.host(), e))
+}
+
+/// Bytes that do not hash to their name came from the registry (or the path to it), not
+/// from a damaged archive: say so.
+pub fn blame_registry(host: &str, e: RemoteError) -> RemoteError {
+    match e {
         RemoteError::Core(
             c @ (airlock_core::Error::DigestMismatch { .. }
-            | airlock_core::Error::DiffIdMismatch { .. }),
+            | airlock_core::Error::DiffIdMismatch { .. }
+            | airlock_core::Error::SizeMismatch { .. }),
         ) => RemoteError::Corrupt {
-            host: reg.host().to_string(),
+            host: host.to_string(),
             detail: c.to_string(),
         },
         other => other,
-    })
+    }
 }
 
-fn pull_verified<'a>(
-    reg: &Registry,
+fn resolve<'r>(
+    reg: &'r Registry,
     reference: &Reference,
     choice: &PlatformChoice,
-    staging: &'a Staging,
-    store: &'a Store,
-) -> Result<StagedSource<'a>> {
-    let path = reference.path();
+) -> Result<RegistrySource<'r>> {
+    let path = reference.path().to_string();
     let scope = format!("repository:{path}:pull");
+    let mut small = BTreeMap::new();
     let wanted = reference
         .digest()
         .map(|d| d.to_string())
         .or_else(|| reference.tag().map(str::to_string))
         .unwrap_or_else(|| "latest".into());
     let (root_bytes, root_digest, root_type) =
-        fetch_manifest(reg, path, &scope, &wanted, reference.digest())?;
-    staging.write_bytes(&root_bytes)?;
+        fetch_manifest(reg, &path, &scope, &wanted, reference.digest())?;
     let root_desc = Descriptor::new(&root_type, root_digest.clone(), root_bytes.len() as u64);
     let name = if reference.tag().is_some() {
         vec![reference.clone()]
     } else {
         Vec::new()
     };
-    let image = match spec::parse_document(&root_bytes, &root_digest.to_string())? {
+    let document = spec::parse_document(&root_bytes, &root_digest.to_string())?;
+    small.insert(root_digest.clone(), root_bytes);
+    let fetch = |desc: &Descriptor, m: spec::Manifest, small: &mut BTreeMap<Digest, Vec<u8>>| {
+        platform(reg, &path, &scope, desc, m, small)
+    };
+    let image = match document {
         Document::Manifest(m) => {
-            let p = fetch_platform(reg, path, &scope, &root_desc, *m, staging, store)?;
+            let p = fetch(&root_desc, *m, &mut small)?;
             SourceImage {
                 names: name,
                 root: root_desc,
@@ -85,52 +102,20 @@ fn pull_verified<'a>(
             }
         }
         Document::Index(index) => {
-            let host = Platform::host();
-            let picked: Vec<&Descriptor> = match choice {
-                PlatformChoice::All => index.manifests.iter().collect(),
-                PlatformChoice::Host | PlatformChoice::One(_) => {
-                    let want = match choice {
-                        PlatformChoice::One(p) => p.clone(),
-                        _ => host,
-                    };
-                    let hit = index.manifests.iter().find(|d| {
-                        d.platform.as_ref().is_some_and(|p| {
-                            p.os == want.os
-                                && p.architecture == want.architecture
-                                && (want.variant.is_none() || p.variant == want.variant)
-                        })
-                    });
-                    match hit {
-                        Some(d) => vec![d],
-                        None => {
-                            let have: Vec<String> = index
-                                .manifests
-                                .iter()
-                                .filter_map(|d| d.platform.as_ref().map(|p| p.display()))
-                                .collect();
-                            return Err(RemoteError::Core(airlock_core::Error::Usage(format!(
-                                "{reference} has no {} image; it has: {}",
-                                want.display(),
-                                have.join(", ")
-                            ))));
-                        }
-                    }
-                }
-            };
+            let picked = pick_platforms(&index.manifests, choice, reference)?;
             let mut platforms = Vec::new();
             for child in &picked {
                 let (bytes, digest, _) = fetch_manifest(
                     reg,
-                    path,
+                    &path,
                     &scope,
                     &child.digest.to_string(),
                     Some(&child.digest),
                 )?;
-                staging.write_bytes(&bytes)?;
-                if let Document::Manifest(m) = spec::parse_document(&bytes, &digest.to_string())? {
-                    platforms.push(fetch_platform(
-                        reg, path, &scope, child, *m, staging, store,
-                    )?);
+                let doc = spec::parse_document(&bytes, &digest.to_string())?;
+                small.insert(digest, bytes);
+                if let Document::Manifest(m) = doc {
+                    platforms.push(fetch(child, *m, &mut small)?);
                 }
             }
             // Only a complete index is kept as the image; one platform is stored as itself,
@@ -159,7 +144,85 @@ fn pull_verified<'a>(
             }
         }
     };
-    Ok(StagedSource::new(staging, Some(store), vec![image]))
+    let foreign = image
+        .platforms
+        .iter()
+        .flat_map(|p| &p.manifest.layers)
+        .filter(|l| l.urls.is_some())
+        .map(|l| l.digest.clone())
+        .collect();
+    Ok(RegistrySource {
+        reg,
+        foreign,
+        label: format!("{}/{path}", reg.host()),
+        path,
+        scope,
+        images: vec![image],
+        small,
+    })
+}
+
+/// The descriptors of an index to keep.
+fn pick_platforms<'d>(
+    manifests: &'d [Descriptor],
+    choice: &PlatformChoice,
+    reference: &Reference,
+) -> Result<Vec<&'d Descriptor>> {
+    let want = match choice {
+        PlatformChoice::All => return Ok(manifests.iter().collect()),
+        PlatformChoice::One(p) => p.clone(),
+        PlatformChoice::Host => Platform::host(),
+    };
+    match manifests
+        .iter()
+        .find(|d| d.platform.as_ref().is_some_and(|p| want.matches(p)))
+    {
+        Some(d) => Ok(vec![d]),
+        None => {
+            let have: Vec<String> = manifests
+                .iter()
+                .filter_map(|d| d.platform.as_ref().map(|p| p.display()))
+                .collect();
+            Err(RemoteError::Core(airlock_core::Error::Usage(format!(
+                "{reference} has no {} image; it has: {}",
+                want.display(),
+                have.join(", ")
+            ))))
+        }
+    }
+}
+
+impl ImageSource for RegistrySource<'_> {
+    fn images(&self) -> &[SourceImage] {
+        &self.images
+    }
+    fn open_blob(&self, digest: &Digest) -> airlock_core::Result<Box<dyn Read + Send + '_>> {
+        if let Some(b) = self.small.get(digest) {
+            return Ok(Box::new(std::io::Cursor::new(b.clone())));
+        }
+        let r = self
+            .reg
+            .call(
+                "GET",
+                &format!("/v2/{}/blobs/{digest}", self.path),
+                &self.scope,
+                &[],
+                None,
+            )
+            .map_err(|e| airlock_core::Error::Transport {
+                detail: e.to_string(),
+            })?;
+        Ok(self.reg.body(r))
+    }
+    fn has_blob(&self, digest: &Digest) -> bool {
+        !self.foreign.contains(digest)
+    }
+    fn diff_ids_verified(&self) -> bool {
+        false
+    }
+    fn describe(&self) -> String {
+        format!("registry {}", self.label)
+    }
 }
 
 /// GET a manifest; its digest must match the one asked for and the one the registry states.
@@ -182,12 +245,13 @@ fn fetch_manifest(
         .and_then(|d| d.parse::<Digest>().ok());
     let content_type = r.header("Content-Type").unwrap_or("").to_string();
     let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut r.into_reader().take(16 << 20), &mut bytes).map_err(|e| {
-        RemoteError::Io {
+    r.into_reader()
+        .take(16 << 20)
+        .read_to_end(&mut bytes)
+        .map_err(|e| RemoteError::Io {
             context: format!("read manifest {path}:{reference}"),
             source: e,
-        }
-    })?;
+        })?;
     let actual = Digest::of(&bytes);
     for promised in expected.into_iter().chain(stated.as_ref()) {
         if promised != &actual {
@@ -207,44 +271,37 @@ fn fetch_manifest(
     Ok((bytes, actual, media))
 }
 
-/// Fetch a platform manifest's config and layers (layers in parallel), verifying diffIDs.
-fn fetch_platform(
+/// A platform manifest with its config fetched (and checked against its digest); its
+/// layers are left for the copy engine.
+fn platform(
     reg: &Registry,
     path: &str,
     scope: &str,
     desc: &Descriptor,
     manifest: spec::Manifest,
-    staging: &Staging,
-    store: &Store,
+    small: &mut BTreeMap<Digest, Vec<u8>>,
 ) -> Result<PlatformManifest> {
-    let config_bytes = if store.has_blob(&manifest.config.digest) {
-        store.read_blob(&manifest.config.digest)?
-    } else {
-        let r = reg.call(
-            "GET",
-            &format!("/v2/{path}/blobs/{}", manifest.config.digest),
-            scope,
-            &[],
-            None,
-        )?;
-        let mut reader = reg.body(r);
-        let staged = staging.write_blob(
-            &mut reader,
-            Some(&manifest.config.digest),
-            &format!("config {}", manifest.config.digest),
-        )?;
-        std::fs::read(staging.path_of(&staged.digest).expect("just staged")).map_err(|e| {
-            RemoteError::Io {
-                context: "read the staged config".into(),
-                source: e,
-            }
-        })?
-    };
-    let config: ConfigView = spec::parse_json(
-        &config_bytes,
-        &manifest.config.digest.to_string(),
-        "image config",
-    )?;
+    let cfg = &manifest.config.digest;
+    let r = reg.call("GET", &format!("/v2/{path}/blobs/{cfg}"), scope, &[], None)?;
+    let mut bytes = Vec::new();
+    r.into_reader()
+        .take(64 << 20)
+        .read_to_end(&mut bytes)
+        .map_err(|e| RemoteError::Io {
+            context: format!("read config {cfg}"),
+            source: e,
+        })?;
+    let actual = Digest::of(&bytes);
+    if &actual != cfg {
+        return Err(RemoteError::Core(airlock_core::Error::DigestMismatch {
+            what: "config",
+            path_in_archive: format!("{}/{path} config", reg.host()),
+            expected: cfg.clone(),
+            actual,
+        }));
+    }
+    let config: ConfigView = spec::parse_json(&bytes, &cfg.to_string(), "image config")?;
+    small.insert(cfg.clone(), bytes);
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
         return Err(RemoteError::Core(airlock_core::Error::LayerCountMismatch {
             image: format!("{}/{path}@{}", reg.host(), desc.digest),
@@ -252,78 +309,9 @@ fn fetch_platform(
             diff_ids: config.rootfs.diff_ids.len(),
         }));
     }
-    let next = AtomicUsize::new(0);
-    let failure: Mutex<Option<RemoteError>> = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..PARALLEL_BLOBS.min(manifest.layers.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= manifest.layers.len() || failure.lock().map(|f| f.is_some()).unwrap_or(true)
-                {
-                    return;
-                }
-                if let Err(e) = fetch_layer(
-                    reg,
-                    path,
-                    scope,
-                    &manifest.layers[i],
-                    &config.rootfs.diff_ids[i],
-                    i,
-                    staging,
-                    store,
-                ) {
-                    if let Ok(mut f) = failure.lock() {
-                        f.get_or_insert(e);
-                    }
-                    return;
-                }
-            });
-        }
-    });
-    if let Some(e) = failure.into_inner().ok().flatten() {
-        return Err(e);
-    }
     Ok(PlatformManifest {
         descriptor: desc.clone(),
         manifest,
-        diff_ids: config.rootfs.diff_ids.clone(),
+        diff_ids: config.rootfs.diff_ids,
     })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn fetch_layer(
-    reg: &Registry,
-    path: &str,
-    scope: &str,
-    layer: &Descriptor,
-    diff_id: &Digest,
-    index: usize,
-    staging: &Staging,
-    store: &Store,
-) -> Result<()> {
-    if store.has_blob(&layer.digest) || staging.path_of(&layer.digest).is_some() {
-        return Ok(()); // already here, verified when it arrived
-    }
-    if layer.urls.is_some() {
-        return Ok(()); // a foreign layer: not distributed by this registry
-    }
-    let r = reg.call(
-        "GET",
-        &format!("/v2/{path}/blobs/{}", layer.digest),
-        scope,
-        &[],
-        None,
-    )?;
-    let mut reader = reg.body(r);
-    let label = format!("{}/{path} layer {}", reg.host(), layer.digest);
-    let (_, actual_diff) = stage_layer(&mut reader, &label, &layer.digest, staging)?;
-    if &actual_diff != diff_id {
-        return Err(RemoteError::Core(airlock_core::Error::DiffIdMismatch {
-            index,
-            path_in_archive: label,
-            expected: diff_id.clone(),
-            actual: actual_diff,
-        }));
-    }
-    Ok(())
 }

@@ -1,30 +1,54 @@
-//! Pushing: blobs first (skipped when the registry has them, mounted when another
-//! repository of the same registry has them, sent in chunks when large, several at once),
-//! then manifests, children before the index, byte for byte.
+//! Pushing: a registry as a destination of the copy engine. Blobs first (skipped when the
+//! registry has them — HEAD —, mounted when another repository of the same push has them,
+//! sent in chunks when large, several at once: the engine's pool), then manifests,
+//! children before the index, byte for byte, in `finish`.
 //!
 //! An interrupted push resumes for free: finished blobs answer the HEAD and are not sent
 //! again.
 
-use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::sync::{Arc, Mutex};
 
+use airlock_core::copy::BlobReader;
 use airlock_core::spec::Descriptor;
-use airlock_core::transport::{ImageSource, SourceImage};
+use airlock_core::store::TagChange;
+use airlock_core::transport::{ImageDestination, SourceImage};
 use airlock_core::{Digest, Reference};
 
 use super::client::encode;
+use super::target::RegistryTarget;
 use super::{manifest_content_type, Registry};
 use crate::{RemoteError, Result};
 
-const PARALLEL_BLOBS: usize = 3;
-/// Blobs above this go up in chunks of this size (PATCH with Content-Range).
+/// Blobs above this go up in chunks of this size (PATCH with Content-Range); each chunk is
+/// held in memory so a retry can send it again (the source is read once).
 const CHUNK: u64 = 32 << 20;
+/// Blobs in flight at once.
+const PARALLEL_BLOBS: usize = 3;
 
-/// What one push did.
+/// What happened to one blob in one repository.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Outcome {
+    Existing,
+    Mounted,
+    Sent,
+}
+
+/// One image pushed under one name.
+#[derive(Clone, Debug)]
+struct Push {
+    image: usize,
+    dest: Reference,
+}
+
+/// What one pushed name got, for the line `push` prints.
 #[derive(Debug, Default, Clone)]
 pub struct PushReport {
+    /// Where it went.
+    pub dest: String,
+    /// The root manifest's digest.
+    pub digest: String,
     /// Blobs whose bytes were sent.
     pub sent: usize,
     /// Bytes of blob data sent.
@@ -35,263 +59,445 @@ pub struct PushReport {
     pub mounted: usize,
 }
 
-/// Blobs known to be in repositories of one registry, for cross-repository mounts.
-#[derive(Default)]
-pub struct MountHints {
-    known: Mutex<BTreeMap<Digest, String>>,
+impl std::fmt::Display for PushReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Pushed {} ({}): {} blobs sent ({} bytes), {} already there, {} mounted",
+            self.dest, self.digest, self.sent, self.bytes_sent, self.existing, self.mounted
+        )
+    }
 }
 
-impl MountHints {
-    fn note(&self, d: &Digest, repo: &str) {
-        if let Ok(mut k) = self.known.lock() {
-            k.entry(d.clone()).or_insert_with(|| repo.to_string());
+/// A registry as a copy destination.
+pub struct RegistryDestination<'r> {
+    reg: &'r Registry,
+    target: RegistryTarget,
+    pushes: Vec<Push>,
+    /// Blob -> the repositories that need it, in push order.
+    repos_of: BTreeMap<Digest, Vec<String>>,
+    manifests: BTreeSet<Digest>,
+    pending_manifests: Mutex<BTreeMap<Digest, Vec<u8>>>,
+    outcomes: Mutex<BTreeMap<(String, Digest), Outcome>>,
+    sizes: BTreeMap<Digest, u64>,
+    report: Arc<Mutex<Vec<PushReport>>>,
+}
+
+fn usage(msg: String) -> airlock_core::Error {
+    airlock_core::Error::Usage(msg)
+}
+
+fn core(e: RemoteError) -> airlock_core::Error {
+    match e {
+        RemoteError::Core(c) => c,
+        other => airlock_core::Error::Transport {
+            detail: other.to_string(),
+        },
+    }
+}
+
+fn scope_of(repo: &str) -> String {
+    format!("repository:{repo}:pull,push")
+}
+
+impl<'r> RegistryDestination<'r> {
+    /// Push to `target` on `reg`.
+    pub fn new(reg: &'r Registry, target: RegistryTarget) -> Self {
+        RegistryDestination {
+            reg,
+            target,
+            pushes: Vec::new(),
+            repos_of: BTreeMap::new(),
+            manifests: BTreeSet::new(),
+            pending_manifests: Mutex::default(),
+            outcomes: Mutex::default(),
+            sizes: BTreeMap::new(),
+            report: Arc::default(),
         }
     }
-    fn from(&self, d: &Digest, not: &str) -> Option<String> {
-        self.known
+
+    /// What each pushed name got, filled in by `finish`.
+    pub fn report(&self) -> Arc<Mutex<Vec<PushReport>>> {
+        self.report.clone()
+    }
+
+    fn note(&self, repo: &str, d: &Digest, o: Outcome) {
+        if let Ok(mut m) = self.outcomes.lock() {
+            m.entry((repo.to_string(), d.clone())).or_insert(o);
+        }
+    }
+
+    fn outcome(&self, repo: &str, d: &Digest) -> Option<Outcome> {
+        self.outcomes
             .lock()
             .ok()?
-            .get(d)
-            .filter(|r| r.as_str() != not)
+            .get(&(repo.to_string(), d.clone()))
+            .copied()
+    }
+
+    /// A repository of this push that holds `d` already, other than `not`.
+    fn holder(&self, d: &Digest, not: &str) -> Option<String> {
+        let m = self.outcomes.lock().ok()?;
+        self.repos_of
+            .get(d)?
+            .iter()
+            .find(|r| r.as_str() != not && m.contains_key(&((*r).clone(), d.clone())))
             .cloned()
     }
-}
 
-/// Push one image from `source` to `dest` (tag, or digest-only when it has none).
-pub fn push(
-    reg: &Registry,
-    source: &dyn ImageSource,
-    image: &SourceImage,
-    dest: &Reference,
-    hints: &MountHints,
-) -> Result<PushReport> {
-    let path = dest.path();
-    let scope = format!("repository:{path}:pull,push");
-    // Every config and layer once.
-    let mut blobs: Vec<Descriptor> = Vec::new();
-    for p in &image.platforms {
-        for d in std::iter::once(&p.manifest.config).chain(&p.manifest.layers) {
-            if !blobs.iter().any(|b| b.digest == d.digest) && source.has_blob(&d.digest) {
-                blobs.push(d.clone());
-            }
-        }
+    fn exists(&self, repo: &str, d: &Digest) -> Result<bool> {
+        let head = self.reg.call_allow(
+            "HEAD",
+            &format!("/v2/{repo}/blobs/{d}"),
+            &scope_of(repo),
+            &[],
+            None,
+            &[404],
+        )?;
+        Ok(head.is_ok())
     }
-    let report = Mutex::new(PushReport::default());
-    let next = AtomicUsize::new(0);
-    let failure: Mutex<Option<RemoteError>> = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..PARALLEL_BLOBS.min(blobs.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= blobs.len() || failure.lock().map(|f| f.is_some()).unwrap_or(true) {
-                    return;
-                }
-                match push_blob(reg, source, &blobs[i], path, &scope, hints) {
-                    Ok(outcome) => {
-                        hints.note(&blobs[i].digest, path);
-                        if let Ok(mut r) = report.lock() {
-                            match outcome {
-                                Outcome::Existing => r.existing += 1,
-                                Outcome::Mounted => r.mounted += 1,
-                                Outcome::Sent => {
-                                    r.sent += 1;
-                                    r.bytes_sent += blobs[i].size;
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        if let Ok(mut f) = failure.lock() {
-                            f.get_or_insert(e);
-                        }
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = failure.into_inner().ok().flatten() {
-        return Err(e);
+
+    /// Mount `d` into `repo` from `from`; true when the registry did.
+    fn mount(&self, repo: &str, d: &Digest, from: &str) -> Result<bool> {
+        let r = self.reg.call(
+            "POST",
+            &format!(
+                "/v2/{repo}/blobs/uploads/?mount={}&from={}",
+                encode(&d.to_string()),
+                encode(from)
+            ),
+            &format!("{} repository:{from}:pull", scope_of(repo)),
+            &[("Content-Length", "0".into())],
+            None,
+        )?;
+        Ok(r.status() == 201)
     }
-    // Manifests: the platform manifests by digest, then the root by tag.
-    for p in &image.platforms {
-        if p.descriptor.digest != image.root.digest {
-            put_manifest(
-                reg,
-                source,
-                &p.descriptor,
-                path,
+
+    /// Stream a blob into `repo`: one PUT when small, PATCHes of CHUNK bytes when large.
+    fn upload(&self, repo: &str, blob: &Descriptor, data: &mut BlobReader<'_>) -> Result<()> {
+        let scope = scope_of(repo);
+        let r = self.reg.call(
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/"),
+            &scope,
+            &[("Content-Length", "0".into())],
+            None,
+        )?;
+        let mut location = upload_location(&r)?;
+        drop(r);
+        let digest_param = format!("digest={}", encode(&blob.digest.to_string()));
+        let read_chunk = |data: &mut BlobReader<'_>, len: u64| -> Result<Vec<u8>> {
+            let mut buf = Vec::with_capacity(len as usize);
+            data.take(len)
+                .read_to_end(&mut buf)
+                .map_err(|e| RemoteError::Core(data.to_error(e)))?;
+            Ok(buf)
+        };
+        if blob.size <= CHUNK {
+            let mut buf = read_chunk(data, blob.size)?;
+            // The end-of-blob check of the verifying reader runs on this read.
+            let mut extra = Vec::new();
+            data.read_to_end(&mut extra)
+                .map_err(|e| RemoteError::Core(data.to_error(e)))?;
+            buf.extend(extra);
+            let body = || -> Result<(Box<dyn Read + Send + '_>, u64)> {
+                Ok((Box::new(&buf[..]), buf.len() as u64))
+            };
+            self.reg.call(
+                "PUT",
+                &with_query(&location, &digest_param),
                 &scope,
-                &p.descriptor.digest.to_string(),
+                &[("Content-Type", "application/octet-stream".into())],
+                Some(&body),
             )?;
+            return Ok(());
         }
-    }
-    let root_ref = dest
-        .tag()
-        .map(str::to_string)
-        .unwrap_or_else(|| image.root.digest.to_string());
-    put_manifest(reg, source, &image.root, path, &scope, &root_ref)?;
-    Ok(report.into_inner().unwrap_or_default())
-}
-
-fn put_manifest(
-    reg: &Registry,
-    source: &dyn ImageSource,
-    desc: &Descriptor,
-    path: &str,
-    scope: &str,
-    reference: &str,
-) -> Result<()> {
-    let bytes = source.read_blob(&desc.digest)?;
-    let content_type = manifest_content_type(&bytes, &desc.media_type);
-    let body = || -> Result<(Box<dyn Read + Send>, u64)> {
-        Ok((
-            Box::new(std::io::Cursor::new(bytes.clone())),
-            bytes.len() as u64,
-        ))
-    };
-    let r = reg.call(
-        "PUT",
-        &format!("/v2/{path}/manifests/{reference}"),
-        scope,
-        &[("Content-Type", content_type)],
-        Some(&body),
-    )?;
-    // The registry names the manifest by the digest of what it stored: it must be ours.
-    if let Some(stated) = r
-        .header("Docker-Content-Digest")
-        .and_then(|d| d.parse::<Digest>().ok())
-    {
-        if stated != desc.digest {
-            return Err(RemoteError::Core(airlock_core::Error::DigestMismatch {
-                what: "pushed manifest",
-                path_in_archive: format!("{}/{path}:{reference}", reg.host()),
-                expected: desc.digest.clone(),
-                actual: stated,
+        let mut offset = 0u64;
+        while offset < blob.size {
+            let buf = read_chunk(data, CHUNK.min(blob.size - offset))?;
+            if buf.is_empty() {
+                break;
+            }
+            let len = buf.len() as u64;
+            let body =
+                || -> Result<(Box<dyn Read + Send + '_>, u64)> { Ok((Box::new(&buf[..]), len)) };
+            let r = self.reg.call(
+                "PATCH",
+                &location,
+                &scope,
+                &[
+                    ("Content-Type", "application/octet-stream".into()),
+                    ("Content-Range", format!("{}-{}", offset, offset + len - 1)),
+                ],
+                Some(&body),
+            )?;
+            location = upload_location(&r)?;
+            offset += len;
+        }
+        // The verifying reader must reach its end (and agree) before the upload is sealed.
+        let mut rest = Vec::new();
+        data.read_to_end(&mut rest)
+            .map_err(|e| RemoteError::Core(data.to_error(e)))?;
+        if !rest.is_empty() {
+            return Err(RemoteError::Core(airlock_core::Error::SizeMismatch {
+                path_in_archive: blob.digest.to_string(),
+                expected: blob.size,
+                actual: blob.size + rest.len() as u64,
             }));
         }
-    }
-    Ok(())
-}
-
-enum Outcome {
-    Existing,
-    Mounted,
-    Sent,
-}
-
-fn push_blob(
-    reg: &Registry,
-    source: &dyn ImageSource,
-    blob: &Descriptor,
-    path: &str,
-    scope: &str,
-    hints: &MountHints,
-) -> Result<Outcome> {
-    let head = reg.call_allow(
-        "HEAD",
-        &format!("/v2/{path}/blobs/{}", blob.digest),
-        scope,
-        &[],
-        None,
-        &[404],
-    )?;
-    if head.is_ok() {
-        return Ok(Outcome::Existing);
-    }
-    let mut start = format!("/v2/{path}/blobs/uploads/");
-    let mut scope = scope.to_string();
-    if let Some(from) = hints.from(&blob.digest, path) {
-        start.push_str(&format!(
-            "?mount={}&from={}",
-            encode(&blob.digest.to_string()),
-            encode(&from)
-        ));
-        scope = format!("{scope} repository:{from}:pull");
-    }
-    let r = reg.call(
-        "POST",
-        &start,
-        &scope,
-        &[("Content-Length", "0".into())],
-        None,
-    )?;
-    if r.status() == 201 {
-        return Ok(Outcome::Mounted);
-    }
-    let mut location = upload_location(&r)?;
-    drop(r);
-    let digest_param = format!("digest={}", encode(&blob.digest.to_string()));
-    if blob.size <= CHUNK {
-        let body = || -> Result<(Box<dyn Read + Send + '_>, u64)> {
-            Ok((source.open_blob(&blob.digest)?, blob.size))
-        };
-        reg.call(
+        let empty =
+            || -> Result<(Box<dyn Read + Send>, u64)> { Ok((Box::new(std::io::empty()), 0)) };
+        self.reg.call(
             "PUT",
             &with_query(&location, &digest_param),
             &scope,
-            &[("Content-Type", "application/octet-stream".into())],
-            Some(&body),
+            &[],
+            Some(&empty),
         )?;
-        return Ok(Outcome::Sent);
+        Ok(())
     }
-    let mut offset = 0u64;
-    while offset < blob.size {
-        let len = CHUNK.min(blob.size - offset);
+
+    fn put_manifest(
+        &self,
+        bytes: &[u8],
+        desc: &Descriptor,
+        repo: &str,
+        reference: &str,
+    ) -> Result<()> {
+        let content_type = manifest_content_type(bytes, &desc.media_type);
         let body = || -> Result<(Box<dyn Read + Send + '_>, u64)> {
-            Ok((open_at(source, &blob.digest, offset, len)?, len))
+            Ok((Box::new(bytes), bytes.len() as u64))
         };
-        let r = reg.call(
-            "PATCH",
-            &location,
-            &scope,
-            &[
-                ("Content-Type", "application/octet-stream".into()),
-                ("Content-Range", format!("{}-{}", offset, offset + len - 1)),
-            ],
+        let r = self.reg.call(
+            "PUT",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &scope_of(repo),
+            &[("Content-Type", content_type)],
             Some(&body),
         )?;
-        location = upload_location(&r)?;
-        offset += len;
+        // The registry names the manifest by the digest of what it stored: it must be ours.
+        if let Some(stated) = r
+            .header("Docker-Content-Digest")
+            .and_then(|d| d.parse::<Digest>().ok())
+        {
+            if stated != desc.digest {
+                return Err(RemoteError::Core(airlock_core::Error::DigestMismatch {
+                    what: "pushed manifest",
+                    path_in_archive: format!("{}/{repo}:{reference}", self.reg.host()),
+                    expected: desc.digest.clone(),
+                    actual: stated,
+                }));
+            }
+        }
+        Ok(())
     }
-    let empty = || -> Result<(Box<dyn Read + Send>, u64)> { Ok((Box::new(std::io::empty()), 0)) };
-    reg.call(
-        "PUT",
-        &with_query(&location, &digest_param),
-        &scope,
-        &[],
-        Some(&empty),
-    )?;
-    Ok(Outcome::Sent)
 }
 
-/// `len` bytes of a blob from `offset`: seek in its file when the source keeps one.
-fn open_at<'a>(
-    source: &'a dyn ImageSource,
-    digest: &Digest,
-    offset: u64,
-    len: u64,
-) -> Result<Box<dyn Read + Send + 'a>> {
-    if let Some(p) = source.blob_file(digest) {
-        let mut f = std::fs::File::open(&p).map_err(|e| RemoteError::Io {
-            context: format!("open {}", p.display()),
-            source: e,
-        })?;
-        f.seek(SeekFrom::Start(offset))
-            .map_err(|e| RemoteError::Io {
-                context: format!("seek in {}", p.display()),
-                source: e,
-            })?;
-        return Ok(Box::new(f.take(len)));
+impl ImageDestination for RegistryDestination<'_> {
+    fn describe(&self) -> String {
+        format!("registry {}", self.reg.host())
     }
-    let mut r = source.open_blob(digest)?;
-    std::io::copy(&mut (&mut r).take(offset), &mut std::io::sink()).map_err(|e| {
-        RemoteError::Io {
-            context: format!("read blob {digest}"),
-            source: e,
+
+    fn parallelism(&self) -> usize {
+        PARALLEL_BLOBS
+    }
+
+    fn needs_plan(&self) -> bool {
+        true
+    }
+
+    fn begin(&mut self, images: &[SourceImage]) -> airlock_core::Result<()> {
+        if matches!(self.target, RegistryTarget::Exact(_)) && images.len() != 1 {
+            return Err(usage(format!(
+                "{} images but one destination name; give docker://HOST[/PREFIX] to push them all",
+                images.len()
+            )));
         }
-    })?;
-    Ok(Box::new(r.take(len)))
+        for (i, img) in images.iter().enumerate() {
+            let names: Vec<Reference> = match (&self.target, img.names.is_empty()) {
+                (RegistryTarget::Exact(r), _) => vec![r.clone()],
+                (RegistryTarget::Prefix { .. }, true) => {
+                    return Err(usage(format!(
+                        "image {} has no name to push it under",
+                        img.id.short()
+                    )))
+                }
+                (RegistryTarget::Prefix { .. }, false) => img.names.clone(),
+            };
+            for name in names {
+                let dest = self.target.map(&name).map_err(core)?;
+                let repo = dest.path().to_string();
+                for p in &img.platforms {
+                    self.manifests.insert(p.descriptor.digest.clone());
+                    for d in std::iter::once(&p.manifest.config).chain(&p.manifest.layers) {
+                        let repos = self.repos_of.entry(d.digest.clone()).or_default();
+                        if !repos.contains(&repo) {
+                            repos.push(repo.clone());
+                        }
+                        self.sizes.insert(d.digest.clone(), d.size);
+                    }
+                }
+                self.manifests.insert(img.root.digest.clone());
+                self.pushes.push(Push { image: i, dest });
+            }
+        }
+        Ok(())
+    }
+
+    fn has_blob(&self, digest: &Digest) -> bool {
+        if self.manifests.contains(digest) {
+            return false; // kept for `finish`, which puts manifests after every blob
+        }
+        let Some(repos) = self.repos_of.get(digest) else {
+            return false;
+        };
+        // Errors here only mean "not known to be there": the upload reports them.
+        let mut all = true;
+        for repo in repos {
+            if self.outcome(repo, digest).is_some() {
+                continue;
+            }
+            if self.exists(repo, digest).unwrap_or(false) {
+                self.note(repo, digest, Outcome::Existing);
+            } else if let Some(from) = self.holder(digest, repo) {
+                if self.mount(repo, digest, &from).unwrap_or(false) {
+                    self.note(repo, digest, Outcome::Mounted);
+                } else {
+                    all = false;
+                }
+            } else {
+                all = false;
+            }
+        }
+        all
+    }
+
+    fn put_blob(&self, blob: &Descriptor, data: &mut BlobReader<'_>) -> airlock_core::Result<()> {
+        if self.manifests.contains(&blob.digest) {
+            let mut bytes = Vec::new();
+            data.read_to_end(&mut bytes).map_err(|e| data.to_error(e))?;
+            if let Ok(mut p) = self.pending_manifests.lock() {
+                p.insert(blob.digest.clone(), bytes);
+            }
+            return Ok(());
+        }
+        let repos = self.repos_of.get(&blob.digest).cloned().unwrap_or_default();
+        let missing: Vec<&String> = repos
+            .iter()
+            .filter(|r| self.outcome(r, &blob.digest).is_none())
+            .collect();
+        let Some(first) = missing.first() else {
+            return std::io::copy(data, &mut std::io::sink())
+                .map(|_| ())
+                .map_err(|e| data.to_error(e));
+        };
+        let mut sized = blob.clone();
+        if let Some(s) = self.sizes.get(&blob.digest) {
+            sized.size = *s;
+        }
+        self.upload(first, &sized, data).map_err(core)?;
+        self.note(first, &blob.digest, Outcome::Sent);
+        for repo in &missing[1..] {
+            let mounted = self.mount(repo, &blob.digest, first).map_err(core)?;
+            if !mounted {
+                return Err(airlock_core::Error::Transport {
+                    detail: format!(
+                        "registry {} refused to mount {} from {first} into {repo}",
+                        self.reg.host(),
+                        blob.digest
+                    ),
+                });
+            }
+            self.note(repo, &blob.digest, Outcome::Mounted);
+        }
+        Ok(())
+    }
+
+    fn put_unnamed_blob(
+        &self,
+        hint: &str,
+        _size: u64,
+        _data: &mut BlobReader<'_>,
+    ) -> airlock_core::Result<Digest> {
+        Err(usage(format!(
+            "{hint}: a registry takes blobs by digest; stage the archive first"
+        )))
+    }
+
+    fn finish(self: Box<Self>, images: &[SourceImage]) -> airlock_core::Result<Vec<TagChange>> {
+        let pending = self
+            .pending_manifests
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default();
+        let manifest = |d: &Digest| {
+            pending
+                .get(d)
+                .cloned()
+                .ok_or_else(|| airlock_core::Error::MissingBlob {
+                    referenced_by: "the push".into(),
+                    missing: d.to_string(),
+                })
+        };
+        let mut changes = Vec::new();
+        let mut reports = Vec::new();
+        for push in &self.pushes {
+            let img = &images[push.image];
+            let repo = push.dest.path().to_string();
+            // Manifests: the platform manifests by digest, then the root by tag.
+            for p in &img.platforms {
+                if p.descriptor.digest != img.root.digest {
+                    let bytes = manifest(&p.descriptor.digest)?;
+                    self.put_manifest(
+                        &bytes,
+                        &p.descriptor,
+                        &repo,
+                        &p.descriptor.digest.to_string(),
+                    )
+                    .map_err(core)?;
+                }
+            }
+            let root_ref = push
+                .dest
+                .tag()
+                .map(str::to_string)
+                .unwrap_or_else(|| img.root.digest.to_string());
+            self.put_manifest(&manifest(&img.root.digest)?, &img.root, &repo, &root_ref)
+                .map_err(core)?;
+            let mut r = PushReport {
+                dest: push.dest.to_string(),
+                digest: img.root.digest.to_string(),
+                ..PushReport::default()
+            };
+            let blobs: BTreeSet<&Digest> = img
+                .platforms
+                .iter()
+                .flat_map(|p| std::iter::once(&p.manifest.config).chain(&p.manifest.layers))
+                .map(|d| &d.digest)
+                .collect();
+            for d in blobs {
+                match self.outcome(&repo, d) {
+                    Some(Outcome::Existing) => r.existing += 1,
+                    Some(Outcome::Mounted) => r.mounted += 1,
+                    Some(Outcome::Sent) => {
+                        r.sent += 1;
+                        r.bytes_sent += self.sizes.get(d).copied().unwrap_or(0);
+                    }
+                    None => {}
+                }
+            }
+            reports.push(r);
+            changes.push(TagChange {
+                name: Some(push.dest.clone()),
+                image_id: img.id.clone(),
+                moved_from: None,
+            });
+        }
+        if let Ok(mut rep) = self.report.lock() {
+            *rep = reports;
+        }
+        Ok(changes)
+    }
 }
 
 fn upload_location(r: &ureq::Response) -> Result<String> {

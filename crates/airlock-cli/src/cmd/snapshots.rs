@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Context as _, Result};
 
 use airlock_core::compression;
 use airlock_core::container;
@@ -13,11 +13,137 @@ use airlock_core::layer::dirtar::{write_dir_tar, DirTarOptions};
 use airlock_core::store::Store;
 use airlock_core::Reference;
 
-use crate::commands::report_moves;
-use crate::hints::UsageError;
-use crate::{sink, Compress};
+use clap::Args;
 
-pub fn export(
+use crate::context::Context;
+use crate::hints::UsageError;
+use crate::options::Compress;
+use crate::output::report_moves;
+use crate::sink;
+
+/// Write a filesystem snapshot as one tar, like `docker export`: an image's layers
+/// flattened (whiteouts applied), a work container, or any directory (`--dir`).
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Output file; `-` or nothing writes standard output (never a terminal).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Compress the tar (uses every core).
+    #[arg(long, value_enum, default_value_t = Compress::None)]
+    pub compress: Compress,
+    /// Compression level.
+    #[arg(long, value_name = "N")]
+    pub level: Option<i32>,
+    /// Export this directory (a chroot, an unpacked rootfs) instead.
+    #[arg(long, value_name = "PATH", conflicts_with = "source")]
+    pub dir: Option<PathBuf>,
+    /// A work container, an image (name or ID), or `docker-daemon:CONTAINER`.
+    #[arg(required_unless_present = "dir")]
+    pub source: Option<String>,
+}
+
+/// Make a single-layer image from a filesystem tar or directory, like `docker import`.
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// A Dockerfile instruction to apply to the config (CMD, ENTRYPOINT, ENV, EXPOSE,
+    /// HEALTHCHECK, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR); repeatable.
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+    pub changes: Vec<String>,
+    /// History comment [default: "Imported from <source>"].
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Platform recorded in the config, os/arch[/variant] [default: this host's].
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Import even though the input looks like an image archive.
+    #[arg(long)]
+    pub force: bool,
+    /// Tar file (plain, gzip, zstd, xz, bzip2), `-` for standard input, or a directory.
+    pub source: String,
+    /// Name for the new image.
+    pub name: Option<String>,
+}
+
+/// Unpack an image into a work container (a directory you change; no process runs).
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// The image.
+    pub image: String,
+    /// Container name [default: <image>-working-container].
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// Remove work containers.
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// Container names.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+/// Commit a work container's changes as one new layer on its image.
+#[derive(Args, Debug)]
+pub struct CommitArgs {
+    /// The container.
+    pub container: String,
+    /// Name for the new image.
+    pub name: Option<String>,
+    /// A Dockerfile instruction to apply to the config; repeatable.
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+    pub changes: Vec<String>,
+    /// History comment.
+    #[arg(short, long)]
+    pub message: Option<String>,
+}
+
+/// Run `airlock export`.
+pub fn run_export(ctx: &Context, a: ExportArgs) -> Result<()> {
+    export(
+        &ctx.store_dir,
+        a.output,
+        a.compress,
+        a.level,
+        a.dir,
+        a.source,
+    )
+}
+
+/// Run `airlock import`.
+pub fn run_import(ctx: &Context, a: ImportArgs) -> Result<()> {
+    import(
+        &ctx.store_dir,
+        a.changes,
+        a.message,
+        a.platform,
+        a.force,
+        &a.source,
+        a.name,
+    )
+}
+
+/// Run `airlock create`.
+pub fn run_create(ctx: &Context, a: CreateArgs) -> Result<()> {
+    create(&ctx.store_dir, &a.image, a.name.as_deref())
+}
+
+/// Run `airlock rm`.
+pub fn run_rm(ctx: &Context, a: RmArgs) -> Result<()> {
+    rm(&ctx.store_dir, &a.names)
+}
+
+/// Run `airlock commit`.
+pub fn run_commit(ctx: &Context, a: CommitArgs) -> Result<()> {
+    commit(
+        &ctx.store_dir,
+        &a.container,
+        a.name,
+        &a.changes,
+        a.message.as_deref(),
+    )
+}
+
+fn export(
     store_dir: &Path,
     output: Option<PathBuf>,
     compress: Compress,
@@ -40,7 +166,14 @@ pub fn export(
             What::Dir(d)
         }
         (None, Some(s)) if s.starts_with("docker-daemon:") => {
-            What::Engine(s["docker-daemon:".len()..].to_string())
+            match airlock_core::transport::name::TransportName::parse(&s)? {
+                airlock_core::transport::name::TransportName::DockerDaemon(Some(c)) => {
+                    What::Engine(c)
+                }
+                _ => bail!(UsageError(
+                    "name the container: docker-daemon:CONTAINER".into()
+                )),
+            }
         }
         (None, Some(s)) if container::info(&store, &s).is_ok() => What::Container(s),
         (None, Some(s)) => What::Image(Box::new(store.resolve(&s)?)),
@@ -72,7 +205,7 @@ pub fn export(
     })
 }
 
-pub fn import(
+fn import(
     store_dir: &Path,
     changes: Vec<String>,
     message: Option<String>,
@@ -111,7 +244,7 @@ pub fn import(
     Ok(())
 }
 
-pub fn create(store_dir: &Path, image: &str, name: Option<&str>) -> Result<()> {
+fn create(store_dir: &Path, image: &str, name: Option<&str>) -> Result<()> {
     let store = Store::open(store_dir)?;
     let (_info, rootfs, notes) = container::create(&store, image, name)?;
     for n in notes {
@@ -121,8 +254,9 @@ pub fn create(store_dir: &Path, image: &str, name: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-pub fn containers(store_dir: &Path) -> Result<()> {
-    let store = Store::open(store_dir)?;
+/// Run `airlock containers`.
+pub fn containers(ctx: &Context) -> Result<()> {
+    let store = Store::open(&ctx.store_dir)?;
     println!("{:<32} {:<14} {:<22} PATH", "NAME", "IMAGE ID", "CREATED");
     for c in container::list(&store)? {
         println!(
@@ -139,7 +273,7 @@ pub fn containers(store_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn rm(store_dir: &Path, names: &[String]) -> Result<()> {
+fn rm(store_dir: &Path, names: &[String]) -> Result<()> {
     let store = Store::open(store_dir)?;
     for n in names {
         container::remove(&store, n)?;
@@ -148,7 +282,7 @@ pub fn rm(store_dir: &Path, names: &[String]) -> Result<()> {
     Ok(())
 }
 
-pub fn commit(
+fn commit(
     store_dir: &Path,
     name: &str,
     target: Option<String>,

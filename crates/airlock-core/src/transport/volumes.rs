@@ -8,9 +8,11 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Error, Result};
 
-use crate::hints::UsageError;
+fn usage(msg: String) -> Error {
+    Error::Usage(msg)
+}
 
 /// Parse `4G`, `3900M`, `512K` or a byte count.
 pub fn parse_size(s: &str) -> Result<u64> {
@@ -25,9 +27,11 @@ pub fn parse_size(s: &str) -> Result<u64> {
                 "M" => 1 << 20,
                 "G" => 1 << 30,
                 "T" => 1 << 40,
-                _ => bail!(UsageError(format!(
-                    "--split {s}: use a size like 4G, 3900M or 512K"
-                ))),
+                _ => {
+                    return Err(usage(format!(
+                        "--split {s}: use a size like 4G, 3900M or 512K"
+                    )))
+                }
             };
             (&t[..i], m)
         }
@@ -35,9 +39,9 @@ pub fn parse_size(s: &str) -> Result<u64> {
     };
     let n: u64 = num
         .parse()
-        .map_err(|_| UsageError(format!("--split {s}: use a size like 4G, 3900M or 512K")))?;
+        .map_err(|_| usage(format!("--split {s}: use a size like 4G, 3900M or 512K")))?;
     if n == 0 {
-        bail!(UsageError("--split needs a size above zero".into()));
+        return Err(usage("--split needs a size above zero".into()));
     }
     Ok(n * mult)
 }
@@ -46,6 +50,45 @@ fn volume_path(base: &Path, i: usize) -> PathBuf {
     let mut s = base.as_os_str().to_owned();
     s.push(format!(".{i:03}"));
     PathBuf::from(s)
+}
+
+/// A writer shared with the code that finishes it afterwards (an archive writer owns its
+/// output; the volumes must still be renamed once it is done).
+#[derive(Clone)]
+pub struct SharedSplitWriter(pub std::sync::Arc<std::sync::Mutex<SplitWriter>>);
+
+impl Write for SharedSplitWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("poisoned"))?
+            .write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("poisoned"))?
+            .flush()
+    }
+}
+
+impl SharedSplitWriter {
+    /// Volumes of `size` bytes named after `base`.
+    pub fn new(base: &Path, size: u64) -> Self {
+        SharedSplitWriter(std::sync::Arc::new(std::sync::Mutex::new(
+            SplitWriter::new(base, size),
+        )))
+    }
+
+    /// Give the volumes their names (see [`SplitWriter::finish`]); the archive writer
+    /// must be done with its copy.
+    pub fn finish(self) -> Result<Vec<PathBuf>> {
+        let inner = std::sync::Arc::try_unwrap(self.0)
+            .map_err(|_| Error::Usage("the archive writer still holds its output".into()))?
+            .into_inner()
+            .map_err(|_| Error::Usage("the archive writer failed while writing".into()))?;
+        inner.finish()
+    }
 }
 
 /// Writes one stream as volumes of `size` bytes, under temporary names until [`finish`].
@@ -82,16 +125,20 @@ impl SplitWriter {
         let mut names = Vec::new();
         for (i, part) in self.parts.into_iter().enumerate() {
             part.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-            part.as_file().sync_all()?;
+                .set_permissions(std::fs::Permissions::from_mode(0o644))
+                .map_err(|e| Error::io("chmod", part.path(), e))?;
+            part.as_file()
+                .sync_all()
+                .map_err(|e| Error::io("sync", part.path(), e))?;
             let dest = volume_path(&self.base, i);
             part.persist(&dest)
-                .with_context(|| format!("cannot rename a volume to {}", dest.display()))?;
+                .map_err(|e| Error::io("rename a volume to", &dest, e.error))?;
             names.push(dest);
         }
         let mut stale = names.len();
         while volume_path(&self.base, stale).exists() {
-            std::fs::remove_file(volume_path(&self.base, stale))?;
+            let p = volume_path(&self.base, stale);
+            std::fs::remove_file(&p).map_err(|e| Error::io("remove", &p, e))?;
             stale += 1;
         }
         Ok(names)
@@ -130,7 +177,7 @@ impl Write for SplitWriter {
 pub fn open_input(path: &Path) -> Result<(Box<dyn Read + Send>, u64)> {
     let first_volume = path.to_string_lossy().ends_with(".000");
     if path.exists() && !first_volume {
-        let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let f = File::open(path).map_err(|e| Error::io("open", path, e))?;
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
         return Ok((Box::new(f), len));
     }
@@ -144,13 +191,13 @@ pub fn open_input(path: &Path) -> Result<(Box<dyn Read + Send>, u64)> {
     let mut total = 0;
     while volume_path(&base, files.len()).exists() {
         let p = volume_path(&base, files.len());
-        let f = File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
+        let f = File::open(&p).map_err(|e| Error::io("open", &p, e))?;
         total += f.metadata().map(|m| m.len()).unwrap_or(0);
         files.push(f);
     }
     if files.is_empty() {
         // Let the ordinary open produce the usual "No such file" error.
-        let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let f = File::open(path).map_err(|e| Error::io("open", path, e))?;
         return Ok((Box::new(f), 0));
     }
     let joined = files

@@ -1,0 +1,12 @@
+//! One module per command (or per family of small ones); each has its clap `Args` and a
+//! `run`. They import only the leaf modules (`context`, `options`, `output`, `progress`,
+//! `hints`, `sink`) and `request`, never each other.
+
+pub mod copy;
+pub mod load;
+pub mod registry;
+pub mod request;
+pub mod save;
+pub mod snapshots;
+pub mod store;
+pub mod verify;

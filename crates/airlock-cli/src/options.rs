@@ -1,0 +1,88 @@
+//! Option types several commands share (a leaf module: it imports nothing of the crate).
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use airlock_core::compression::Compression;
+
+/// Archive layout.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+pub enum Format {
+    /// OCI layout plus manifest.json: loads everywhere.
+    Docker,
+    /// A pure OCI archive.
+    Oci,
+}
+
+/// Compression of a whole archive or tar.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Compress {
+    /// None.
+    None,
+    /// gzip, on every core.
+    Gzip,
+    /// zstd, on every core.
+    Zstd,
+}
+
+impl Compress {
+    /// The core's codec for this choice.
+    pub fn codec(self) -> Compression {
+        match self {
+            Compress::None => Compression::None,
+            Compress::Gzip => Compression::Gzip,
+            Compress::Zstd => Compression::Zstd,
+        }
+    }
+}
+
+/// How `images` prints.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+pub enum ListFormat {
+    /// A table.
+    Table,
+    /// JSON.
+    Json,
+}
+
+/// How an archive is written: shared by `save` and `copy`.
+#[derive(Args, Debug, Clone)]
+pub struct ArchiveArgs {
+    /// Compress the whole archive (uses every core).
+    #[arg(long, value_enum, default_value_t = Compress::None)]
+    pub compress: Compress,
+    /// Compression level (gzip 1-9, default 6; zstd 1-19, default 3).
+    #[arg(long, value_name = "N")]
+    pub level: Option<i32>,
+    /// Write volumes of at most SIZE (4G, 3900M, ...) as FILE.000, FILE.001, ... for
+    /// removable media; `load -i FILE.000` joins them.
+    #[arg(long, value_name = "SIZE")]
+    pub split: Option<String>,
+    /// Leave out the layers the receiving store already has, as listed by `airlock
+    /// inventory` run there; the archive says it is incremental, and only airlock loads it.
+    #[arg(long, value_name = "INVENTORY")]
+    pub incremental_from: Option<PathBuf>,
+}
+
+/// Which images: shared by `save`, `copy` and `push`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SelectArgs {
+    /// Select images whose name matches this glob (`k8s*`, `*/pause:*`); repeatable.
+    #[arg(long = "match", value_name = "PATTERN")]
+    pub matches: Vec<String>,
+    /// Every image of the source.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Which platforms of a registry image: shared by `pull` and `copy`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PlatformArgs {
+    /// Keep only this platform of a multi-platform image, os/arch[/variant].
+    #[arg(long, conflicts_with = "all_platforms")]
+    pub platform: Option<String>,
+    /// Keep every platform (the index is kept whole).
+    #[arg(long)]
+    pub all_platforms: bool,
+}

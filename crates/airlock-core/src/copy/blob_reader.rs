@@ -1,0 +1,391 @@
+//! The one verifying reader every blob passes through on its way to a destination.
+//!
+//! Like containers/image's digesting reader, it hashes what the destination reads and, at
+//! the end of the stream, fails the last read when the bytes do not hash to the digest (or
+//! size) that names them: a destination that writes through a temporary file never renames
+//! bad bytes into place, because its copy loop sees the error before it commits. It also
+//! counts progress where the bytes are read, and, for layers whose diffID nobody has checked
+//! yet (a registry pull), decompresses a copy on a helper thread to learn it.
+
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::compression::{self, ChunkReader, Compression};
+use crate::digest::{self, Digest, Hasher};
+use crate::error::{Error, Result};
+
+/// What the bytes of a blob must be.
+#[derive(Clone, Debug, Default)]
+pub struct Expect {
+    /// The digest that names the blob (None: learn it while reading).
+    pub digest: Option<Digest>,
+    /// Its size, when known.
+    pub size: Option<u64>,
+    /// Decompress a copy to learn the diffID (when the blob starts with gzip/zstd magic).
+    pub diff_id: bool,
+}
+
+/// Chunks above this size are hashed on a helper thread, overlapping the destination's
+/// writes; small blobs (configs, manifests) are hashed inline.
+const THREAD_HASH_ABOVE: usize = 64 << 10;
+
+/// A reader that verifies, counts and (optionally) learns the diffID of one blob.
+pub struct BlobReader<'a> {
+    inner: Box<dyn Read + 'a>,
+    label: String,
+    expect: Expect,
+    hasher: HashSide,
+    read: u64,
+    progress: Option<Arc<AtomicU64>>,
+    diff: Option<DiffSide>,
+    first: bool,
+    outcome: Option<std::result::Result<Digest, String>>,
+}
+
+enum HashSide {
+    Inline(Hasher),
+    Thread {
+        tx: Option<SyncSender<Vec<u8>>>,
+        done: Option<JoinHandle<Hasher>>,
+    },
+}
+
+struct DiffSide {
+    codec: Compression,
+    tx: Option<SyncSender<io::Result<Vec<u8>>>>,
+    done: Option<JoinHandle<std::result::Result<Digest, String>>>,
+}
+
+/// The facts a finished [`BlobReader`] learned.
+#[derive(Clone, Debug)]
+pub struct BlobFacts {
+    /// Digest of the bytes (verified against the expected one, if any).
+    pub digest: Digest,
+    /// Number of bytes.
+    pub size: u64,
+    /// How the blob is compressed (from its first bytes).
+    pub compression: Compression,
+    /// Digest of the uncompressed bytes, when asked for and the blob is gzip or zstd;
+    /// `Err` carries the decoder's complaint.
+    pub diff_id: Option<std::result::Result<Digest, String>>,
+}
+
+impl<'a> BlobReader<'a> {
+    /// Wrap `inner`; `label` names the blob in errors ("layer sha256:… of registry x").
+    pub fn new(
+        inner: Box<dyn Read + 'a>,
+        label: impl Into<String>,
+        expect: Expect,
+        progress: Option<Arc<AtomicU64>>,
+    ) -> Self {
+        let big = expect.size.is_none_or(|s| s > THREAD_HASH_ABOVE as u64);
+        let hasher = if big {
+            let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(8);
+            let done = std::thread::spawn(move || {
+                let mut h = Hasher::new();
+                for chunk in rx {
+                    h.update(&chunk);
+                }
+                h
+            });
+            HashSide::Thread {
+                tx: Some(tx),
+                done: Some(done),
+            }
+        } else {
+            HashSide::Inline(Hasher::new())
+        };
+        BlobReader {
+            inner,
+            label: label.into(),
+            expect,
+            hasher,
+            read: 0,
+            progress,
+            diff: None,
+            first: true,
+            outcome: None,
+        }
+    }
+
+    /// The label given at creation.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn start_diff(&mut self, head: &[u8]) {
+        let codec = Compression::detect(head);
+        if !self.expect.diff_id || !matches!(codec, Compression::Gzip | Compression::Zstd) {
+            self.diff = Some(DiffSide {
+                codec,
+                tx: None,
+                done: None,
+            });
+            return;
+        }
+        let (tx, rx): (_, Receiver<io::Result<Vec<u8>>>) = mpsc::sync_channel(8);
+        let done = std::thread::spawn(move || {
+            let dec = compression::decoder(codec, ChunkReader::new(rx));
+            digest::hash_reader(dec)
+                .map(|(d, _)| d)
+                .map_err(|e| e.to_string())
+        });
+        self.diff = Some(DiffSide {
+            codec,
+            tx: Some(tx),
+            done: Some(done),
+        });
+    }
+
+    fn feed(&mut self, chunk: &[u8]) {
+        match &mut self.hasher {
+            HashSide::Inline(h) => h.update(chunk),
+            HashSide::Thread { tx, .. } => {
+                if let Some(t) = tx {
+                    if t.send(chunk.to_vec()).is_err() {
+                        *tx = None;
+                    }
+                }
+            }
+        }
+        if let Some(d) = &mut self.diff {
+            if let Some(t) = &d.tx {
+                if t.send(Ok(chunk.to_vec())).is_err() {
+                    // The decoder gave up on a damaged stream; it reports at the end.
+                    d.tx = None;
+                }
+            }
+        }
+    }
+
+    /// End of stream: compare with what was expected. Runs once.
+    fn conclude(&mut self) -> std::result::Result<Digest, String> {
+        if let Some(o) = &self.outcome {
+            return o.clone();
+        }
+        let hasher = match std::mem::replace(&mut self.hasher, HashSide::Inline(Hasher::new())) {
+            HashSide::Inline(h) => h,
+            HashSide::Thread { tx, done } => {
+                drop(tx);
+                done.and_then(|d| d.join().ok()).unwrap_or_else(Hasher::new)
+            }
+        };
+        let actual = hasher.finish();
+        let outcome = match (&self.expect.digest, self.expect.size) {
+            (_, Some(size)) if size != self.read => Err(format!(
+                "{}: descriptor says {size} bytes, found {}",
+                self.label, self.read
+            )),
+            (Some(exp), _) if exp != &actual => {
+                Err(format!("{}: expected {exp}, got {actual}", self.label))
+            }
+            _ => Ok(actual),
+        };
+        self.outcome = Some(outcome.clone());
+        outcome
+    }
+
+    /// The verified digest, once the stream has been read to its end and matched.
+    pub fn verified_digest(&self) -> Option<Digest> {
+        self.outcome.as_ref().and_then(|o| o.as_ref().ok().cloned())
+    }
+
+    /// Bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read
+    }
+
+    /// Read to the end (what the destination left unread is checked too) and return the
+    /// verified facts; the error names the blob, the expected and the actual digest.
+    pub fn finish(&mut self) -> Result<BlobFacts> {
+        io::copy(self, &mut io::sink()).map_err(|e| self.to_error(e))?;
+        let digest = self.conclude().map_err(|_| self.mismatch_error())?;
+        let diff = self.diff.take();
+        let (compression, diff_id) = match diff {
+            None => (Compression::None, None),
+            Some(DiffSide { codec, tx, done }) => {
+                drop(tx);
+                let d = done.map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("decoder thread panicked".into()))
+                });
+                (codec, d)
+            }
+        };
+        Ok(BlobFacts {
+            digest,
+            size: self.read,
+            compression,
+            diff_id,
+        })
+    }
+
+    fn mismatch_error(&self) -> Error {
+        match (&self.expect.digest, self.expect.size) {
+            (_, Some(size)) if size != self.read => Error::SizeMismatch {
+                path_in_archive: self.label.clone(),
+                expected: size,
+                actual: self.read,
+            },
+            (Some(exp), _) => Error::DigestMismatch {
+                what: "blob",
+                path_in_archive: self.label.clone(),
+                expected: exp.clone(),
+                actual: match &self.outcome {
+                    Some(Err(msg)) => msg
+                        .rsplit("got ")
+                        .next()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or_else(|| exp.clone()),
+                    _ => exp.clone(),
+                },
+            },
+            _ => Error::Usage(format!("{}: verification failed", self.label)),
+        }
+    }
+
+    /// Turn an error a destination got from this reader back into the typed one.
+    pub fn to_error(&self, e: io::Error) -> Error {
+        if e.kind() == io::ErrorKind::InvalidData
+            && self.outcome.as_ref().is_some_and(|o| o.is_err())
+        {
+            return self.mismatch_error();
+        }
+        crate::store::staging_read_error(&self.label, e)
+    }
+}
+
+impl Read for BlobReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(o) = &self.outcome {
+            return match o {
+                Ok(_) => Ok(0),
+                Err(msg) => Err(io::Error::new(io::ErrorKind::InvalidData, msg.clone())),
+            };
+        }
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            if self.diff.is_none() {
+                self.start_diff(&[]);
+            }
+            return match self.conclude() {
+                Ok(_) => Ok(0),
+                Err(msg) => Err(io::Error::new(io::ErrorKind::InvalidData, msg)),
+            };
+        }
+        if self.first {
+            self.first = false;
+            self.start_diff(&buf[..n.min(compression::MAGIC_LEN)]);
+        }
+        self.read += n as u64;
+        if let Some(limit) = self.expect.size {
+            if self.read > limit {
+                self.outcome = Some(Err(format!(
+                    "{}: descriptor says {limit} bytes, found more",
+                    self.label
+                )));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: longer than its descriptor says", self.label),
+                ));
+            }
+        }
+        self.feed(&buf[..n]);
+        if let Some(p) = &self.progress {
+            p.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(bytes: &'static [u8], expect: Expect) -> BlobReader<'static> {
+        BlobReader::new(Box::new(bytes), "blob x", expect, None)
+    }
+
+    #[test]
+    fn passes_matching_bytes_and_counts_progress() {
+        let counter = Arc::new(AtomicU64::new(0));
+        let mut r = BlobReader::new(
+            Box::new(&b"hello"[..]),
+            "blob x",
+            Expect {
+                digest: Some(Digest::of(b"hello")),
+                size: Some(5),
+                diff_id: false,
+            },
+            Some(counter.clone()),
+        );
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"hello");
+        let facts = r.finish().unwrap();
+        assert_eq!(facts.digest, Digest::of(b"hello"));
+        assert_eq!(counter.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn fails_the_last_read_on_a_wrong_digest() {
+        let mut r = reader(
+            b"hellO",
+            Expect {
+                digest: Some(Digest::of(b"hello")),
+                size: Some(5),
+                diff_id: false,
+            },
+        );
+        let mut out = Vec::new();
+        let e = r.read_to_end(&mut out).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        match r.finish() {
+            Err(Error::DigestMismatch {
+                expected, actual, ..
+            }) => {
+                assert_eq!(expected, Digest::of(b"hello"));
+                assert_eq!(actual, Digest::of(b"hellO"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_blob_longer_than_its_descriptor_fails() {
+        let mut r = reader(
+            b"hello!",
+            Expect {
+                digest: None,
+                size: Some(5),
+                diff_id: false,
+            },
+        );
+        assert!(matches!(r.finish(), Err(Error::SizeMismatch { .. })));
+    }
+
+    #[test]
+    fn learns_the_diff_id_of_a_gzip_blob() {
+        use std::io::Write;
+        let plain: Vec<u8> = (0..200_000u32).map(|i| (i % 7) as u8).collect();
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&plain).unwrap();
+        let gz = enc.finish().unwrap();
+        let mut r = BlobReader::new(
+            Box::new(std::io::Cursor::new(gz.clone())),
+            "layer",
+            Expect {
+                digest: Some(Digest::of(&gz)),
+                size: Some(gz.len() as u64),
+                diff_id: true,
+            },
+            None,
+        );
+        let facts = r.finish().unwrap();
+        assert_eq!(facts.compression, Compression::Gzip);
+        assert_eq!(facts.diff_id.unwrap().unwrap(), Digest::of(&plain));
+    }
+}

@@ -1,0 +1,206 @@
+//! The copy engine: the one path every command that moves images takes.
+//!
+//! It owns what containers/image's `copy/` package owns: which blobs go (each once, none the
+//! destination has, foreign layers left where they are), verification (every blob through
+//! one [`BlobReader`]: digest and size at the end, the diffID of layers whose source has not
+//! checked it), parallelism (as many blobs at once as the destination takes, on one worker
+//! pool) and progress (counted where bytes are read). Destinations only write.
+//!
+//! Two schedules share it: [`copy_images`] for sources with random access (the store, a
+//! registry), where the destination learns the plan first; and [`stream`] for archives and
+//! the Docker Engine, read once front to back, each blob handed on as it streams by.
+
+pub mod blob_reader;
+pub mod stream;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+pub use blob_reader::{BlobFacts, BlobReader, Expect};
+
+use crate::compression::{self, Compression};
+use crate::digest::{self, Digest};
+use crate::error::{Error, Result};
+use crate::spec::Descriptor;
+use crate::store::TagChange;
+use crate::transport::{ImageDestination, ImageSource, SourceImage};
+
+/// How a copy runs.
+#[derive(Clone, Debug, Default)]
+pub struct CopyOptions {
+    /// Bytes read from the source are added here (a progress display reads it).
+    pub progress: Option<Arc<AtomicU64>>,
+}
+
+/// Every blob `images` need, each once, in the order a reader wants them: root, manifests,
+/// configs, layers.
+pub fn blobs_of(images: &[SourceImage]) -> Vec<Descriptor> {
+    let mut seen = BTreeSet::new();
+    images
+        .iter()
+        .flat_map(|i| i.blobs())
+        .filter(|b| seen.insert(b.digest.clone()))
+        .collect()
+}
+
+/// Layer digest -> diffID, for the layers of `images`.
+fn expected_diff_ids(images: &[SourceImage]) -> BTreeMap<Digest, Digest> {
+    images
+        .iter()
+        .flat_map(|i| &i.platforms)
+        .flat_map(|p| p.manifest.layers.iter().zip(&p.diff_ids))
+        .map(|(l, d)| (l.digest.clone(), d.clone()))
+        .collect()
+}
+
+/// Copy `images` from `source` to `dest`: every blob once, none the destination has.
+pub fn copy_images(
+    source: &dyn ImageSource,
+    images: &[SourceImage],
+    mut dest: Box<dyn ImageDestination + '_>,
+    opts: &CopyOptions,
+) -> Result<Vec<TagChange>> {
+    dest.begin(images)?;
+    let check_diffs = (!source.diff_ids_verified()).then(|| expected_diff_ids(images));
+    let blobs: Vec<Descriptor> = blobs_of(images)
+        .into_iter()
+        // A foreign layer (with urls) the source lacks stays where its urls point.
+        .filter(|b| source.has_blob(&b.digest) || b.urls.is_none())
+        .collect();
+    let dest_ref: &dyn ImageDestination = dest.as_ref();
+    run_pool(dest_ref.parallelism(), &blobs, |blob| {
+        if dest_ref.has_blob(&blob.digest) {
+            return Ok(());
+        }
+        let diff = check_diffs.as_ref().and_then(|m| m.get(&blob.digest));
+        let label = format!("blob {} from {}", blob.digest, source.describe());
+        let mut reader = BlobReader::new(
+            source.open_blob(&blob.digest)?,
+            label,
+            Expect {
+                digest: Some(blob.digest.clone()),
+                size: Some(blob.size),
+                diff_id: diff.is_some(),
+            },
+            opts.progress.clone(),
+        );
+        dest_ref.put_blob(blob, &mut reader)?;
+        let facts = reader.finish()?;
+        if let Some(expected) = diff {
+            check_diff_id(&facts, expected, reader.label())?;
+        }
+        Ok(())
+    })?;
+    for (blob, diff_id) in dest.uncompressed_copies() {
+        put_uncompressed(source, dest.as_ref(), &blob, &diff_id)?;
+    }
+    dest.finish(images)
+}
+
+/// A layer's diffID, learned while it streamed, must be the one its config names.
+pub(crate) fn check_diff_id(facts: &BlobFacts, expected: &Digest, label: &str) -> Result<()> {
+    let actual = match &facts.diff_id {
+        None => facts.digest.clone(),
+        Some(Ok(d)) => d.clone(),
+        Some(Err(msg)) => {
+            return Err(Error::Decompress {
+                codec: facts.compression.name(),
+                detail: format!("{label}: {msg}"),
+            })
+        }
+    };
+    if &actual != expected {
+        return Err(Error::DiffIdMismatch {
+            index: 0,
+            path_in_archive: label.to_string(),
+            expected: expected.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Write the uncompressed form of a compressed layer under its diffID. A tar header needs
+/// the size first, so the layer is decompressed twice: once to count (and prove the
+/// diffID), once to write.
+fn put_uncompressed(
+    source: &dyn ImageSource,
+    dest: &dyn ImageDestination,
+    blob: &Descriptor,
+    diff_id: &Digest,
+) -> Result<()> {
+    if dest.has_blob(diff_id) {
+        return Ok(());
+    }
+    let codec = if blob.media_type.ends_with("zstd") {
+        Compression::Zstd
+    } else {
+        Compression::Gzip
+    };
+    let decode_err = |e: std::io::Error| Error::Decompress {
+        codec: codec.name(),
+        detail: format!("layer {}: {e}", blob.digest),
+    };
+    let (actual, size) =
+        digest::hash_reader(compression::decoder(codec, source.open_blob(&blob.digest)?))
+            .map_err(decode_err)?;
+    if &actual != diff_id {
+        return Err(Error::DiffIdMismatch {
+            index: 0,
+            path_in_archive: format!("layer {}", blob.digest),
+            expected: diff_id.clone(),
+            actual,
+        });
+    }
+    let plain = Descriptor::new(crate::spec::media_type::OCI_LAYER, diff_id.clone(), size);
+    let mut reader = BlobReader::new(
+        Box::new(compression::decoder(codec, source.open_blob(&blob.digest)?)),
+        format!("uncompressed copy of layer {}", blob.digest),
+        Expect {
+            digest: Some(diff_id.clone()),
+            size: Some(size),
+            diff_id: false,
+        },
+        None,
+    );
+    dest.put_blob(&plain, &mut reader)?;
+    reader.finish().map(|_| ())
+}
+
+/// Run `work` over `items` on `workers` threads (in order on the caller's thread when one);
+/// the first error stops the pool and is returned.
+pub(crate) fn run_pool<T: Sync>(
+    workers: usize,
+    items: &[T],
+    work: impl Fn(&T) -> Result<()> + Sync,
+) -> Result<()> {
+    let workers = workers.clamp(1, items.len().max(1));
+    if workers == 1 {
+        return items.iter().try_for_each(work);
+    }
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= items.len() || stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Err(e) = work(&items[i]) {
+                    stop.store(true, Ordering::SeqCst);
+                    if let Ok(mut f) = failure.lock() {
+                        f.get_or_insert(e);
+                    }
+                    return;
+                }
+            });
+        }
+    });
+    match failure.into_inner().ok().flatten() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,168 @@
+//! The streaming schedule of the copy engine: an archive (a file, standard input, split
+//! volumes, the Docker Engine's `docker save` stream) or a layout directory is read once,
+//! front to back, and every blob goes straight to the destination through the verifying
+//! reader as it streams by. Nothing is staged unless the destination is the store (whose
+//! commit is all or nothing) or must know every image before the first blob (a registry).
+//!
+//! Which images exist is only known at the end (Docker <= 24 writes `manifest.json` last),
+//! so the destination learns them in [`ImageDestination::finish`], after `resolve` has
+//! checked every config against its digest and every layer against its diffID; a
+//! destination makes nothing visible before that.
+
+use std::cell::RefCell;
+use std::io::Read;
+use std::path::PathBuf;
+
+use crate::archive::reader::{self, deliver_bytes, ArchiveContents};
+use crate::archive::resolve::{self, BlobLookup, Dialect};
+use crate::archive::writer::INCREMENTAL_FILE;
+use crate::compression::{self, Compression, ReadAhead};
+use crate::copy::{copy_images, CopyOptions};
+use crate::error::{Error, Result};
+use crate::store::{Store, TagChange};
+use crate::transport::staged::{StagedSource, StagingDestination};
+use crate::transport::{ImageDestination, SourceImage};
+
+/// Where an archive is read from.
+pub enum ArchiveInput {
+    /// A tar stream, plain or compressed (gzip, zstd, xz, bzip2: detected by magic).
+    Stream(Box<dyn Read + Send>),
+    /// An OCI layout, or an unpacked docker-archive, on disk.
+    Dir(PathBuf),
+}
+
+/// What a streamed copy found and did.
+pub struct StreamReport {
+    /// The dialect recognised.
+    pub dialect: Dialect,
+    /// How the whole stream was compressed.
+    pub compression: Compression,
+    /// The images copied (after selection and renaming).
+    pub images: Vec<SourceImage>,
+    /// What happened to each name at the destination.
+    pub changes: Vec<TagChange>,
+}
+
+/// Picks and renames the images of a source once they are known.
+pub type Chooser<'c> = &'c dyn Fn(Vec<SourceImage>) -> Result<Vec<SourceImage>>;
+
+/// Read an archive once and copy the images `choose` keeps into `dest`.
+///
+/// A destination that needs the plan first ([`ImageDestination::needs_plan`]) gets it from
+/// a staging area in `store`, filled by the same pass; every other destination receives each
+/// blob as it streams by.
+pub fn copy_archive(
+    input: ArchiveInput,
+    dest: Box<dyn ImageDestination + '_>,
+    choose: Chooser<'_>,
+    store: Option<&Store>,
+    opts: &CopyOptions,
+) -> Result<StreamReport> {
+    if dest.needs_plan() {
+        let store = store.ok_or_else(|| {
+            Error::Usage(format!(
+                "{} needs every image before the first blob: give a store to stage in",
+                dest.describe()
+            ))
+        })?;
+        let staging = store.staging()?;
+        let stage = StagingDestination::new(&staging, Some(store));
+        let (dialect, compression, contents) = read(input, &stage)?;
+        let lookup = BlobLookup {
+            contents: &contents,
+            store: Some(store),
+            generated: RefCell::default(),
+        };
+        let all = resolve_images(&lookup)?;
+        for bytes in lookup.generated.borrow().values() {
+            staging.write_bytes(bytes)?;
+        }
+        let images = choose(all)?;
+        let source = StagedSource::new(&staging, Some(store), images.clone());
+        let changes = copy_images(&source, &images, dest, opts)?;
+        return Ok(StreamReport {
+            dialect,
+            compression,
+            images,
+            changes,
+        });
+    }
+    let (dialect, compression, contents) = read(input, dest.as_ref())?;
+    let lookup = BlobLookup {
+        contents: &contents,
+        store: dest.store(),
+        generated: RefCell::default(),
+    };
+    let all = resolve_images(&lookup)?;
+    let images = choose(all)?;
+    // Manifests made for docker-archive images go last, once the images are known.
+    let generated = lookup.generated.into_inner();
+    for img in &images {
+        for p in &img.platforms {
+            let d = &p.descriptor.digest;
+            if let Some(bytes) = generated.get(d) {
+                if !dest.has_blob(d) {
+                    deliver_bytes(dest.as_ref(), bytes, d, &format!("manifest {d}"))?;
+                }
+            }
+        }
+    }
+    let changes = dest.finish(&images)?;
+    Ok(StreamReport {
+        dialect,
+        compression,
+        images,
+        changes,
+    })
+}
+
+/// One pass over the input, every blob handed to `dest`.
+fn read(
+    input: ArchiveInput,
+    dest: &dyn ImageDestination,
+) -> Result<(Dialect, Compression, ArchiveContents)> {
+    let (codec, contents) = match input {
+        ArchiveInput::Dir(dir) => (Compression::None, reader::read_directory(&dir, dest)?),
+        ArchiveInput::Stream(stream) => {
+            let (codec, decoded) = compression::auto_decoder(stream)
+                .map_err(|e| Error::stream("read the archive", e))?;
+            // Decompression (or the disk read) runs one buffer ahead on its own thread.
+            let mut ahead = ReadAhead::new(decoded, 1 << 20, 4);
+            let contents = reader::read_archive(&mut ahead, dest).map_err(|e| match e {
+                Error::Stream { context, source } if codec != Compression::None => {
+                    Error::Decompress {
+                        codec: codec.name(),
+                        detail: format!("{context}: {source}"),
+                    }
+                }
+                other => other,
+            })?;
+            (codec, contents)
+        }
+    };
+    Ok((resolve::dialect_of(&contents), codec, contents))
+}
+
+/// Every image of the archive, verified; errors say what really happened when the stream
+/// stopped early or an incremental archive's base is missing.
+fn resolve_images(lookup: &BlobLookup) -> Result<Vec<SourceImage>> {
+    let contents = lookup.contents;
+    resolve::resolve(lookup)
+        .map(|(_, images)| images)
+        .map_err(|e| match e {
+            Error::MissingBlob { missing, .. }
+                if contents.metadata.contains_key(INCREMENTAL_FILE) && !contents.cut_short =>
+            {
+                Error::IncrementalBaseMissing { missing }
+            }
+            Error::NoImage { .. } | Error::MissingBlob { .. } if contents.cut_short => {
+                Error::Truncated {
+                    detail: format!(
+                        "the stream ended after {} files without the end-of-archive marker ({e})",
+                        contents.files.len() + contents.metadata.len()
+                    ),
+                }
+            }
+            other => other,
+        })
+}

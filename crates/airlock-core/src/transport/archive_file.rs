@@ -1,0 +1,195 @@
+//! An archive file as a destination: the archive writer over a file written under a
+//! temporary name and renamed only when complete and on disk, over split volumes for
+//! removable media, or over standard output.
+
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::inventory::Inventory;
+use super::volumes::SharedSplitWriter;
+use super::{ImageDestination, SourceImage};
+use crate::archive::writer::{ArchiveFormat, ArchiveWriter};
+use crate::compression::{self, Compression};
+use crate::copy::BlobReader;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::spec::Descriptor;
+use crate::store::durable::SyncingFile;
+use crate::store::TagChange;
+
+/// Where the archive's bytes go.
+#[derive(Clone, Debug)]
+pub enum ArchiveTarget {
+    /// One file, replaced atomically.
+    File(PathBuf),
+    /// Volumes `PATH.000`, `PATH.001`, ... of at most this many bytes.
+    Split(PathBuf, u64),
+    /// Standard output (the caller refuses a terminal).
+    Stdout,
+}
+
+/// How an archive is written.
+#[derive(Clone, Debug)]
+pub struct ArchiveOptions {
+    /// `docker` (hybrid, loads everywhere) or `oci`.
+    pub format: ArchiveFormat,
+    /// Compression of the whole stream.
+    pub compression: Compression,
+    /// Compression level.
+    pub level: Option<i32>,
+    /// Leave out the layers this inventory lists (an incremental archive).
+    pub incremental: Option<Inventory>,
+}
+
+impl Default for ArchiveOptions {
+    fn default() -> Self {
+        ArchiveOptions {
+            format: ArchiveFormat::Docker,
+            compression: Compression::None,
+            level: None,
+            incremental: None,
+        }
+    }
+}
+
+enum Output {
+    File(tempfile::NamedTempFile, PathBuf),
+    Split(SharedSplitWriter),
+    Stdout,
+}
+
+/// The archive writer plus what must happen to its output once it is complete.
+pub struct ArchiveFileDestination {
+    writer: ArchiveWriter,
+    output: Output,
+    wrote: Arc<Mutex<Vec<PathBuf>>>,
+}
+
+fn dir_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+impl ArchiveFileDestination {
+    /// Start an archive at `target`.
+    pub fn create(target: &ArchiveTarget, opts: &ArchiveOptions) -> Result<Self> {
+        let (out, output): (Box<dyn Write + Send>, Output) = match target {
+            ArchiveTarget::File(path) => {
+                let dir = dir_of(path);
+                let tmp = tempfile::Builder::new()
+                    .prefix(".airlock-")
+                    .tempfile_in(dir)
+                    .map_err(|e| Error::io("create a file in", dir, e))?;
+                let file = tmp
+                    .as_file()
+                    .try_clone()
+                    .map_err(|e| Error::io("open", tmp.path(), e))?;
+                // Writeback runs in the background so the final fsync has little left to do.
+                let syncing =
+                    SyncingFile::new(file).map_err(|e| Error::io("open", tmp.path(), e))?;
+                (
+                    Box::new(BufWriter::with_capacity(1 << 20, syncing)),
+                    Output::File(tmp, path.clone()),
+                )
+            }
+            ArchiveTarget::Split(path, size) => {
+                let volumes = SharedSplitWriter::new(path, *size);
+                (
+                    Box::new(BufWriter::with_capacity(1 << 20, volumes.clone())),
+                    Output::Split(volumes),
+                )
+            }
+            ArchiveTarget::Stdout => (
+                Box::new(BufWriter::with_capacity(1 << 20, StdoutWriter)),
+                Output::Stdout,
+            ),
+        };
+        let mut writer = ArchiveWriter::new(
+            out,
+            opts.format,
+            opts.compression,
+            opts.level,
+            compression::default_threads(),
+        )?;
+        if let Some(inv) = &opts.incremental {
+            writer = writer.incremental(inv.blobs.clone(), inv.digest.clone());
+        }
+        Ok(ArchiveFileDestination {
+            writer,
+            output,
+            wrote: Arc::default(),
+        })
+    }
+
+    /// The files written, known once the copy has finished (volumes, or the one file).
+    pub fn written_files(&self) -> Arc<Mutex<Vec<PathBuf>>> {
+        self.wrote.clone()
+    }
+}
+
+impl ImageDestination for ArchiveFileDestination {
+    fn describe(&self) -> String {
+        match &self.output {
+            Output::File(_, p) => format!("the archive {}", p.display()),
+            Output::Split(_) => "the split archive".into(),
+            Output::Stdout => "the archive on standard output".into(),
+        }
+    }
+    fn begin(&mut self, images: &[SourceImage]) -> Result<()> {
+        self.writer.begin(images)
+    }
+    fn has_blob(&self, digest: &Digest) -> bool {
+        self.writer.has_blob(digest)
+    }
+    fn uncompressed_copies(&self) -> Vec<(Descriptor, Digest)> {
+        self.writer.uncompressed_copies()
+    }
+    fn put_blob(&self, blob: &Descriptor, data: &mut BlobReader<'_>) -> Result<()> {
+        self.writer.put_blob(blob, data)
+    }
+    fn put_unnamed_blob(&self, hint: &str, size: u64, data: &mut BlobReader<'_>) -> Result<Digest> {
+        self.writer.put_unnamed_blob(hint, size, data)
+    }
+    fn finish(self: Box<Self>, images: &[SourceImage]) -> Result<Vec<TagChange>> {
+        let ArchiveFileDestination {
+            writer,
+            output,
+            wrote,
+        } = *self;
+        let changes = Box::new(writer).finish(images)?;
+        let paths = match output {
+            Output::File(tmp, path) => {
+                let fail = |e| Error::io("finish", tmp.path(), e);
+                // A temp file is private (0600); an archive is meant to be handed on.
+                tmp.as_file()
+                    .set_permissions(std::fs::Permissions::from_mode(0o644))
+                    .map_err(fail)?;
+                tmp.as_file().sync_all().map_err(fail)?;
+                tmp.persist(&path)
+                    .map_err(|e| Error::io("rename the output to", &path, e.error))?;
+                vec![path]
+            }
+            Output::Split(volumes) => volumes.finish()?,
+            Output::Stdout => Vec::new(),
+        };
+        if let Ok(mut w) = wrote.lock() {
+            *w = paths;
+        }
+        Ok(changes)
+    }
+}
+
+/// Standard output without its line buffering.
+struct StdoutWriter;
+
+impl Write for StdoutWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::stdout().lock().write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().lock().flush()
+    }
+}

@@ -1,0 +1,82 @@
+//! The inventory: what a store holds, written on the far side (`airlock inventory`) and read
+//! on the near side (`save --incremental-from`) to leave out the layers already there.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// The `kind` every inventory carries.
+pub const INVENTORY_KIND: &str = "airlock-inventory/v1";
+
+/// What a store holds, as written to a file.
+#[derive(Clone, Debug)]
+pub struct Inventory {
+    /// Every blob digest of the store.
+    pub blobs: BTreeSet<Digest>,
+    /// Digest of the inventory file itself (recorded in an incremental archive).
+    pub digest: Digest,
+}
+
+/// The inventory document of a store.
+pub fn of_store(store: &Store) -> Result<Vec<u8>> {
+    let blobs: Vec<String> = store
+        .blob_digests()?
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    let doc = serde_json::json!({ "kind": INVENTORY_KIND, "blobs": blobs });
+    serde_json::to_vec_pretty(&doc).map_err(|e| Error::Usage(format!("cannot encode JSON: {e}")))
+}
+
+/// Read an inventory file.
+pub fn read(path: &Path) -> Result<Inventory> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    parse(&bytes, &path.display().to_string())
+}
+
+/// Parse an inventory document; `label` names it in errors.
+pub fn parse(bytes: &[u8], label: &str) -> Result<Inventory> {
+    let not_one = |detail: String| {
+        Error::Usage(format!(
+            "{label} is not an inventory written by `airlock inventory`{detail}"
+        ))
+    };
+    let doc: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| not_one(format!(": {e}")))?;
+    if doc.get("kind").and_then(|k| k.as_str()) != Some(INVENTORY_KIND) {
+        return Err(not_one(String::new()));
+    }
+    let mut blobs = BTreeSet::new();
+    for b in doc["blobs"].as_array().into_iter().flatten() {
+        let d = b
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Error::Usage(format!("{label}: '{b}' is not a digest")))?;
+        blobs.insert(d);
+    }
+    Ok(Inventory {
+        blobs,
+        digest: Digest::of(bytes),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_refuses_other_json() {
+        let d = Digest::of(b"x");
+        let doc = serde_json::json!({ "kind": INVENTORY_KIND, "blobs": [d.to_string()] });
+        let bytes = serde_json::to_vec(&doc).unwrap();
+        let inv = parse(&bytes, "inv.json").unwrap();
+        assert!(inv.blobs.contains(&d));
+        assert_eq!(inv.digest, Digest::of(&bytes));
+        let e = parse(br#"{"kind":"other"}"#, "inv.json").unwrap_err();
+        assert!(e.to_string().contains("not an inventory"), "{e}");
+        assert!(parse(br#"{"kind":"airlock-inventory/v1","blobs":["nope"]}"#, "i").is_err());
+    }
+}

@@ -1,0 +1,405 @@
+//! "Copy A to B" for a library user: every transport name opened here, and every command
+//! (`load`, `save`, `copy`, `push`, `pull`, `verify`, `load --into`) a call of [`copy`].
+//!
+//! Sources with random access (the store, a registry) go through the copy engine's planned
+//! schedule; archives, layout directories and the Docker Engine's stream through its
+//! streaming one. Either way each byte is read once and written once: the only staging is
+//! the store's own (all or nothing) and, when a registry is the destination of a stream,
+//! the staging a registry needs to know every image first.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use airlock_core::archive::Dialect;
+use airlock_core::compression::Compression;
+use airlock_core::copy::stream::{copy_archive, ArchiveInput};
+use airlock_core::copy::{copy_images, CopyOptions};
+use airlock_core::reference::glob_match;
+use airlock_core::store::{Store, TagChange};
+use airlock_core::transport::archive_file::{
+    ArchiveFileDestination, ArchiveOptions, ArchiveTarget,
+};
+use airlock_core::transport::discard::DiscardDestination;
+use airlock_core::transport::name::TransportName;
+use airlock_core::transport::ocidir::OciDirDestination;
+use airlock_core::transport::store::{StoreDestination, StoreSource};
+use airlock_core::transport::{select, volumes, ImageDestination, ImageSource, SourceImage};
+use airlock_core::{Error, Reference};
+
+use crate::registry::pull::{blame_registry, pull, PlatformChoice};
+use crate::registry::push::{PushReport, RegistryDestination};
+use crate::registry::{Registry, RegistryOptions, RegistryTarget};
+use crate::{Engine, RemoteError, Result};
+
+/// Which images of the source to copy.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// Names, image IDs, short IDs, manifest digests, `repo@sha256:...`.
+    pub queries: Vec<String>,
+    /// Globs over names (`k8s*`, `*/pause:*`).
+    pub patterns: Vec<String>,
+    /// Every image.
+    pub all: bool,
+}
+
+impl Selection {
+    fn is_empty(&self) -> bool {
+        self.queries.is_empty() && self.patterns.is_empty() && !self.all
+    }
+}
+
+/// Progress counters the caller can draw: bytes read so far, and the total once known.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    /// Bytes read from the source.
+    pub done: Arc<AtomicU64>,
+    /// Bytes expected (0 while unknown).
+    pub total: Arc<AtomicU64>,
+}
+
+/// Everything a copy can be asked to do; each option applies where it makes sense.
+#[derive(Clone, Debug)]
+pub struct CopyRequest {
+    /// Which images.
+    pub selection: Selection,
+    /// How an archive destination is written (format, compression, incremental).
+    pub archive: ArchiveOptions,
+    /// Split an archive destination into volumes of at most this many bytes.
+    pub split: Option<u64>,
+    /// Which platforms of a registry image.
+    pub platform: PlatformChoice,
+    /// Registry TLS and credentials.
+    pub registry: RegistryOptions,
+    /// Progress counters.
+    pub progress: Progress,
+    /// A `docker://` destination is one exact reference even without a tag (`push IMAGE
+    /// HOST/REPO`), not a host and prefix to rename onto.
+    pub exact_destination: bool,
+}
+
+impl Default for CopyRequest {
+    fn default() -> Self {
+        CopyRequest {
+            selection: Selection::default(),
+            archive: ArchiveOptions::default(),
+            split: None,
+            platform: PlatformChoice::Host,
+            registry: RegistryOptions::default(),
+            progress: Progress::default(),
+            exact_destination: false,
+        }
+    }
+}
+
+/// What a copy did.
+#[derive(Debug, Default)]
+pub struct CopyOutcome {
+    /// The images copied, with the names they got.
+    pub images: Vec<SourceImage>,
+    /// What happened to each name (store and layout destinations).
+    pub changes: Vec<TagChange>,
+    /// The Docker Engine's "Loaded image" lines.
+    pub engine_lines: Vec<String>,
+    /// What each pushed name got.
+    pub pushed: Vec<PushReport>,
+    /// Files written (an archive, or its volumes).
+    pub files: Vec<PathBuf>,
+    /// The dialect and compression of an archive source.
+    pub archive: Option<(Dialect, Compression)>,
+}
+
+fn usage(msg: String) -> RemoteError {
+    RemoteError::Core(Error::Usage(msg))
+}
+
+/// A source, opened.
+enum Opened<'a> {
+    Planned(Box<dyn ImageSource + 'a>, Vec<SourceImage>),
+    Stream(ArchiveInput, Option<String>),
+}
+
+fn copy_between(
+    store: &Store,
+    src: &TransportName,
+    dst: Option<&TransportName>,
+    req: &CopyRequest,
+) -> Result<CopyOutcome> {
+    let staging = store.staging()?;
+    let src_registry = match src {
+        TransportName::Registry(r) => {
+            Some(Registry::new(Reference::parse(r)?.domain(), &req.registry)?)
+        }
+        _ => None,
+    };
+    let opened = open_source(store, src, src_registry.as_ref(), req)?;
+    let rename = dst.and_then(|d| match d {
+        TransportName::Registry(_) | TransportName::OciDir(..) => None,
+        other => other.image().map(str::to_string),
+    });
+    let opts = CopyOptions {
+        progress: Some(req.progress.done.clone()),
+    };
+    let mut outcome = CopyOutcome::default();
+    let run = |dest: Box<dyn ImageDestination + '_>| -> airlock_core::Result<Ran> {
+        run_copy(
+            opened,
+            dest,
+            store,
+            &req.selection,
+            rename.as_deref(),
+            &opts,
+        )
+    };
+    let ran = match dst {
+        None => run(Box::new(DiscardDestination))?,
+        Some(TransportName::Store(_)) => run(Box::new(StoreDestination::new(store, &staging)))?,
+        Some(TransportName::DockerArchive(p, _)) | Some(TransportName::OciArchive(p, _)) => {
+            let mut archive = req.archive.clone();
+            if matches!(dst, Some(TransportName::OciArchive(..))) {
+                archive.format = airlock_core::archive::writer::ArchiveFormat::Oci;
+            }
+            let target = match req.split {
+                Some(size) => ArchiveTarget::Split(p.clone(), size),
+                None if p.as_os_str() == "-" => ArchiveTarget::Stdout,
+                None => ArchiveTarget::File(p.clone()),
+            };
+            let dest = ArchiveFileDestination::create(&target, &archive)?;
+            let files = dest.written_files();
+            let ran = run(Box::new(dest))?;
+            outcome.files = files.lock().map(|f| f.clone()).unwrap_or_default();
+            ran
+        }
+        Some(TransportName::OciDir(p, name)) => {
+            let mut dest = OciDirDestination::new(p);
+            if let Some(n) = name {
+                // skopeo's oci:DIR:NAME: NAME is the layout's ref.name, kept as written.
+                dest = dest.with_ref_name(n);
+            }
+            run(Box::new(dest))?
+        }
+        Some(TransportName::DockerDaemon(_)) => {
+            let engine = Engine::from_env()?;
+            let (ran, lines) = engine.load_with(run)?;
+            outcome.engine_lines = lines;
+            ran
+        }
+        Some(TransportName::Registry(r)) => {
+            let target = if req.exact_destination {
+                RegistryTarget::Exact(Reference::parse(r)?)
+            } else {
+                RegistryTarget::parse(r)?
+            };
+            let reg = Registry::new(&target.host(), &req.registry)?;
+            let dest = RegistryDestination::new(&reg, target);
+            let report = dest.report();
+            let ran = run(Box::new(dest))?;
+            outcome.pushed = report.lock().map(|r| r.clone()).unwrap_or_default();
+            ran
+        }
+    };
+    drop(staging);
+    outcome.images = ran.images;
+    outcome.changes = ran.changes;
+    outcome.archive = ran.archive;
+    Ok(outcome)
+}
+
+/// Copy images from `src` to `dst`. `dst` of `None` reads the source through and keeps
+/// nothing: `verify`. Bytes from a registry that do not match their digest are blamed on
+/// it by name.
+pub fn copy(
+    store: &Store,
+    src: &TransportName,
+    dst: Option<&TransportName>,
+    req: &CopyRequest,
+) -> Result<CopyOutcome> {
+    let host = match src {
+        TransportName::Registry(r) => Reference::parse(r).ok().map(|r| r.domain().to_string()),
+        _ => None,
+    };
+    copy_between(store, src, dst, req).map_err(|e| match (&host, e) {
+        (Some(h), RemoteError::Core(c)) if c.to_string().contains(" from registry ") => {
+            blame_registry(h, RemoteError::Core(c))
+        }
+        (_, e) => e,
+    })
+}
+
+struct Ran {
+    images: Vec<SourceImage>,
+    changes: Vec<TagChange>,
+    archive: Option<(Dialect, Compression)>,
+}
+
+fn open_source<'a>(
+    store: &'a Store,
+    src: &TransportName,
+    registry: Option<&'a Registry>,
+    req: &CopyRequest,
+) -> Result<Opened<'a>> {
+    let progress = &req.progress;
+    Ok(match src {
+        TransportName::Store(name) => {
+            let source = StoreSource::new(store)?;
+            let mut sel = req.selection.clone();
+            sel.queries.extend(name.iter().cloned());
+            if sel.is_empty() {
+                return Err(usage(
+                    "name the images: store:NAME (or just NAME), --match PATTERN or --all".into(),
+                ));
+            }
+            let images = select_images(source.images(), &sel)?;
+            set_total(progress, &images);
+            Opened::Planned(Box::new(source), images)
+        }
+        TransportName::DockerArchive(p, name) | TransportName::OciArchive(p, name) => {
+            let (reader, total) = if p.as_os_str() == "-" {
+                (Box::new(std::io::stdin()) as Box<dyn Read + Send>, 0)
+            } else {
+                volumes::open_input(p)?
+            };
+            progress.total.store(total, Ordering::Relaxed);
+            let counted = Counted {
+                inner: reader,
+                done: progress.done.clone(),
+            };
+            Opened::Stream(ArchiveInput::Stream(Box::new(counted)), name.clone())
+        }
+        TransportName::OciDir(p, name) => {
+            Opened::Stream(ArchiveInput::Dir(p.clone()), name.clone())
+        }
+        TransportName::DockerDaemon(name) => {
+            let engine = Engine::from_env()?;
+            let mut names: Vec<String> = name.iter().cloned().collect();
+            names.extend(req.selection.queries.iter().cloned());
+            if !req.selection.patterns.is_empty() || req.selection.all {
+                for img in engine.list_images()? {
+                    for tag in img.repo_tags {
+                        let full = Reference::parse(&tag)
+                            .map(|r| r.to_string())
+                            .unwrap_or_default();
+                        let hit = req.selection.all
+                            || req
+                                .selection
+                                .patterns
+                                .iter()
+                                .any(|p| glob_match(p, &tag) || glob_match(p, &full));
+                        if hit && !names.contains(&tag) {
+                            names.push(tag);
+                        }
+                    }
+                }
+                if names.is_empty() {
+                    return Err(RemoteError::Core(Error::NothingMatches {
+                        pattern: req.selection.patterns.join(" "),
+                    }));
+                }
+            }
+            if names.is_empty() {
+                return Err(usage("name the image: docker-daemon:NAME".into()));
+            }
+            let stream = engine.save_images(&names)?;
+            let counted = Counted {
+                inner: stream,
+                done: progress.done.clone(),
+            };
+            // Everything the engine sends was asked for by name.
+            Opened::Stream(ArchiveInput::Stream(Box::new(counted)), None)
+        }
+        TransportName::Registry(r) => {
+            let reference = Reference::parse(r)?;
+            let reg = registry.expect("a registry client for a registry source");
+            let source = pull(reg, &reference, &req.platform)?;
+            let images = source.images().to_vec();
+            set_total(progress, &images);
+            Opened::Planned(Box::new(source), images)
+        }
+    })
+}
+
+fn set_total(progress: &Progress, images: &[SourceImage]) {
+    let total: u64 = airlock_core::copy::blobs_of(images)
+        .iter()
+        .map(|b| b.size)
+        .sum();
+    progress.total.store(total, Ordering::Relaxed);
+}
+
+fn select_images(
+    images: &[SourceImage],
+    sel: &Selection,
+) -> airlock_core::Result<Vec<SourceImage>> {
+    if sel.is_empty() {
+        return Ok(images.to_vec());
+    }
+    select(images, &sel.queries, &sel.patterns, sel.all)
+}
+
+/// Give the images the destination's name, if it has one (only for a single image).
+fn rename(images: &mut [SourceImage], name: Option<&str>) -> airlock_core::Result<()> {
+    if let Some(n) = name {
+        if images.len() != 1 {
+            return Err(Error::Usage(format!(
+                "the source holds {} images; a destination name fits only one",
+                images.len()
+            )));
+        }
+        images[0].names = vec![Reference::parse(n)?];
+    }
+    Ok(())
+}
+
+fn run_copy(
+    opened: Opened<'_>,
+    dest: Box<dyn ImageDestination + '_>,
+    store: &Store,
+    selection: &Selection,
+    rename_to: Option<&str>,
+    opts: &CopyOptions,
+) -> airlock_core::Result<Ran> {
+    // (Planned sources count progress in the copy engine, where blobs are read.)
+    match opened {
+        Opened::Planned(source, mut images) => {
+            rename(&mut images, rename_to)?;
+            let changes = copy_images(source.as_ref(), &images, dest, opts)?;
+            Ok(Ran {
+                images,
+                changes,
+                archive: None,
+            })
+        }
+        Opened::Stream(input, name) => {
+            let mut sel = selection.clone();
+            sel.queries.extend(name);
+            let choose = |all: Vec<SourceImage>| {
+                let mut images = select_images(&all, &sel)?;
+                rename(&mut images, rename_to)?;
+                Ok(images)
+            };
+            // Stream bytes were counted as they came in, not again at the destination.
+            let stream_opts = CopyOptions { progress: None };
+            let report = copy_archive(input, dest, &choose, Some(store), &stream_opts)?;
+            Ok(Ran {
+                images: report.images,
+                changes: report.changes,
+                archive: Some((report.dialect, report.compression)),
+            })
+        }
+    }
+}
+
+/// Counts the bytes read from a stream.
+struct Counted {
+    inner: Box<dyn Read + Send>,
+    done: Arc<AtomicU64>,
+}
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
