@@ -47,6 +47,18 @@ pub enum RemoteError {
         /// What was asked.
         what: String,
     },
+    /// Producing or sending a request body failed part-way, and the engine, which got a
+    /// cut-off body, refused the request: the local error is the cause, the engine's answer
+    /// comes with it.
+    #[error("{source}; the Docker Engine said: {message} (HTTP {status})")]
+    BodyAborted {
+        /// Why the body could not be produced or sent.
+        source: Box<RemoteError>,
+        /// The engine's HTTP status.
+        status: u16,
+        /// The engine's message.
+        message: String,
+    },
     /// A registry refused a request or could not be reached.
     #[error("registry {host}: {message} ({what})")]
     Registry {
