@@ -8,6 +8,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use airlock_core::archive::writer::{ArchiveFormat, ArchiveWriter};
 use airlock_core::compression::Compression;
@@ -21,30 +22,56 @@ use crate::http::{self, error_message, io_err, percent_encode};
 use crate::{RemoteError, Result};
 
 const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+const TIMEOUT_VAR: &str = "AIRLOCK_ENGINE_TIMEOUT";
 
 /// A Docker Engine (or podman's Docker-compatible service) reached on a unix socket.
 #[derive(Clone, Debug)]
 pub struct Engine {
     socket: PathBuf,
+    timeout: Option<Duration>,
 }
 
 impl Engine {
-    /// The engine `DOCKER_HOST` names (`unix:///path`), else `/var/run/docker.sock`.
+    /// The engine `DOCKER_HOST` names (`unix:///path`), else `/var/run/docker.sock`, with
+    /// the timeout `AIRLOCK_ENGINE_TIMEOUT` sets (seconds; 0 for none), else the default.
     pub fn from_env() -> Result<Engine> {
-        match std::env::var("DOCKER_HOST") {
+        let engine = match std::env::var("DOCKER_HOST") {
             Ok(h) if !h.is_empty() => match h.strip_prefix("unix://") {
-                Some(p) => Ok(Engine::at(p)),
-                None => Err(RemoteError::UnsupportedHost(h)),
+                Some(p) => Engine::at(p),
+                None => return Err(RemoteError::UnsupportedHost(h)),
             },
-            _ => Ok(Engine::at(DEFAULT_SOCKET)),
-        }
+            _ => Engine::at(DEFAULT_SOCKET),
+        };
+        let timeout = match std::env::var(TIMEOUT_VAR) {
+            Ok(v) if !v.trim().is_empty() => parse_timeout(&v)?,
+            Err(std::env::VarError::NotUnicode(v)) => {
+                return Err(RemoteError::BadEngineTimeout(
+                    v.to_string_lossy().into_owned(),
+                ))
+            }
+            _ => engine.timeout,
+        };
+        Ok(engine.with_timeout(timeout))
     }
 
-    /// The engine on a given socket.
+    /// The engine on a given socket, with the default timeout (10 minutes).
     pub fn at(socket: impl Into<PathBuf>) -> Engine {
         Engine {
             socket: socket.into(),
+            timeout: Some(http::DEFAULT_TIMEOUT),
         }
+    }
+
+    /// How long the engine may go without sending or taking a byte before a request fails
+    /// with [`RemoteError::EngineTimeout`] (`None`: forever).
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Engine {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The timeout (see [`Engine::with_timeout`]).
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
     }
 
     /// The socket path.
@@ -67,7 +94,7 @@ impl Engine {
 
     /// Check that the engine answers.
     pub fn ping(&self) -> Result<()> {
-        let r = http::request(&self.socket, "GET", "/_ping")?;
+        let r = http::request(&self.socket, self.timeout, "GET", "/_ping")?;
         self.check("ping", r).map(|_| ())
     }
 
@@ -78,14 +105,14 @@ impl Engine {
             .map(|n| format!("names={}", percent_encode(n)))
             .collect();
         let path = format!("/images/get?{}", query.join("&"));
-        let r = http::request(&self.socket, "GET", &path)?;
+        let r = http::request(&self.socket, self.timeout, "GET", &path)?;
         Ok(self.check(&format!("save {}", names.join(" ")), r)?.body)
     }
 
     /// A container's filesystem as one flat tar (`docker export`).
     pub fn export_container(&self, container: &str) -> Result<Box<dyn Read + Send>> {
         let path = format!("/containers/{}/export", percent_encode(container));
-        let r = http::request(&self.socket, "GET", &path)?;
+        let r = http::request(&self.socket, self.timeout, "GET", &path)?;
         Ok(self
             .check(&format!("export container {container}"), r)?
             .body)
@@ -99,6 +126,7 @@ impl Engine {
     ) -> Result<Vec<String>> {
         let r = http::request_with_body(
             &self.socket,
+            self.timeout,
             "POST",
             "/images/load?quiet=1",
             "application/x-tar",
@@ -127,6 +155,15 @@ impl Engine {
     }
 }
 
+/// `AIRLOCK_ENGINE_TIMEOUT`'s value: whole seconds, 0 for no timeout.
+fn parse_timeout(v: &str) -> Result<Option<Duration>> {
+    let seconds: u64 = v
+        .trim()
+        .parse()
+        .map_err(|_| RemoteError::BadEngineTimeout(v.to_string()))?;
+    Ok((seconds > 0).then(|| Duration::from_secs(seconds)))
+}
+
 /// One image the engine has, as `GET /images/json` lists it.
 #[derive(Clone, Debug)]
 pub struct EngineImage {
@@ -139,7 +176,7 @@ pub struct EngineImage {
 impl Engine {
     /// Every image the engine has.
     pub fn list_images(&self) -> Result<Vec<EngineImage>> {
-        let r = http::request(&self.socket, "GET", "/images/json")?;
+        let r = http::request(&self.socket, self.timeout, "GET", "/images/json")?;
         let text = self.check("list images", r)?.text()?;
         let v: Vec<serde_json::Value> = serde_json::from_str(&text)
             .map_err(|e| RemoteError::Protocol(format!("image list: {e}")))?;
@@ -229,6 +266,19 @@ mod tests {
             percent_encode("localhost:5000/a/b:1"),
             "localhost%3A5000%2Fa%2Fb%3A1"
         );
+    }
+
+    #[test]
+    fn engine_timeouts_are_whole_seconds() {
+        assert_eq!(parse_timeout("90").unwrap(), Some(Duration::from_secs(90)));
+        assert_eq!(parse_timeout(" 1 ").unwrap(), Some(Duration::from_secs(1)));
+        assert_eq!(parse_timeout("0").unwrap(), None);
+        let e = parse_timeout("10m").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "AIRLOCK_ENGINE_TIMEOUT=10m is not a number of seconds"
+        );
+        assert_eq!(Engine::at("/x").timeout(), Some(Duration::from_secs(600)));
     }
 
     #[test]

@@ -1,10 +1,15 @@
 //! Just enough HTTP/1.1 over a unix socket for the Docker Engine API: one request per
 //! connection (`Connection: close`), request bodies sent chunked as they are produced,
-//! response bodies read as a stream (chunked, sized, or until close).
+//! response bodies read as a stream (chunked, sized, or until close). Every read and write
+//! of the socket has a timeout, so that an engine that hangs fails the command instead of
+//! blocking it forever.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::{RemoteError, Result};
 
@@ -25,21 +30,144 @@ impl Response {
     }
 }
 
+/// How long the engine may go without sending or taking a byte before a request fails,
+/// unless `AIRLOCK_ENGINE_TIMEOUT` says otherwise. Generous, because the engine can
+/// legitimately be silent for minutes: `docker save` of a big image may take that long
+/// before its first byte.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// After a request body failed, how long to wait at most for the engine's answer: it only
+/// adds to an error that is already known, and an engine that stopped reading the body may
+/// well never answer.
+const EXPLANATION_WAIT: Duration = Duration::from_secs(30);
+
+/// An I/O error on the engine connection, as a [`RemoteError`]: a timeout (see [`Conn`])
+/// keeps the error that says so, anything else gets `context`.
 pub fn io_err(context: &str, source: io::Error) -> RemoteError {
+    if let Some(t) = source.get_ref().and_then(|e| e.downcast_ref::<TimedOut>()) {
+        return t.to_error();
+    }
     RemoteError::Io {
         context: context.to_string(),
         source,
     }
 }
 
-pub fn connect(socket: &Path) -> Result<UnixStream> {
-    UnixStream::connect(socket).map_err(|source| RemoteError::NoEngine {
+/// Connect, with `timeout` (`None`: none) on every read and write, for `method path`.
+pub fn connect(socket: &Path, timeout: Option<Duration>, method: &str, path: &str) -> Result<Conn> {
+    let stream = UnixStream::connect(socket).map_err(|source| RemoteError::NoEngine {
         socket: socket.display().to_string(),
         source,
+    })?;
+    // A zero timeout is refused by the socket; it means "none" here.
+    let timeout = timeout.filter(|t| !t.is_zero());
+    stream
+        .set_read_timeout(timeout)
+        .and_then(|()| stream.set_write_timeout(timeout))
+        .map_err(|e| io_err("set the engine connection's timeouts", e))?;
+    Ok(Conn {
+        stream,
+        what: Arc::new(What {
+            socket: socket.display().to_string(),
+            request: format!("{method} {}", path.split('?').next().unwrap_or(path)),
+            seconds: timeout.map_or(0, |t| t.as_secs()),
+        }),
     })
 }
 
-fn write_head(stream: &mut UnixStream, method: &str, path: &str, extra: &str) -> Result<()> {
+/// The engine connection. The socket's timeouts show as `WouldBlock` (or `TimedOut`)
+/// errors, which say nothing of what stalled: they become a [`TimedOut`], which names the
+/// socket and the request, carried in the `io::Error` through whatever reads or writes the
+/// connection (the archive reader and writer of airlock-core included).
+pub struct Conn {
+    stream: UnixStream,
+    what: Arc<What>,
+}
+
+struct What {
+    socket: String,
+    request: String,
+    seconds: u64,
+}
+
+impl Conn {
+    fn try_clone(&self) -> Result<Conn> {
+        Ok(Conn {
+            stream: self
+                .stream
+                .try_clone()
+                .map_err(|e| io_err("clone the engine connection", e))?,
+            what: self.what.clone(),
+        })
+    }
+
+    fn timed_out(&self, e: io::Error, doing: &str) -> io::Error {
+        if !matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ) {
+            return e;
+        }
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            TimedOut {
+                socket: self.what.socket.clone(),
+                doing: format!("{doing} {}", self.what.request),
+                seconds: self.what.seconds,
+            },
+        )
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream
+            .read(buf)
+            .map_err(|e| self.timed_out(e, "reading the answer to"))
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream
+            .write(buf)
+            .map_err(|e| self.timed_out(e, "sending"))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream
+            .flush()
+            .map_err(|e| self.timed_out(e, "sending"))
+    }
+}
+
+/// A timeout on the engine connection, inside an `io::Error`; [`io_err`] turns it back
+/// into [`RemoteError::EngineTimeout`].
+#[derive(Debug)]
+struct TimedOut {
+    socket: String,
+    doing: String,
+    seconds: u64,
+}
+
+impl TimedOut {
+    fn to_error(&self) -> RemoteError {
+        RemoteError::EngineTimeout {
+            socket: self.socket.clone(),
+            doing: self.doing.clone(),
+            seconds: self.seconds,
+        }
+    }
+}
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.to_error().fmt(f)
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
+fn write_head(stream: &mut Conn, method: &str, path: &str, extra: &str) -> Result<()> {
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: airlock/{}\r\nConnection: close\r\n{extra}\r\n",
         env!("CARGO_PKG_VERSION")
@@ -49,53 +177,98 @@ fn write_head(stream: &mut UnixStream, method: &str, path: &str, extra: &str) ->
         .map_err(|e| io_err("send a request to the engine", e))
 }
 
-/// A request without a body.
-pub fn request(socket: &Path, method: &str, path: &str) -> Result<Response> {
-    let mut stream = connect(socket)?;
+/// A request without a body; `timeout` as for [`connect`].
+pub fn request(
+    socket: &Path,
+    timeout: Option<Duration>,
+    method: &str,
+    path: &str,
+) -> Result<Response> {
+    let mut stream = connect(socket, timeout, method, path)?;
     write_head(&mut stream, method, path, "")?;
     read_response(stream)
 }
 
 /// A request whose body `produce` writes; it is sent chunked while being produced.
+///
+/// The body ends cleanly (with the last, empty chunk) only when `produce` succeeded and all
+/// of it went out. Otherwise the write half of the connection is shut down without that
+/// last chunk, so the engine sees a cut-off body and cannot take a truncated archive for a
+/// whole one; the error is then the local one, with the engine's answer, if it gave one,
+/// attached ([`RemoteError::BodyAborted`]).
 pub fn request_with_body(
     socket: &Path,
+    timeout: Option<Duration>,
     method: &str,
     path: &str,
     content_type: &str,
     produce: impl FnOnce(Box<dyn Write + Send>) -> std::result::Result<(), RemoteError>,
 ) -> Result<Response> {
-    let mut stream = connect(socket)?;
+    let mut stream = connect(socket, timeout, method, path)?;
     write_head(
         &mut stream,
         method,
         path,
         &format!("Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n"),
     )?;
-    let writer = stream
-        .try_clone()
-        .map_err(|e| io_err("clone the engine connection", e))?;
-    let chunked = ChunkedWriter {
+    let writer = stream.try_clone()?;
+    // The producer gets a handle, not the writer: dropping it (which the producer does
+    // whether it succeeded or not) must not end the body; only the outcome decides.
+    let shared = Arc::new(Mutex::new(Some(ChunkedWriter {
         inner: io::BufWriter::with_capacity(1 << 20, writer),
-        finished: false,
+    })));
+    let outcome = produce(Box::new(BodyHandle(shared.clone())));
+    // Taken out, so that a handle the producer kept somewhere can no longer write.
+    let chunked = shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
+    let sent = match (outcome, chunked) {
+        (Ok(()), Some(mut chunked)) => match chunked.finish() {
+            Ok(()) => return read_response(stream),
+            Err(e) => {
+                // Whatever the last chunk's fate, what is still buffered must not follow.
+                drop(chunked.inner.into_parts());
+                io_err("send the request body to the engine", e)
+            }
+        },
+        // Only this function takes the writer out; kept as an error rather than a panic.
+        (Ok(()), None) => io_err(
+            "send the request body to the engine",
+            io::Error::other("its writer is gone"),
+        ),
+        (Err(e), chunked) => {
+            // Dropped unsent: flushing could block on an engine that stopped reading, and
+            // the body is being cut off anyway.
+            drop(chunked.map(|c| c.inner.into_parts()));
+            e
+        }
     };
-    let outcome = produce(Box::new(chunked));
-    // The engine may have answered (an error) before taking the whole body: read it either
-    // way; its message is the better explanation.
-    let response = read_response(stream);
-    match (outcome, response) {
-        (Ok(()), r) => r,
-        (Err(e), Ok(r)) if r.status >= 400 => {
+    // The peer sees the end of the stream before the last chunk: a broken body, not a
+    // complete one. (It may be gone already; then there is nothing to tell it.)
+    let _ = stream.stream.shutdown(Shutdown::Write);
+    let wait = timeout
+        .filter(|t| !t.is_zero())
+        .map_or(EXPLANATION_WAIT, |t| t.min(EXPLANATION_WAIT));
+    let _ = stream.stream.set_read_timeout(Some(wait));
+    // The engine may have answered (an error) before taking the whole body, or answers now
+    // that it broke: its message says more, but the local error is what went wrong.
+    Err(match read_response(stream) {
+        Ok(r) if r.status >= 400 => {
             let status = r.status;
             let message = error_message(&r.text().unwrap_or_default());
-            let _ = e;
-            Err(RemoteError::Engine {
-                status,
-                message,
-                what: format!("{method} {path}"),
-            })
+            if message.is_empty() {
+                sent
+            } else {
+                RemoteError::BodyAborted {
+                    source: Box::new(sent),
+                    status,
+                    message,
+                }
+            }
         }
-        (Err(e), _) => Err(e),
-    }
+        _ => sent,
+    })
 }
 
 /// Percent-encode a query or path value (everything but unreserved characters).
@@ -123,10 +296,18 @@ pub fn error_message(body: &str) -> String {
         .unwrap_or_else(|| body.trim().to_string())
 }
 
-/// Writes HTTP chunks; the last (empty) chunk is written on drop, when the producer is done.
+/// Writes HTTP chunks. The last (empty) chunk is written by [`ChunkedWriter::finish`] only,
+/// never on drop: a body whose producer failed must not look complete.
 struct ChunkedWriter<W: Write> {
     inner: W,
-    finished: bool,
+}
+
+impl<W: Write> ChunkedWriter<W> {
+    /// End the body: the last chunk, then everything flushed.
+    fn finish(&mut self) -> io::Result<()> {
+        self.inner.write_all(b"0\r\n\r\n")?;
+        self.inner.flush()
+    }
 }
 
 impl<W: Write> Write for ChunkedWriter<W> {
@@ -144,17 +325,36 @@ impl<W: Write> Write for ChunkedWriter<W> {
     }
 }
 
-impl<W: Write> Drop for ChunkedWriter<W> {
-    fn drop(&mut self) {
-        if !self.finished {
-            self.finished = true;
-            let _ = self.inner.write_all(b"0\r\n\r\n");
-            let _ = self.inner.flush();
+/// What a body producer writes to: the [`ChunkedWriter`] stays with
+/// [`request_with_body`], which ends or cuts off the body once the producer is done.
+struct BodyHandle<W: Write>(Arc<Mutex<Option<ChunkedWriter<W>>>>);
+
+impl<W: Write> BodyHandle<W> {
+    fn with<T>(&self, f: impl FnOnce(&mut ChunkedWriter<W>) -> io::Result<T>) -> io::Result<T> {
+        let mut guard = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match guard.as_mut() {
+            Some(w) => f(w),
+            None => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the request body was already ended",
+            )),
         }
     }
 }
 
-fn read_response(stream: UnixStream) -> Result<Response> {
+impl<W: Write> Write for BodyHandle<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.with(|w| w.write(buf))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.with(|w| w.flush())
+    }
+}
+
+fn read_response(stream: Conn) -> Result<Response> {
     let mut reader = BufReader::with_capacity(1 << 20, stream);
     let mut line = String::new();
     reader
@@ -251,12 +451,10 @@ mod tests {
     fn chunked_round_trip() {
         let mut out = Vec::new();
         {
-            let mut w = ChunkedWriter {
-                inner: &mut out,
-                finished: false,
-            };
+            let mut w = ChunkedWriter { inner: &mut out };
             w.write_all(b"hello ").unwrap();
             w.write_all(b"world").unwrap();
+            w.finish().unwrap();
         }
         assert_eq!(out, b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n");
         let mut r = ChunkedReader {
@@ -267,6 +465,264 @@ mod tests {
         let mut s = String::new();
         r.read_to_string(&mut s).unwrap();
         assert_eq!(s, "hello world");
+    }
+
+    #[test]
+    fn a_chunked_body_is_not_ended_by_dropping_the_writer() {
+        let mut out = Vec::new();
+        {
+            let mut w = ChunkedWriter { inner: &mut out };
+            w.write_all(b"hello").unwrap();
+        }
+        assert_eq!(out, b"5\r\nhello\r\n");
+    }
+
+    /// A directory for test sockets, removed on drop (no tempfile dependency for this).
+    struct TempDir(std::path::PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir =
+                std::env::temp_dir().join(format!("airlock-http-{tag}-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+        fn socket(&self) -> std::path::PathBuf {
+            self.0.join("engine.sock")
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// An engine that takes one request, reading until `done` says the request is over (or
+    /// 5 s passed, so that a test fails rather than hangs), then gives `answer`. Returns
+    /// what it received.
+    fn one_shot_engine(
+        socket: &Path,
+        done: fn(&[u8]) -> bool,
+        answer: String,
+    ) -> std::thread::JoinHandle<Vec<u8>> {
+        let listener = std::os::unix::net::UnixListener::bind(socket).unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !done(&got) {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = s.write_all(answer.as_bytes());
+            got
+        })
+    }
+
+    fn error_answer(status: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    #[test]
+    fn a_failed_body_is_cut_off_and_the_local_error_wins() {
+        let dir = TempDir::new("cut");
+        let socket = dir.socket();
+        // Reads until the client shuts its write half down: only then does it answer.
+        let engine = one_shot_engine(
+            &socket,
+            |_| false,
+            error_answer(
+                "500 Internal Server Error",
+                r#"{"message":"unexpected EOF"}"#,
+            ),
+        );
+        let result = request_with_body(
+            &socket,
+            None,
+            "POST",
+            "/images/load",
+            "application/x-tar",
+            |mut w| {
+                w.write_all(b"partial").map_err(|e| io_err("write", e))?;
+                w.flush().map_err(|e| io_err("write", e))?;
+                w.write_all(b"never sent").map_err(|e| io_err("write", e))?;
+                Err(RemoteError::Protocol("the source broke".into()))
+            },
+        );
+        let got = engine.join().unwrap();
+        assert!(
+            got.ends_with(b"\r\n\r\n7\r\npartial\r\n"),
+            "the body must stop after the flushed chunk, without the last chunk: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        match result {
+            Err(e @ RemoteError::BodyAborted { .. }) => {
+                assert_eq!(
+                    e.to_string(),
+                    "unexpected answer from the Docker Engine: the source broke; \
+                     the Docker Engine said: unexpected EOF (HTTP 500)"
+                );
+                let RemoteError::BodyAborted { source, status, .. } = e else {
+                    unreachable!()
+                };
+                assert_eq!(status, 500);
+                assert!(matches!(*source, RemoteError::Protocol(_)));
+            }
+            Err(other) => panic!("the local error must win: {other:?}"),
+            Ok(r) => panic!("a failed body was accepted: HTTP {}", r.status),
+        }
+    }
+
+    #[test]
+    fn a_failed_body_without_an_engine_message_keeps_the_local_error() {
+        let dir = TempDir::new("cut-quiet");
+        let socket = dir.socket();
+        let engine = one_shot_engine(&socket, |_| false, String::new());
+        let result = request_with_body(
+            &socket,
+            None,
+            "POST",
+            "/images/load",
+            "application/x-tar",
+            |_| Err(RemoteError::Protocol("the source broke".into())),
+        );
+        let got = engine.join().unwrap();
+        assert!(got.ends_with(b"Transfer-Encoding: chunked\r\n\r\n"));
+        assert!(
+            matches!(&result, Err(RemoteError::Protocol(m)) if m == "the source broke"),
+            "{:?}",
+            result.map(|r| r.status)
+        );
+    }
+
+    #[test]
+    fn a_produced_body_ends_cleanly() {
+        let dir = TempDir::new("whole");
+        let socket = dir.socket();
+        let engine = one_shot_engine(
+            &socket,
+            |got| got.ends_with(b"0\r\n\r\n"),
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".into(),
+        );
+        let r = request_with_body(
+            &socket,
+            None,
+            "POST",
+            "/images/load",
+            "application/x-tar",
+            |mut w| w.write_all(b"hello").map_err(|e| io_err("write", e)),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text().unwrap(), "{}");
+        let got = engine.join().unwrap();
+        assert!(got.ends_with(b"\r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
+    }
+
+    /// An engine that accepts connections and then neither reads nor answers, until the
+    /// returned sender is dropped.
+    fn silent_engine(socket: &Path) -> std::sync::mpsc::Sender<()> {
+        let listener = std::os::unix::net::UnixListener::bind(socket).unwrap();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let (_connection, _) = listener.accept().unwrap();
+            let _ = stopped.recv();
+        });
+        stop
+    }
+
+    /// Run `f` on a thread: its result, or a panic if it takes over 10 s (a test of a
+    /// timeout must fail, not hang, when the timeout is gone).
+    fn within_10s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("no timeout within 10 s")
+    }
+
+    #[test]
+    fn an_engine_that_never_answers_times_out() {
+        let dir = TempDir::new("silent");
+        let socket = dir.socket();
+        let _engine = silent_engine(&socket);
+        let start = std::time::Instant::now();
+        let s = socket.clone();
+        let result = within_10s(move || {
+            request(
+                &s,
+                Some(Duration::from_secs(1)),
+                "GET",
+                "/images/get?names=a",
+            )
+            .map(|r| r.status)
+        });
+        assert!(start.elapsed() < Duration::from_secs(5));
+        match result {
+            Err(e @ RemoteError::EngineTimeout { .. }) => assert_eq!(
+                e.to_string(),
+                format!(
+                    "the Docker Engine at {} did not respond for 1 s while reading the answer \
+                     to GET /images/get (AIRLOCK_ENGINE_TIMEOUT sets the limit in seconds; 0 \
+                     removes it)",
+                    socket.display()
+                )
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_engine_that_stops_reading_the_body_times_out() {
+        let dir = TempDir::new("stuck");
+        let socket = dir.socket();
+        let _engine = silent_engine(&socket);
+        let start = std::time::Instant::now();
+        let s = socket.clone();
+        let result = within_10s(move || {
+            request_with_body(
+                &s,
+                Some(Duration::from_secs(1)),
+                "POST",
+                "/images/load?quiet=1",
+                "application/x-tar",
+                |mut w| {
+                    // Far more than the socket buffers hold, so writing must block.
+                    let block = vec![0u8; 1 << 20];
+                    for _ in 0..256 {
+                        w.write_all(&block)
+                            .map_err(|e| io_err("send the archive to the engine", e))?;
+                    }
+                    Ok(())
+                },
+            )
+            .map(|r| r.status)
+        });
+        // One timeout for the write, at most one more for the engine's answer.
+        assert!(start.elapsed() < Duration::from_secs(5));
+        match result {
+            Err(RemoteError::EngineTimeout {
+                socket: s,
+                doing,
+                seconds,
+            }) => {
+                assert_eq!(s, socket.display().to_string());
+                assert_eq!(doing, "sending POST /images/load");
+                assert_eq!(seconds, 1);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

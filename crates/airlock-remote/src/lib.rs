@@ -48,6 +48,31 @@ pub enum RemoteError {
         /// What was asked.
         what: String,
     },
+    /// The engine sent nothing, or took nothing, for longer than the engine timeout.
+    #[error("the Docker Engine at {socket} did not respond for {seconds} s while {doing} (AIRLOCK_ENGINE_TIMEOUT sets the limit in seconds; 0 removes it)")]
+    EngineTimeout {
+        /// The socket path.
+        socket: String,
+        /// What was being done ("sending POST /images/load", "reading the answer to ...").
+        doing: String,
+        /// The timeout, in seconds.
+        seconds: u64,
+    },
+    /// `AIRLOCK_ENGINE_TIMEOUT` is not a number of seconds.
+    #[error("AIRLOCK_ENGINE_TIMEOUT={0} is not a number of seconds")]
+    BadEngineTimeout(String),
+    /// Producing or sending a request body failed part-way, and the engine, which got a
+    /// cut-off body, refused the request: the local error is the cause, the engine's answer
+    /// comes with it.
+    #[error("{source}; the Docker Engine said: {message} (HTTP {status})")]
+    BodyAborted {
+        /// Why the body could not be produced or sent.
+        source: Box<RemoteError>,
+        /// The engine's HTTP status.
+        status: u16,
+        /// The engine's message.
+        message: String,
+    },
     /// A registry refused a request or could not be reached.
     #[error("registry {host}: {message} ({what})")]
     Registry {

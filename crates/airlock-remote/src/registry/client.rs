@@ -67,19 +67,12 @@ impl Registry {
         } else {
             "https"
         };
-        let mut builder = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(30))
-            .timeout_read(Duration::from_secs(300))
-            .redirects(8);
-        if opts.insecure {
-            builder = builder.tls_config(Arc::new(insecure_tls()));
-        }
         let credentials = opts
             .credentials
             .clone()
             .or_else(|| super::auth::lookup(host).ok().flatten());
         let mut reg = Registry {
-            agent: builder.build(),
+            agent: agent(opts.insecure, 8),
             base: format!("{scheme}://{api_host}"),
             host: host.to_string(),
             credentials,
@@ -88,10 +81,12 @@ impl Registry {
             received: None,
         };
         // --insecure: prefer TLS without verification, fall back to plain HTTP (what docker
-        // does for an "insecure registry").
+        // does for an "insecure registry"), but only when no TLS connection could be made.
         if opts.insecure && !loopback {
             reg.base = format!("https://{api_host}");
-            if reg.ping().is_err() {
+            // Redirects are not followed: one is an answer over TLS, and whether where it
+            // leads can be reached must not decide.
+            if falls_back_to_plain_http(probe(&agent(true, 0), &format!("{}/v2/", reg.base))) {
                 reg.base = format!("http://{api_host}");
             }
         }
@@ -337,6 +332,65 @@ fn basic_header(c: &Credentials) -> String {
     )
 }
 
+/// What probing a registry's `/v2/` got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Probe {
+    /// An HTTP answer, with its status (whatever it is).
+    Answered(u16),
+    /// No HTTP answer: the transport failed, in this way.
+    NoAnswer(ureq::ErrorKind),
+}
+
+/// The HTTP agent for a registry: TLS verified unless `insecure`.
+fn agent(insecure: bool, redirects: u32) -> ureq::Agent {
+    let mut builder = ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(30))
+        .timeout_read(Duration::from_secs(300))
+        .redirects(redirects);
+    if insecure {
+        builder = builder.tls_config(Arc::new(insecure_tls()));
+    }
+    builder.build()
+}
+
+/// `GET url` without credentials, retrying transport failures as [`Registry::call`] does:
+/// whether and how the registry answered.
+///
+/// Not [`Registry::ping`]: its errors cannot tell "no TLS connection" from the rest (a
+/// token service that cannot be reached after the registry's 401 is a status 0 too), and a
+/// probe has no business authenticating.
+fn probe(agent: &ureq::Agent, url: &str) -> Probe {
+    let mut attempt = 1;
+    loop {
+        let probe = probe_once(agent, url);
+        if matches!(probe, Probe::Answered(_)) || attempt >= ATTEMPTS {
+            return probe;
+        }
+        backoff(attempt);
+        attempt += 1;
+    }
+}
+
+fn probe_once(agent: &ureq::Agent, url: &str) -> Probe {
+    match agent.get(url).call() {
+        Ok(r) => Probe::Answered(r.status()),
+        Err(ureq::Error::Status(code, _)) => Probe::Answered(code),
+        Err(ureq::Error::Transport(t)) => Probe::NoAnswer(t.kind()),
+    }
+}
+
+/// Whether an `--insecure` registry whose probe over TLS got `probe` is to be spoken to in
+/// plain HTTP: only when the TLS connection itself could not be made (ureq reports a
+/// refused or timed-out TCP connection, and a failed TLS handshake, the one against a plain
+/// HTTP server included, as `ConnectionFailed`). A registry that answered over TLS speaks
+/// TLS, whatever it said: after a 401 or 403 above all, going to plain HTTP would only send
+/// the credentials the registry asked for in the clear. Other transport failures (DNS, a
+/// connection broken after the handshake) would fail over plain HTTP too, or mean that TLS
+/// works.
+fn falls_back_to_plain_http(probe: Probe) -> bool {
+    matches!(probe, Probe::NoAnswer(ureq::ErrorKind::ConnectionFailed))
+}
+
 fn is_transient(code: u16) -> bool {
     matches!(code, 408 | 429 | 500 | 502 | 503 | 504)
 }
@@ -489,6 +543,68 @@ mod tests {
             Some(Challenge::Basic)
         ));
         assert!(parse_challenge("Negotiate").is_none());
+    }
+
+    #[test]
+    fn insecure_registries_fall_back_to_plain_http_only_without_a_tls_connection() {
+        use ureq::ErrorKind;
+        assert!(falls_back_to_plain_http(Probe::NoAnswer(
+            ErrorKind::ConnectionFailed
+        )));
+        for status in [200, 301, 401, 403, 404, 500, 503] {
+            assert!(
+                !falls_back_to_plain_http(Probe::Answered(status)),
+                "HTTP {status}"
+            );
+        }
+        for kind in [ErrorKind::Dns, ErrorKind::Io, ErrorKind::BadStatus] {
+            assert!(!falls_back_to_plain_http(Probe::NoAnswer(kind)), "{kind:?}");
+        }
+    }
+
+    /// A server on 127.0.0.1 that speaks plain HTTP: it gives `answer` to whatever arrives
+    /// (a TLS ClientHello included), then hangs up; `connections` times.
+    fn plain_http_server(answer: &'static [u8], connections: usize) -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().take(connections) {
+                let Ok(mut conn) = conn else { continue };
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = std::io::Read::read(&mut conn, &mut [0u8; 4096]);
+                let _ = std::io::Write::write_all(&mut conn, answer);
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn probes_tell_a_missing_tls_connection_from_an_answer() {
+        let port = plain_http_server(
+            b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            2,
+        );
+        let agent = agent(true, 0);
+        // TLS to a plain HTTP server: the handshake fails, no TLS connection.
+        let tls = probe_once(&agent, &format!("https://127.0.0.1:{port}/v2/"));
+        assert_eq!(tls, Probe::NoAnswer(ureq::ErrorKind::ConnectionFailed));
+        assert!(falls_back_to_plain_http(tls));
+        // The same server in plain HTTP: an answer, the 401 included.
+        let plain = probe_once(&agent, &format!("http://127.0.0.1:{port}/v2/"));
+        assert_eq!(plain, Probe::Answered(401));
+        assert!(!falls_back_to_plain_http(plain));
+    }
+
+    #[test]
+    fn probes_do_not_follow_redirects() {
+        // Where the redirect leads cannot be reached: following it would look like no
+        // connection at all.
+        let port = plain_http_server(
+            b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:1/v2/\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            1,
+        );
+        let plain = probe_once(&agent(true, 0), &format!("http://127.0.0.1:{port}/v2/"));
+        assert_eq!(plain, Probe::Answered(307));
     }
 
     #[test]
