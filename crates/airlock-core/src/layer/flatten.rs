@@ -18,6 +18,9 @@ use std::io::{self, Read, Write};
 use super::{normalize_path, OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::error::{Error, Result};
 
+#[cfg(test)]
+mod tests;
+
 /// What a flatten wrote.
 #[derive(Debug, Default, Clone)]
 pub struct FlattenReport {
