@@ -156,6 +156,24 @@ fn hardlink_intact_when_nothing_above_touches_it() {
 }
 
 #[test]
+fn cross_layer_hardlinks_to_a_deleted_file_are_dropped_and_counted() {
+    // A layer tar can only hardlink to an earlier entry of itself; links that name a file of
+    // a lower layer have no data to fall back on once that file is deleted. They must vanish
+    // (a second name must not link to the first, which is not written) and be counted.
+    let l0 = TarBuilder::new().file("a", b"alpha").bytes();
+    let l1 = TarBuilder::new()
+        .hardlink("b", "a")
+        .hardlink("c", "a")
+        .file("kept", b"k")
+        .bytes();
+    let l2 = TarBuilder::new().whiteout("a").bytes();
+    let (out, report) = run(&[l0, l1, l2]);
+    assert_eq!(paths(&out), ["kept"]);
+    assert_eq!(report.dropped_links, 2);
+    assert_eq!(report.entries, 1);
+}
+
+#[test]
 fn opaque_directory_keeps_only_its_own_layer_children() {
     // The marker may stand before or after its siblings in the layer's tar; either way it
     // hides the lower layers only.
