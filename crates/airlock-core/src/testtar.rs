@@ -9,6 +9,8 @@ use std::io::Read;
 
 use tar::{EntryType, Header};
 
+use crate::digest::Digest;
+
 /// A tar stream under construction, one entry per call, in call order.
 pub(crate) struct TarBuilder {
     builder: tar::Builder<Vec<u8>>,
@@ -78,6 +80,15 @@ impl TarBuilder {
     }
 }
 
+/// A tar of regular files, `(path, bytes)` in order: the shape of an image archive.
+pub(crate) fn tar_of_files(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut t = TarBuilder::new();
+    for (path, data) in files {
+        t = t.file(path, data);
+    }
+    t.bytes()
+}
+
 /// One entry read back from a tar.
 #[derive(Clone, Debug)]
 pub(crate) struct TarEntry {
@@ -122,4 +133,9 @@ pub(crate) fn by_path(entries: &[TarEntry]) -> BTreeMap<String, TarEntry> {
         .iter()
         .map(|e| (e.path.clone(), e.clone()))
         .collect()
+}
+
+/// `sha256:<hex>` of some bytes, as a string for JSON documents.
+pub(crate) fn sha(bytes: &[u8]) -> String {
+    Digest::of(bytes).to_string()
 }

@@ -8,6 +8,8 @@ pub mod reader;
 pub mod resolve;
 pub mod sniff;
 pub mod tarball;
+#[cfg(test)]
+mod tests;
 pub mod writer;
 
 use std::io::Read;
