@@ -31,6 +31,9 @@ pub mod spec;
 pub mod store;
 pub mod transport;
 
+#[cfg(test)]
+pub(crate) mod testtar;
+
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use reference::Reference;

@@ -1,4 +1,5 @@
-//! The matrix of cells and the markdown report written to docs/interop.md.
+//! The matrix of cells and the markdown report (written to target/interop.md, published to
+//! docs/interop.md by `bench/update-interop-doc.sh`).
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -9,6 +9,8 @@ pub mod reader;
 pub mod resolve;
 pub mod sniff;
 pub mod tarball;
+#[cfg(test)]
+mod tests;
 pub mod writer;
 
 pub use resolve::Dialect;

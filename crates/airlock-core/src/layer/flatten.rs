@@ -10,7 +10,9 @@
 //! directory's winning entry sits in a higher layer (its header is kept from the first
 //! pass). A hardlink whose first name was deleted or replaced above would dangle, so the
 //! first surviving name of the group is written as a regular file with the original data,
-//! and the other names link to it.
+//! and the other names link to it. A link to a file of a lower layer (which layer tars do not
+//! normally hold) has no data to fall back on: when that file is gone, the link is dropped
+//! and counted in the report.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Read, Write};
@@ -18,12 +20,16 @@ use std::io::{self, Read, Write};
 use super::{normalize_path, OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::error::{Error, Result};
 
+#[cfg(test)]
+mod tests;
+
 /// What a flatten wrote.
 #[derive(Debug, Default, Clone)]
 pub struct FlattenReport {
     /// Entries written.
     pub entries: u64,
-    /// Hardlinks dropped because their target lived in another layer and was replaced.
+    /// Hardlinks dropped because their target's data is not in their own layer (it lived in
+    /// a lower layer and was deleted or replaced above), so no name of theirs can hold it.
     pub dropped_links: u64,
 }
 
@@ -94,6 +100,10 @@ pub fn flatten(
 
     let mut builder = tar::Builder::new(out);
     let mut emitted_dirs: BTreeSet<String> = BTreeSet::new();
+    // Orphan groups whose data entry has been written under the primary name. A tar puts a
+    // link's data before the link, so by the time a link is reached its group is here or
+    // never will be.
+    let mut orphans_written: BTreeSet<(usize, String)> = BTreeSet::new();
     for layer in 0..layer_count {
         let reader = open_layer(layer)?;
         let mut archive = tar::Archive::new(reader);
@@ -108,6 +118,7 @@ pub fn flatten(
                     ensure_parents(&mut builder, &tree, &mut emitted_dirs, &primary)?;
                     let meta = meta_of(&mut entry)?;
                     write_entry(&mut builder, meta, &primary, Some(&mut entry), None)?;
+                    orphans_written.insert((layer, path));
                     report.entries += 1;
                     continue;
                 }
@@ -129,7 +140,14 @@ pub fn flatten(
                     emitted_dirs.insert(path);
                 }
                 Kind::HardLink(target) => {
-                    let link_to = match orphans.get(&(layer, target.clone())) {
+                    let key = (layer, target.clone());
+                    let link_to = match orphans.get(&key) {
+                        // No data for the group (it sat in a lower layer): linking to the
+                        // primary name would dangle, as the primary was never written.
+                        Some(_) if !orphans_written.contains(&key) => {
+                            report.dropped_links += 1;
+                            continue;
+                        }
                         Some(o) if o.primary == path => continue, // written with the data
                         Some(o) => o.primary.clone(),
                         None if tree.get(target).is_some_and(|t| t.kind == Kind::File) => {
