@@ -1,4 +1,5 @@
-//! Archives built in memory and read through [`ArchiveSource`], checking what resolution
+//! Archives built in memory and read through the copy engine into a staging area, checking
+//! what resolution
 //! makes of them: which manifest is trusted, what a sparse index becomes, and the typed
 //! errors for a missing or corrupt layer.
 
@@ -6,23 +7,55 @@ use std::io::{Cursor, Read};
 
 use serde_json::{json, Value};
 
-use super::{ArchiveSource, Dialect};
+use super::Dialect;
+use crate::copy::stream::{copy_archive, ArchiveInput};
+use crate::copy::CopyOptions;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::reference::Reference;
 use crate::spec::{self, media_type, Document};
 use crate::store::{Staging, Store};
 use crate::testtar::{sha, tar_of_files, TarBuilder};
+use crate::transport::staged::{StagedSource, StagingDestination};
 use crate::transport::{ImageSource, SourceImage};
 
-/// The only call to `ArchiveSource::read_stream` in these tests, so a change of its
-/// signature is a change here alone.
+/// What a read found: the images over the staged blobs, and the dialect.
+struct ArchiveSource<'a> {
+    inner: StagedSource<'a>,
+    dialect: Dialect,
+}
+
+impl ArchiveSource<'_> {
+    fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+    fn images(&self) -> &[SourceImage] {
+        self.inner.images()
+    }
+    fn open_blob(&self, d: &Digest) -> Result<Box<dyn Read + Send + '_>> {
+        self.inner.open_blob(d)
+    }
+}
+
+/// The only place these tests read an archive: the streaming copy into a staging area.
 fn read_archive<'a>(
     archive: Vec<u8>,
     staging: &'a Staging,
     store: &'a Store,
 ) -> Result<ArchiveSource<'a>> {
-    ArchiveSource::read_stream(Box::new(Cursor::new(archive)), staging, Some(store))
+    let dest = StagingDestination::new(staging, Some(store));
+    let all = |images: Vec<SourceImage>| Ok(images);
+    let report = copy_archive(
+        ArchiveInput::Stream(Box::new(Cursor::new(archive))),
+        Box::new(dest),
+        &all,
+        Some(store),
+        &CopyOptions::default(),
+    )?;
+    Ok(ArchiveSource {
+        inner: StagedSource::new(staging, Some(store), report.images),
+        dialect: report.dialect,
+    })
 }
 
 /// A store and a staging area in a temporary directory. Fields drop in order: the staging
