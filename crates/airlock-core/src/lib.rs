@@ -23,6 +23,7 @@ pub mod container;
 pub mod copy;
 pub mod digest;
 pub mod error;
+pub mod graph;
 pub mod import;
 pub mod layer;
 pub mod reference;

@@ -73,7 +73,7 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> Result<()> {
             } else {
                 names.join(", ")
             },
-            img.id.short(),
+            img.id().short(),
             layers,
             human_size(size)
         );

@@ -348,15 +348,14 @@ fn from_docker_entry(
                 manifest: orig.manifest.clone(),
                 diff_ids,
             };
-            let (root, id) = match &orig.parent_index {
-                Some(parent) => (bare(parent), parent.digest.clone()),
-                None => (bare(&orig.manifest_desc), config_digest.clone()),
+            let root = match &orig.parent_index {
+                Some(parent) => bare(parent),
+                None => bare(&orig.manifest_desc),
             };
             return Ok(SourceImage {
                 names,
                 root,
                 generated: orig.generated,
-                id,
                 platforms: vec![platform],
             });
         }
@@ -410,7 +409,6 @@ fn from_docker_entry(
         names,
         root: descriptor.clone(),
         generated: true,
-        id: config_digest,
         platforms: vec![PlatformManifest {
             descriptor,
             manifest,
@@ -516,13 +514,11 @@ fn from_oci_descriptor(
     let bytes = lookup.read(&desc.digest, "index.json")?;
     match spec::parse_document(&bytes, &label)? {
         Document::Manifest(m) => {
-            let id = m.config.digest.clone();
             let p = platform_from(lookup, desc, *m, &label)?;
             Ok(Some(SourceImage {
                 names,
                 root: bare(desc),
                 generated: desc.annotation(ANNOTATION_GENERATED).is_some(),
-                id,
                 platforms: vec![p],
             }))
         }
@@ -548,7 +544,6 @@ fn from_oci_descriptor(
                     names,
                     root: bare(desc),
                     generated: false,
-                    id: desc.digest.clone(),
                     platforms,
                 }));
             }
@@ -567,7 +562,6 @@ fn from_oci_descriptor(
                 names,
                 root: bare(&p.descriptor),
                 generated: false,
-                id: p.manifest.config.digest.clone(),
                 platforms: vec![p],
             }))
         }

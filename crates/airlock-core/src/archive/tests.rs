@@ -222,7 +222,7 @@ fn docker_25_0_0_hybrid_with_misordered_oci_manifest_takes_manifest_json_order()
     // staged, and marked as generated (it has no registry digest).
     assert_ne!(got.root.digest, Digest::of(&wrong));
     assert!(got.generated);
-    assert_eq!(got.id, Digest::of(&img.config));
+    assert_eq!(got.id(), Digest::of(&img.config));
     assert_eq!(got.names, [name("hybrid:25")]);
     let mut staged = Vec::new();
     src.open_blob(&got.root.digest)
@@ -322,7 +322,7 @@ fn sparse_oci_index_becomes_the_platform_manifest_it_has() {
         assert_eq!(got.platforms.len(), 1);
         let platform = got.platforms[0].descriptor.platform.as_ref().unwrap();
         assert_eq!(platform.architecture, "amd64");
-        assert_eq!(got.id, Digest::of(&amd.config));
+        assert_eq!(got.id(), Digest::of(&amd.config));
         assert_eq!(got.names, [name("multi:1")]);
     }
 }
@@ -335,7 +335,7 @@ fn complete_oci_index_stays_the_index() {
     let src = env.read(&all.files).unwrap();
     let got = only_image(&src);
     assert_eq!(got.root.digest, Digest::of(&all.nested));
-    assert_eq!(got.id, Digest::of(&all.nested));
+    assert_eq!(got.id(), Digest::of(&all.nested));
     let mut archs: Vec<&str> = got
         .platforms
         .iter()
@@ -516,7 +516,7 @@ fn intact_docker_archive_reads() {
         .unwrap();
     assert_eq!(src.dialect(), Dialect::DockerArchive);
     let got = only_image(&src);
-    assert_eq!(got.id, Digest::of(&img.config));
+    assert_eq!(got.id(), Digest::of(&img.config));
     assert_eq!(got.names, [name("old:1")]);
     assert_eq!(
         layer_digests(got),

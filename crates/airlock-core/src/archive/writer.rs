@@ -411,7 +411,7 @@ impl ImageDestination for ArchiveWriter {
                 };
                 names.into_iter().map(|n| TagChange {
                     name: n,
-                    image_id: i.id.clone(),
+                    image_id: i.id(),
                     moved_from: None,
                 })
             })

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::{group_by_root, NewImage, Store, ANNOTATION_GENERATED};
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::reference::Reference;
 use crate::spec::{
     self, ConfigView, Descriptor, Document, Index, Manifest, Platform, ANNOTATION_IMAGE_NAME,
@@ -159,45 +159,9 @@ fn platform_image(
     })
 }
 
-pub(crate) fn resolve(images: Vec<ImageRecord>, query: &str) -> Result<ImageRecord> {
-    let not_found = || Error::ImageNotFound {
-        reference: query.to_string(),
-    };
-    // A full digest: image ID (config), manifest or index digest.
-    if let Ok(d) = query.parse::<Digest>() {
-        return images
-            .into_iter()
-            .find(|i| {
-                i.id() == d
-                    || i.root.digest == d
-                    || i.platforms.iter().any(|p| p.manifest.config.digest == d)
-            })
-            .ok_or_else(not_found);
-    }
-    let hexish = query.strip_prefix("sha256:").unwrap_or(query);
-    if let Ok(r) = Reference::parse(query) {
-        if let Some(d) = r.digest() {
-            if let Some(i) = images.iter().find(|i| &i.root.digest == d) {
-                return Ok(i.clone());
-            }
-        } else if let Some(i) = images.iter().find(|i| i.names.contains(&r)) {
-            return Ok(i.clone());
-        }
-    }
-    // A short ID: at least 4 hex characters, unique among image IDs.
-    if hexish.len() >= 4 && hexish.len() < 64 && hexish.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let mut hits = images
-            .into_iter()
-            .filter(|i| i.id().hex().starts_with(hexish));
-        let first = hits.next().ok_or_else(not_found)?;
-        if hits.next().is_some() {
-            return Err(Error::AmbiguousId {
-                prefix: query.to_string(),
-            });
-        }
-        return Ok(first);
-    }
-    Err(not_found())
+pub(crate) fn resolve(mut images: Vec<ImageRecord>, query: &str) -> Result<ImageRecord> {
+    let (i, _) = crate::graph::find(&images, query)?;
+    Ok(images.swap_remove(i))
 }
 
 fn named_descriptor(root: &Descriptor, name: Option<&Reference>, generated: bool) -> Descriptor {

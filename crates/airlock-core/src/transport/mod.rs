@@ -38,8 +38,6 @@ pub struct SourceImage {
     pub root: Descriptor,
     /// True when the manifest was generated from a docker-archive (no registry digest).
     pub generated: bool,
-    /// Docker's image ID.
-    pub id: Digest,
     /// Platform manifests present (all of an index's, or the one).
     pub platforms: Vec<PlatformManifest>,
 }
@@ -56,6 +54,17 @@ pub struct PlatformManifest {
 }
 
 impl SourceImage {
+    /// Docker's image ID, derived: the config digest of a single-platform image, the
+    /// index digest of a multi-platform one.
+    pub fn id(&self) -> Digest {
+        match self.platforms.first() {
+            Some(p) if !crate::spec::media_type::is_index(&self.root.media_type) => {
+                p.manifest.config.digest.clone()
+            }
+            _ => self.root.digest.clone(),
+        }
+    }
+
     /// Every blob the image needs, root first, then manifests, configs and layers; layers
     /// absent on purpose (foreign, with urls) are left out by the caller.
     pub fn blobs(&self) -> Vec<Descriptor> {
@@ -183,31 +192,8 @@ pub fn select(
         }
     };
     for q in queries {
-        let wanted = Reference::parse(q).ok();
-        let by_name = wanted
-            .as_ref()
-            .and_then(|r| images.iter().find(|i| i.names.contains(r)).map(|i| (i, r)));
-        if let Some((img, name)) = by_name {
-            push(img, Some(name));
-            continue;
-        }
-        let hex = q.strip_prefix("sha256:").unwrap_or(q);
-        let hits: Vec<&SourceImage> = images
-            .iter()
-            .filter(|i| {
-                hex.len() >= 4
-                    && (i.id.hex().starts_with(hex) || i.root.digest.hex().starts_with(hex))
-            })
-            .collect();
-        match hits.as_slice() {
-            [one] => push(one, None),
-            [] => {
-                return Err(Error::ImageNotFound {
-                    reference: q.clone(),
-                })
-            }
-            _ => return Err(Error::AmbiguousId { prefix: q.clone() }),
-        }
+        let (i, named) = crate::graph::find(images, q)?;
+        push(&images[i], named.as_ref());
     }
     for pat in patterns {
         let mut any = false;

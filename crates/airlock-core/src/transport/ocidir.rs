@@ -126,7 +126,7 @@ impl ImageDestination for OciDirDestination {
                 index.manifests.push(d);
                 changes.push(TagChange {
                     name: img.names.first().cloned(),
-                    image_id: img.id.clone(),
+                    image_id: img.id(),
                     moved_from: None,
                 });
                 continue;
@@ -146,7 +146,7 @@ impl ImageDestination for OciDirDestination {
                 index.manifests.push(d);
                 changes.push(TagChange {
                     name: Some(name.clone()),
-                    image_id: img.id.clone(),
+                    image_id: img.id(),
                     moved_from: moved_from.filter(|m| m != &img.root.digest),
                 });
             }

@@ -31,12 +31,10 @@ impl<'a> StoreSource<'a> {
 }
 
 fn source_image(r: ImageRecord) -> SourceImage {
-    let id = r.id();
     SourceImage {
         names: r.names,
         root: r.root,
         generated: r.generated,
-        id,
         platforms: r
             .platforms
             .into_iter()
@@ -112,7 +110,7 @@ impl ImageDestination for StoreDestination<'_> {
                 root: i.root.clone(),
                 names: i.names.clone(),
                 generated: i.generated,
-                id: i.id.clone(),
+                id: i.id(),
             })
             .collect();
         self.store.commit(self.staging, &new)

@@ -97,7 +97,6 @@ fn resolve<'r>(
                 names: name,
                 root: root_desc,
                 generated: false,
-                id: p.manifest.config.digest.clone(),
                 platforms: vec![p],
             }
         }
@@ -125,7 +124,6 @@ fn resolve<'r>(
                     names: name,
                     root: root_desc,
                     generated: false,
-                    id: root_digest,
                     platforms,
                 }
             } else {
@@ -138,7 +136,6 @@ fn resolve<'r>(
                         p.descriptor.size,
                     ),
                     generated: false,
-                    id: p.manifest.config.digest.clone(),
                     platforms: vec![p],
                 }
             }

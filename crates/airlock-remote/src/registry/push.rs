@@ -319,7 +319,7 @@ impl ImageDestination for RegistryDestination<'_> {
                 (RegistryTarget::Prefix { .. }, true) => {
                     return Err(usage(format!(
                         "image {} has no name to push it under",
-                        img.id.short()
+                        img.id().short()
                     )))
                 }
                 (RegistryTarget::Prefix { .. }, false) => img.names.clone(),
@@ -489,7 +489,7 @@ impl ImageDestination for RegistryDestination<'_> {
             reports.push(r);
             changes.push(TagChange {
                 name: Some(push.dest.clone()),
-                image_id: img.id.clone(),
+                image_id: img.id(),
                 moved_from: None,
             });
         }
