@@ -99,7 +99,7 @@ pub fn find<T: Candidate>(images: &[T], query: &str) -> Result<(usize, Option<Re
         return images
             .iter()
             .position(|i| {
-                &i.image_id() == &d || i.root_digest() == &d || i.member_digests().contains(&d)
+                i.image_id() == d || i.root_digest() == &d || i.member_digests().contains(&d)
             })
             .map(|i| (i, None))
             .ok_or_else(not_found);
