@@ -52,6 +52,30 @@ fn hint(e: &Error) -> Option<&'static str> {
     })
 }
 
+/// What to do about a remote error.
+fn remote_hint(r: &airlock_remote::RemoteError) -> Option<&'static str> {
+    use airlock_remote::RemoteError;
+    match r {
+        RemoteError::NoEngine { .. } => {
+            Some("start the Docker Engine, or point DOCKER_HOST at its socket (unix:///run/docker.sock, or podman's)")
+        }
+        RemoteError::Core(Error::Transport { source }) => source
+            .downcast_ref::<RemoteError>()
+            .and_then(remote_hint),
+        RemoteError::Core(c) => hint(c),
+        RemoteError::Registry { status: 401, .. } => {
+            Some("log in first: echo \"$PASSWORD\" | airlock login -u USER --password-stdin HOST")
+        }
+        RemoteError::Corrupt { .. } => Some(
+            "the registry, or something between it and you, served damaged content; nothing was stored: try again, or check the registry's storage",
+        ),
+        RemoteError::Registry { status: 0, .. } => {
+            Some("check the registry address; a registry without TLS needs --insecure (loopback ones work as they are)")
+        }
+        _ => None,
+    }
+}
+
 /// Print an error chain to stderr: the sentence, then the hint.
 pub fn report(e: &anyhow::Error) {
     let core = e.chain().find_map(|c| c.downcast_ref::<Error>());
@@ -64,25 +88,12 @@ pub fn report(e: &anyhow::Error) {
         }
     }
     eprintln!("airlock: error: {msg}");
-    let remote = e
+    // The first error in the chain (or behind a core error a transport raised) that has a
+    // hint gives it.
+    let remote_hint = e
         .chain()
-        .find_map(|c| c.downcast_ref::<airlock_remote::RemoteError>());
-    let remote_hint = remote.and_then(|r| match r {
-        airlock_remote::RemoteError::NoEngine { .. } => {
-            Some("start the Docker Engine, or point DOCKER_HOST at its socket (unix:///run/docker.sock, or podman's)")
-        }
-        airlock_remote::RemoteError::Core(c) => hint(c),
-        airlock_remote::RemoteError::Registry { status: 401, .. } => {
-            Some("log in first: echo \"$PASSWORD\" | airlock login -u USER --password-stdin HOST")
-        }
-        airlock_remote::RemoteError::Corrupt { .. } => Some(
-            "the registry, or something between it and you, served damaged content; nothing was stored: try again, or check the registry's storage",
-        ),
-        airlock_remote::RemoteError::Registry { status: 0, .. } => {
-            Some("check the registry address; a registry without TLS needs --insecure (loopback ones work as they are)")
-        }
-        _ => None,
-    });
+        .filter_map(|c| c.downcast_ref::<airlock_remote::RemoteError>())
+        .find_map(remote_hint);
     if let Some(h) = core.and_then(hint).or(remote_hint) {
         eprintln!("hint: {h}");
     }

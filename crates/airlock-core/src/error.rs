@@ -206,11 +206,11 @@ pub enum Error {
     },
 
     /// A remote transport (registry, engine) failed while the copy engine read from or
-    /// wrote to it; the message is the transport's own.
-    #[error("{detail}")]
+    /// wrote to it; the message, and the typed error behind it, are the transport's own.
+    #[error("{source}")]
     Transport {
-        /// What the transport said.
-        detail: String,
+        /// The transport's error.
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
     /// An option combination or value that cannot work.

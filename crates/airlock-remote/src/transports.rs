@@ -311,7 +311,7 @@ fn open_source<'a>(
         TransportName::Registry(r) => {
             let reference = Reference::parse(r)?;
             let reg = registry.expect("a registry client for a registry source");
-            let source = pull(reg, &reference, &req.platform)?;
+            let source = pull(reg, &reference, &req.platform, Some(store))?;
             let images = source.images().to_vec();
             set_total(progress, &images);
             Opened::Planned(Box::new(source), images)

@@ -173,11 +173,15 @@ impl<'a> Ingest<'a> {
         let digest = match &named {
             Some(d) => {
                 self.dest
-                    .put_blob(&Descriptor::new("", d.clone(), size), &mut blob)?;
+                    .put_blob(&Descriptor::new("", d.clone(), size), &mut blob)
+                    .map_err(|e| truncation(&path, size, e))?;
                 d.clone()
             }
             None => {
-                let d = self.dest.put_unnamed_blob(&path, size, &mut blob)?;
+                let d = self
+                    .dest
+                    .put_unnamed_blob(&path, size, &mut blob)
+                    .map_err(|e| truncation(&path, size, e))?;
                 self.contents.unnamed.insert(d.clone(), path.clone());
                 d
             }

@@ -43,7 +43,12 @@ pub struct BlobReader<'a> {
     diff: Option<DiffSide>,
     first: bool,
     outcome: Option<std::result::Result<Digest, String>>,
+    actual: Option<Digest>,
 }
+
+/// A blob may run this far past its descriptor's size and still be hashed to the end, so
+/// the error can name the digest of what was really served; beyond it, reading stops.
+const OVERRUN_SLACK: u64 = 64 << 20;
 
 enum HashSide {
     Inline(Hasher),
@@ -108,6 +113,7 @@ impl<'a> BlobReader<'a> {
             diff: None,
             first: true,
             outcome: None,
+            actual: None,
         }
     }
 
@@ -174,14 +180,21 @@ impl<'a> BlobReader<'a> {
             }
         };
         let actual = hasher.finish();
+        self.actual = Some(actual.clone());
+        // A short blob is a cut stream (say so by size); otherwise the digest says more
+        // than the size: name both digests when they differ.
         let outcome = match (&self.expect.digest, self.expect.size) {
-            (_, Some(size)) if size != self.read => Err(format!(
+            (_, Some(size)) if self.read < size => Err(format!(
                 "{}: descriptor says {size} bytes, found {}",
                 self.label, self.read
             )),
             (Some(exp), _) if exp != &actual => {
                 Err(format!("{}: expected {exp}, got {actual}", self.label))
             }
+            (_, Some(size)) if size != self.read => Err(format!(
+                "{}: descriptor says {size} bytes, found {}",
+                self.label, self.read
+            )),
             _ => Ok(actual),
         };
         self.outcome = Some(outcome.clone());
@@ -224,24 +237,22 @@ impl<'a> BlobReader<'a> {
     }
 
     fn mismatch_error(&self) -> Error {
-        match (&self.expect.digest, self.expect.size) {
-            (_, Some(size)) if size != self.read => Error::SizeMismatch {
+        match (&self.expect.digest, &self.actual, self.expect.size) {
+            (_, _, Some(size)) if self.read < size => Error::SizeMismatch {
                 path_in_archive: self.label.clone(),
                 expected: size,
                 actual: self.read,
             },
-            (Some(exp), _) => Error::DigestMismatch {
+            (Some(exp), Some(actual), _) if exp != actual => Error::DigestMismatch {
                 what: "blob",
                 path_in_archive: self.label.clone(),
                 expected: exp.clone(),
-                actual: match &self.outcome {
-                    Some(Err(msg)) => msg
-                        .rsplit("got ")
-                        .next()
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or_else(|| exp.clone()),
-                    _ => exp.clone(),
-                },
+                actual: actual.clone(),
+            },
+            (_, _, Some(size)) => Error::SizeMismatch {
+                path_in_archive: self.label.clone(),
+                expected: size,
+                actual: self.read,
             },
             _ => Error::Usage(format!("{}: verification failed", self.label)),
         }
@@ -282,7 +293,7 @@ impl Read for BlobReader<'_> {
         }
         self.read += n as u64;
         if let Some(limit) = self.expect.size {
-            if self.read > limit {
+            if self.read > limit.saturating_add(OVERRUN_SLACK) {
                 self.outcome = Some(Err(format!(
                     "{}: descriptor says {limit} bytes, found more",
                     self.label

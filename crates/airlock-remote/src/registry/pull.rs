@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 use airlock_core::spec::{self, ConfigView, Descriptor, Document, Platform};
+use airlock_core::store::Store;
 use airlock_core::transport::{ImageSource, PlatformManifest, SourceImage};
 use airlock_core::{Digest, Reference};
 
@@ -44,8 +45,9 @@ pub fn pull<'r>(
     reg: &'r Registry,
     reference: &Reference,
     choice: &PlatformChoice,
+    store: Option<&Store>,
 ) -> Result<RegistrySource<'r>> {
-    resolve(reg, reference, choice).map_err(|e| blame_registry(reg.host(), e))
+    resolve(reg, reference, choice, store).map_err(|e| blame_registry(reg.host(), e))
 }
 
 /// Bytes that do not hash to their name came from the registry (or the path to it), not
@@ -68,6 +70,7 @@ fn resolve<'r>(
     reg: &'r Registry,
     reference: &Reference,
     choice: &PlatformChoice,
+    store: Option<&Store>,
 ) -> Result<RegistrySource<'r>> {
     let path = reference.path().to_string();
     let scope = format!("repository:{path}:pull");
@@ -88,7 +91,7 @@ fn resolve<'r>(
     let document = spec::parse_document(&root_bytes, &root_digest.to_string())?;
     small.insert(root_digest.clone(), root_bytes);
     let fetch = |desc: &Descriptor, m: spec::Manifest, small: &mut BTreeMap<Digest, Vec<u8>>| {
-        platform(reg, &path, &scope, desc, m, small)
+        platform(reg, &path, &scope, desc, m, small, store)
     };
     let image = match document {
         Document::Manifest(m) => {
@@ -207,7 +210,7 @@ impl ImageSource for RegistrySource<'_> {
                 None,
             )
             .map_err(|e| airlock_core::Error::Transport {
-                detail: e.to_string(),
+                source: Box::new(e),
             })?;
         Ok(self.reg.body(r))
     }
@@ -277,17 +280,25 @@ fn platform(
     desc: &Descriptor,
     manifest: spec::Manifest,
     small: &mut BTreeMap<Digest, Vec<u8>>,
+    store: Option<&Store>,
 ) -> Result<PlatformManifest> {
     let cfg = &manifest.config.digest;
-    let r = reg.call("GET", &format!("/v2/{path}/blobs/{cfg}"), scope, &[], None)?;
-    let mut bytes = Vec::new();
-    r.into_reader()
-        .take(64 << 20)
-        .read_to_end(&mut bytes)
-        .map_err(|e| RemoteError::Io {
-            context: format!("read config {cfg}"),
-            source: e,
-        })?;
+    // A config the store holds was verified when it arrived: not fetched again.
+    let bytes = match store.filter(|s| s.has_blob(cfg)) {
+        Some(s) => s.read_blob(cfg)?,
+        None => {
+            let r = reg.call("GET", &format!("/v2/{path}/blobs/{cfg}"), scope, &[], None)?;
+            let mut bytes = Vec::new();
+            r.into_reader()
+                .take(64 << 20)
+                .read_to_end(&mut bytes)
+                .map_err(|e| RemoteError::Io {
+                    context: format!("read config {cfg}"),
+                    source: e,
+                })?;
+            bytes
+        }
+    };
     let actual = Digest::of(&bytes);
     if &actual != cfg {
         return Err(RemoteError::Core(airlock_core::Error::DigestMismatch {

@@ -91,7 +91,7 @@ fn core(e: RemoteError) -> airlock_core::Error {
     match e {
         RemoteError::Core(c) => c,
         other => airlock_core::Error::Transport {
-            detail: other.to_string(),
+            source: Box::new(other),
         },
     }
 }
@@ -400,13 +400,11 @@ impl ImageDestination for RegistryDestination<'_> {
         for repo in &missing[1..] {
             let mounted = self.mount(repo, &blob.digest, first).map_err(core)?;
             if !mounted {
-                return Err(airlock_core::Error::Transport {
-                    detail: format!(
-                        "registry {} refused to mount {} from {first} into {repo}",
-                        self.reg.host(),
-                        blob.digest
-                    ),
-                });
+                return Err(core(RemoteError::Protocol(format!(
+                    "registry {} refused to mount {} from {first} into {repo}",
+                    self.reg.host(),
+                    blob.digest
+                ))));
             }
             self.note(repo, &blob.digest, Outcome::Mounted);
         }
