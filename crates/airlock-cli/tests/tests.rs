@@ -12,4 +12,5 @@ mod podman_service;
 mod registry;
 mod roundtrip;
 mod snapshots;
+mod streaming;
 mod synthetic;

@@ -10,6 +10,7 @@
 mod harness;
 mod helpers;
 mod protocol;
+mod streaming;
 
 use std::fs;
 use std::path::Path;
