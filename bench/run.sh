@@ -501,6 +501,20 @@ mkdir -p "$(dirname "$OUT_MD")"
     else
         target_row "airlock save --compress gzip" "-" "pigz row failed" "n/a"
     fi
+    # Against the engine, the same run: airlock must not be slower than the engine's own
+    # save / load (it streams: each byte read once, written once, verified on the way).
+    verdict_ratio() { # AIRLOCK-ID PEER-ID NAME
+        local a=$1 p=$2 name=$3 r
+        if ok "$a" && ok "$p"; then
+            r=$(awk -v x="${R_SECS[$p]}" -v y="${R_SECS[$a]}" 'BEGIN {printf "%.2f", x / y}')
+            target_row "$name" "${r}x ($(fmt_int "$(mbs "${R_SECS[$a]}")") vs $(fmt_int "$(mbs "${R_SECS[$p]}")") MB/s)" ">= 1.00x" \
+                "$(ge "$r" 1 && echo PASS || echo MISS)"
+        else
+            target_row "$name" "not measured (${R_STATUS[$a]:-skipped} / ${R_STATUS[$p]:-skipped})" ">= 1.00x" "MISS"
+        fi
+    }
+    verdict_ratio al_eng_save dk_save "airlock save docker-daemon: / docker save"
+    verdict_ratio al_eng_load dk_load "airlock load --into docker-daemon / docker load"
     if [ "$RSS4_DONE" = 1 ]; then
         for k in load save; do
             if [ "${RSS4_STATUS[$k]}" = ok ]; then
