@@ -8,6 +8,7 @@ mod corruption;
 mod dialects;
 mod engine_layers;
 mod interop;
+mod layering;
 mod podman_service;
 mod registry;
 mod roundtrip;

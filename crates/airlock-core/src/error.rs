@@ -236,6 +236,17 @@ impl Error {
         }
     }
 
+    /// A read error of a named stream; running out of bytes is a truncated input.
+    pub fn reading(label: &str, e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            Error::Truncated {
+                detail: format!("the stream ended inside {label}"),
+            }
+        } else {
+            Error::stream(format!("read {label}"), e)
+        }
+    }
+
     /// True when the failure is a broken pipe on output (the reader went away: not an error
     /// worth reporting, the way `head` users expect).
     pub fn is_broken_pipe(&self) -> bool {

@@ -11,8 +11,6 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::reference::Reference;
 use crate::spec::{Descriptor, Document};
-use crate::store::ImageRecord;
-use crate::transport::SourceImage;
 
 /// The descriptors a document points at: an index's manifests; a manifest's config and
 /// layers (and its `subject` is not a child: it points the other way).
@@ -35,52 +33,6 @@ pub trait Candidate {
     fn image_id(&self) -> Digest;
     /// Digests of its platform manifests and their configs.
     fn member_digests(&self) -> Vec<Digest>;
-}
-
-impl Candidate for SourceImage {
-    fn names(&self) -> &[Reference] {
-        &self.names
-    }
-    fn root_digest(&self) -> &Digest {
-        &self.root.digest
-    }
-    fn image_id(&self) -> Digest {
-        self.id()
-    }
-    fn member_digests(&self) -> Vec<Digest> {
-        self.platforms
-            .iter()
-            .flat_map(|p| {
-                [
-                    p.descriptor.digest.clone(),
-                    p.manifest.config.digest.clone(),
-                ]
-            })
-            .collect()
-    }
-}
-
-impl Candidate for ImageRecord {
-    fn names(&self) -> &[Reference] {
-        &self.names
-    }
-    fn root_digest(&self) -> &Digest {
-        &self.root.digest
-    }
-    fn image_id(&self) -> Digest {
-        self.id()
-    }
-    fn member_digests(&self) -> Vec<Digest> {
-        self.platforms
-            .iter()
-            .flat_map(|p| {
-                [
-                    p.descriptor.digest.clone(),
-                    p.manifest.config.digest.clone(),
-                ]
-            })
-            .collect()
-    }
 }
 
 /// Find the one image `query` names, the way docker resolves it: a name (`redis:alpine`),
@@ -139,4 +91,120 @@ pub fn find<T: Candidate>(images: &[T], query: &str) -> Result<(usize, Option<Re
         };
     }
     Err(not_found())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{media_type, Index, Manifest};
+
+    /// An image as a query sees it, without any store or archive behind it.
+    struct Fake {
+        names: Vec<Reference>,
+        root: Digest,
+        id: Digest,
+        members: Vec<Digest>,
+    }
+
+    impl Candidate for Fake {
+        fn names(&self) -> &[Reference] {
+            &self.names
+        }
+        fn root_digest(&self) -> &Digest {
+            &self.root
+        }
+        fn image_id(&self) -> Digest {
+            self.id.clone()
+        }
+        fn member_digests(&self) -> Vec<Digest> {
+            self.members.clone()
+        }
+    }
+
+    fn fake(names: &[&str], seed: &str) -> Fake {
+        let root = Digest::of(format!("root {seed}").as_bytes());
+        let id = Digest::of(format!("config {seed}").as_bytes());
+        Fake {
+            names: names.iter().map(|n| Reference::parse(n).unwrap()).collect(),
+            members: vec![root.clone(), id.clone()],
+            root,
+            id,
+        }
+    }
+
+    #[test]
+    fn finds_by_name_digest_repo_at_digest_and_short_id() {
+        let images = [fake(&["redis:alpine"], "a"), fake(&["app:1", "app:2"], "b")];
+        let (i, named) = find(&images, "redis:alpine").unwrap();
+        assert_eq!(i, 0);
+        assert_eq!(named.unwrap().to_string(), "docker.io/library/redis:alpine");
+        let (i, named) = find(&images, "docker.io/library/app:2").unwrap();
+        assert_eq!((i, named.unwrap().tag()), (1, Some("2")));
+        let root = images[1].root.to_string();
+        assert_eq!(find(&images, &root).unwrap(), (1, None));
+        assert_eq!(find(&images, &format!("app@{root}")).unwrap(), (1, None));
+        // A digest in another repository still finds the image (docker's `inspect` does).
+        assert_eq!(
+            find(&images, &format!("other/repo@{root}")).unwrap(),
+            (1, None)
+        );
+        let id = images[0].id.clone();
+        assert_eq!(find(&images, &id.to_string()).unwrap().0, 0);
+        assert_eq!(find(&images, id.hex()).unwrap().0, 0);
+        assert_eq!(find(&images, &id.hex()[..8]).unwrap().0, 0);
+    }
+
+    #[test]
+    fn says_what_is_missing_or_ambiguous() {
+        let images = [fake(&["a:1"], "x"), fake(&["b:1"], "y")];
+        assert!(matches!(
+            find(&images, "c:1"),
+            Err(Error::ImageNotFound { .. })
+        ));
+        assert!(matches!(
+            find(&images, &Digest::of(b"nothing").to_string()),
+            Err(Error::ImageNotFound { .. })
+        ));
+        // Two images whose IDs share a prefix: only a longer one decides.
+        let mut twins = [fake(&[], "p"), fake(&[], "q")];
+        let shared = "abcd".to_string();
+        for (n, t) in twins.iter_mut().enumerate() {
+            let hex = format!("{shared}{n}{}", &t.id.hex()[5..]);
+            t.id = Digest::from_hex(&hex).unwrap();
+        }
+        assert!(matches!(
+            find(&twins, "abcd"),
+            Err(Error::AmbiguousId { .. })
+        ));
+        assert_eq!(find(&twins, "abcd1").unwrap().0, 1);
+    }
+
+    #[test]
+    fn children_of_an_index_and_of_a_manifest() {
+        let d = |s: &str, mt: &str| Descriptor::new(mt, Digest::of(s.as_bytes()), 1);
+        let m = Manifest {
+            schema_version: 2,
+            media_type: Some(media_type::OCI_MANIFEST.into()),
+            config: d("c", media_type::OCI_CONFIG),
+            layers: vec![
+                d("l1", media_type::OCI_LAYER),
+                d("l2", media_type::OCI_LAYER),
+            ],
+            annotations: None,
+        };
+        let kids: Vec<Digest> = children(&Document::Manifest(Box::new(m)))
+            .into_iter()
+            .map(|x| x.digest)
+            .collect();
+        assert_eq!(
+            kids,
+            ["c", "l1", "l2"].map(|s| Digest::of(s.as_bytes())).to_vec()
+        );
+        let mut idx = Index::empty();
+        idx.manifests = vec![
+            d("m1", media_type::OCI_MANIFEST),
+            d("m2", media_type::OCI_MANIFEST),
+        ];
+        assert_eq!(children(&Document::Index(idx)).len(), 2);
+    }
 }

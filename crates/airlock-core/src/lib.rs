@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod archive;
+pub mod blob_reader;
 pub mod changes;
 pub mod compression;
 pub mod container;

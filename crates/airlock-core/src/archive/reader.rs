@@ -10,8 +10,8 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use super::sniff::{self, EntryKind};
+use crate::blob_reader::{BlobReader, Expect};
 use crate::compression::{self, Compression};
-use crate::copy::{BlobReader, Expect};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::spec::Descriptor;
@@ -62,25 +62,7 @@ impl ArchiveContents {
     }
 }
 
-/// Normalise an archive path: no leading `./` or `/`, no trailing `/`.
-pub fn normalize(path: &str) -> String {
-    let mut p = path;
-    loop {
-        if let Some(rest) = p.strip_prefix("./") {
-            p = rest;
-        } else if let Some(rest) = p.strip_prefix('/') {
-            p = rest;
-        } else {
-            break;
-        }
-    }
-    let p = p.trim_end_matches('/');
-    if p == "." {
-        String::new()
-    } else {
-        p.to_string()
-    }
-}
+pub use super::sniff::normalize;
 
 fn is_metadata(path: &str) -> bool {
     matches!(
@@ -424,7 +406,7 @@ fn bad_tar(e: io::Error) -> Error {
 }
 
 fn read_err(path: &str, e: io::Error) -> Error {
-    crate::store::staging_read_error(path, e)
+    crate::error::Error::reading(path, e)
 }
 
 /// A symlink target relative to the link's directory, as an archive path.

@@ -162,6 +162,26 @@ pub fn first_entry_names(head: &[u8], max: usize) -> Vec<String> {
     names
 }
 
+/// Normalise an archive path: no leading `./` or `/`, no trailing `/`.
+pub fn normalize(path: &str) -> String {
+    let mut p = path;
+    loop {
+        if let Some(rest) = p.strip_prefix("./") {
+            p = rest;
+        } else if let Some(rest) = p.strip_prefix('/') {
+            p = rest;
+        } else {
+            break;
+        }
+    }
+    let p = p.trim_end_matches('/');
+    if p == "." {
+        String::new()
+    } else {
+        p.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,8 +11,8 @@ use std::io::Write;
 use std::sync::Mutex;
 
 use super::tarball::TarWriter;
+use crate::blob_reader::BlobReader;
 use crate::compression::{self, Compression, FinishWrite};
-use crate::copy::BlobReader;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::spec::{
@@ -173,10 +173,10 @@ impl ArchiveWriter {
                 .platforms
                 .iter()
                 .find(|p| {
-                    p.descriptor.platform.as_ref().is_none_or(|pl| {
-                        pl.os == "linux"
-                            && pl.architecture == crate::spec::Platform::host().architecture
-                    })
+                    p.descriptor
+                        .platform
+                        .as_ref()
+                        .is_none_or(|pl| crate::spec::Platform::host().matches(pl))
                 })
                 .unwrap_or(&img.platforms[0]);
             let mut layers = Vec::new();
@@ -299,7 +299,7 @@ impl ArchiveWriter {
 /// An archive path for a blob kept under its original name: the name if it is a plain
 /// relative path, else one we make up.
 fn safe_entry_path(hint: &str, n: usize) -> String {
-    let clean = crate::archive::reader::normalize(hint);
+    let clean = super::sniff::normalize(hint);
     let ok = !clean.is_empty()
         && clean.len() < 200
         && !clean.split('/').any(|c| c == ".." || c.is_empty())

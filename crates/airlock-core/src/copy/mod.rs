@@ -10,14 +10,13 @@
 //! registry), where the destination learns the plan first; and [`stream`] for archives and
 //! the Docker Engine, read once front to back, each blob handed on as it streams by.
 
-pub mod blob_reader;
 pub mod stream;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-pub use blob_reader::{BlobFacts, BlobReader, Expect};
+pub use crate::blob_reader::{BlobFacts, BlobReader, Expect};
 
 use crate::compression::{self, Compression};
 use crate::digest::{self, Digest};

@@ -24,7 +24,6 @@ mod staging;
 
 pub use records::{ImageRecord, PlatformImage, TagChange};
 pub(crate) use staging::copy_plain;
-pub(crate) use staging::read_error as staging_read_error;
 pub use staging::{StagedBlob, Staging};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -279,27 +278,24 @@ impl Store {
             });
         };
         let name = root.to_string();
-        match spec::parse_document(&bytes, &name)? {
-            Document::Index(idx) => {
-                for m in &idx.manifests {
-                    self.reachable(&m.digest, &name, staging, out)?;
-                }
+        let doc = spec::parse_document(&bytes, &name)?;
+        let is_index = matches!(doc, Document::Index(_));
+        for d in crate::graph::children(&doc) {
+            if is_index {
+                self.reachable(&d.digest, &name, staging, out)?;
+                continue;
             }
-            Document::Manifest(m) => {
-                for d in std::iter::once(&m.config).chain(&m.layers) {
-                    let present = self.has_blob(&d.digest)
-                        || staging.and_then(|s| s.path_of(&d.digest)).is_some();
-                    // Foreign layers (with urls) may legitimately be absent.
-                    if !present && d.urls.is_none() {
-                        return Err(Error::MissingBlob {
-                            referenced_by: name.clone(),
-                            missing: d.digest.to_string(),
-                        });
-                    }
-                    if present {
-                        out.insert(d.digest.clone());
-                    }
-                }
+            let present =
+                self.has_blob(&d.digest) || staging.and_then(|s| s.path_of(&d.digest)).is_some();
+            // Foreign layers (with urls) may legitimately be absent.
+            if !present && d.urls.is_none() {
+                return Err(Error::MissingBlob {
+                    referenced_by: name.clone(),
+                    missing: d.digest.to_string(),
+                });
+            }
+            if present {
+                out.insert(d.digest.clone());
             }
         }
         Ok(())

@@ -53,7 +53,7 @@ impl ImageRecord {
         let host = Platform::host();
         self.platforms
             .iter()
-            .find(|p| p.config.os == host.os && p.config.architecture == host.architecture)
+            .find(|p| host.matches(&p.platform()))
             .unwrap_or(&self.platforms[0])
     }
 
@@ -80,6 +80,29 @@ impl ImageRecord {
         v.sort();
         v.dedup();
         v
+    }
+}
+
+impl crate::graph::Candidate for ImageRecord {
+    fn names(&self) -> &[Reference] {
+        &self.names
+    }
+    fn root_digest(&self) -> &Digest {
+        &self.root.digest
+    }
+    fn image_id(&self) -> Digest {
+        self.id()
+    }
+    fn member_digests(&self) -> Vec<Digest> {
+        self.platforms
+            .iter()
+            .flat_map(|p| {
+                [
+                    p.descriptor.digest.clone(),
+                    p.manifest.config.digest.clone(),
+                ]
+            })
+            .collect()
     }
 }
 

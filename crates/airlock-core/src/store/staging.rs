@@ -94,7 +94,7 @@ impl Staging {
         let write_err = |e| Error::io("write", tmp.path(), e);
         let (digest, size) =
             digest::copy_hashing(reader, &mut out, u64::MAX).map_err(|e| match e {
-                CopyError::Read(e) => read_error(label, e),
+                CopyError::Read(e) => Error::reading(label, e),
                 CopyError::Write(e) => write_err(e),
             })?;
         // The final fsync happens on the syncer thread, overlapping the next blob.
@@ -114,7 +114,10 @@ impl Staging {
 
     /// Stream a blob the copy engine is verifying into a new staged blob, named by the
     /// digest the reader proved at its end (the reader hashes; this only writes).
-    pub fn write_verified(&self, reader: &mut crate::copy::BlobReader<'_>) -> Result<StagedBlob> {
+    pub fn write_verified(
+        &self,
+        reader: &mut crate::blob_reader::BlobReader<'_>,
+    ) -> Result<StagedBlob> {
         let (tmp, mut out) = self.new_part()?;
         let write_err = |e| Error::io("write", tmp.path(), e);
         copy_plain(reader, &mut out).map_err(|e| match e {
@@ -231,17 +234,6 @@ pub(crate) fn copy_plain(
         };
         writer.write_all(&buf[..n]).map_err(CopyError::Write)?;
         total += n as u64;
-    }
-}
-
-/// Turn a read error into ours, recognising truncation.
-pub(crate) fn read_error(label: &str, e: io::Error) -> Error {
-    if e.kind() == io::ErrorKind::UnexpectedEof {
-        Error::Truncated {
-            detail: format!("the stream ended inside {label}"),
-        }
-    } else {
-        Error::stream(format!("read {label}"), e)
     }
 }
 

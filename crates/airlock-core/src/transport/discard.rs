@@ -3,7 +3,7 @@
 //! disk beyond its small JSON documents (held in memory) is needed.
 
 use super::{ImageDestination, SourceImage};
-use crate::copy::BlobReader;
+use crate::blob_reader::BlobReader;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::spec::Descriptor;

@@ -22,7 +22,7 @@ pub mod volumes;
 
 use std::io::Read;
 
-use crate::copy::BlobReader;
+use crate::blob_reader::BlobReader;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::reference::Reference;
@@ -162,6 +162,29 @@ pub trait ImageDestination: Send + Sync {
     ) -> Result<Digest>;
     /// Make everything visible at once. Returns what happened to each name.
     fn finish(self: Box<Self>, images: &[SourceImage]) -> Result<Vec<TagChange>>;
+}
+
+impl crate::graph::Candidate for SourceImage {
+    fn names(&self) -> &[Reference] {
+        &self.names
+    }
+    fn root_digest(&self) -> &Digest {
+        &self.root.digest
+    }
+    fn image_id(&self) -> Digest {
+        self.id()
+    }
+    fn member_digests(&self) -> Vec<Digest> {
+        self.platforms
+            .iter()
+            .flat_map(|p| {
+                [
+                    p.descriptor.digest.clone(),
+                    p.manifest.config.digest.clone(),
+                ]
+            })
+            .collect()
+    }
 }
 
 /// Pick images from a source: by name or ID (`queries`), by glob (`patterns`), or all.

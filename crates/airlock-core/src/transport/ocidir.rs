@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::{ImageDestination, SourceImage};
-use crate::copy::BlobReader;
+use crate::blob_reader::BlobReader;
 use crate::digest::{CopyError, Digest};
 use crate::error::{Error, Result};
 use crate::spec::{self, Descriptor, Index, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};

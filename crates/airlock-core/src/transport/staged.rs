@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use super::{ImageDestination, ImageSource, SourceImage};
-use crate::copy::BlobReader;
+use crate::blob_reader::BlobReader;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::spec::Descriptor;

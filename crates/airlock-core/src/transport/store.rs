@@ -3,7 +3,7 @@
 use std::io::Read;
 
 use super::{ImageDestination, ImageSource, PlatformManifest, SourceImage};
-use crate::copy::BlobReader;
+use crate::blob_reader::BlobReader;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::spec::Descriptor;

@@ -186,11 +186,19 @@ impl<'r> RegistryDestination<'r> {
         let mut location = upload_location(&r)?;
         drop(r);
         let digest_param = format!("digest={}", encode(&blob.digest.to_string()));
+        // Exactly `len` bytes (fewer only at the end): no buffer grows past one chunk.
         let read_chunk = |data: &mut BlobReader<'_>, len: u64| -> Result<Vec<u8>> {
-            let mut buf = Vec::with_capacity(len as usize);
-            data.take(len)
-                .read_to_end(&mut buf)
-                .map_err(|e| RemoteError::Core(data.to_error(e)))?;
+            let mut buf = vec![0u8; len as usize];
+            let mut filled = 0;
+            while filled < buf.len() {
+                match data.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(RemoteError::Core(data.to_error(e))),
+                }
+            }
+            buf.truncate(filled);
             Ok(buf)
         };
         if blob.size <= CHUNK {

@@ -52,11 +52,18 @@ const OVERRUN_SLACK: u64 = 64 << 20;
 
 enum HashSide {
     Inline(Hasher),
+    /// Chunks go to the hashing thread and come back for reuse: no allocation (and no
+    /// cross-thread free) per chunk.
     Thread {
         tx: Option<SyncSender<Vec<u8>>>,
+        free: Receiver<Vec<u8>>,
+        allocated: usize,
         done: Option<JoinHandle<Hasher>>,
     },
 }
+
+/// Chunks in flight to the hashing thread at most.
+const HASH_BUFFERS: usize = 8;
 
 struct DiffSide {
     codec: Compression,
@@ -88,16 +95,20 @@ impl<'a> BlobReader<'a> {
     ) -> Self {
         let big = expect.size.is_none_or(|s| s > THREAD_HASH_ABOVE as u64);
         let hasher = if big {
-            let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(8);
+            let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(HASH_BUFFERS);
+            let (back, free) = mpsc::channel::<Vec<u8>>();
             let done = std::thread::spawn(move || {
                 let mut h = Hasher::new();
                 for chunk in rx {
                     h.update(&chunk);
+                    let _ = back.send(chunk);
                 }
                 h
             });
             HashSide::Thread {
                 tx: Some(tx),
+                free,
+                allocated: 0,
                 done: Some(done),
             }
         } else {
@@ -149,9 +160,25 @@ impl<'a> BlobReader<'a> {
     fn feed(&mut self, chunk: &[u8]) {
         match &mut self.hasher {
             HashSide::Inline(h) => h.update(chunk),
-            HashSide::Thread { tx, .. } => {
+            HashSide::Thread {
+                tx,
+                free,
+                allocated,
+                ..
+            } => {
                 if let Some(t) = tx {
-                    if t.send(chunk.to_vec()).is_err() {
+                    let mut buf = match free.try_recv() {
+                        Ok(b) => b,
+                        Err(_) if *allocated < HASH_BUFFERS => {
+                            *allocated += 1;
+                            Vec::with_capacity(chunk.len().max(1 << 20))
+                        }
+                        // All buffers in flight: wait for the hasher to hand one back.
+                        Err(_) => free.recv().unwrap_or_default(),
+                    };
+                    buf.clear();
+                    buf.extend_from_slice(chunk);
+                    if t.send(buf).is_err() {
                         *tx = None;
                     }
                 }
@@ -174,7 +201,7 @@ impl<'a> BlobReader<'a> {
         }
         let hasher = match std::mem::replace(&mut self.hasher, HashSide::Inline(Hasher::new())) {
             HashSide::Inline(h) => h,
-            HashSide::Thread { tx, done } => {
+            HashSide::Thread { tx, done, .. } => {
                 drop(tx);
                 done.and_then(|d| d.join().ok()).unwrap_or_else(Hasher::new)
             }
@@ -265,7 +292,7 @@ impl<'a> BlobReader<'a> {
         {
             return self.mismatch_error();
         }
-        crate::store::staging_read_error(&self.label, e)
+        crate::error::Error::reading(&self.label, e)
     }
 }
 
