@@ -58,15 +58,19 @@ enum HashSide {
         tx: Option<SyncSender<Vec<u8>>>,
         free: Receiver<Vec<u8>>,
         allocated: usize,
+        pending: Vec<u8>,
         done: Option<JoinHandle<Hasher>>,
     },
 }
 
 /// Chunks in flight to the hashing thread at most.
 const HASH_BUFFERS: usize = 8;
+/// Bytes gathered before a chunk goes to the hashing or decoding thread.
+const HASH_CHUNK: usize = 1 << 20;
 
 struct DiffSide {
     codec: Compression,
+    pending: Vec<u8>,
     tx: Option<SyncSender<io::Result<Vec<u8>>>>,
     done: Option<JoinHandle<std::result::Result<Digest, String>>>,
 }
@@ -109,6 +113,7 @@ impl<'a> BlobReader<'a> {
                 tx: Some(tx),
                 free,
                 allocated: 0,
+                pending: Vec::with_capacity(HASH_CHUNK + (64 << 10)),
                 done: Some(done),
             }
         } else {
@@ -138,6 +143,7 @@ impl<'a> BlobReader<'a> {
         if !self.expect.diff_id || !matches!(codec, Compression::Gzip | Compression::Zstd) {
             self.diff = Some(DiffSide {
                 codec,
+                pending: Vec::new(),
                 tx: None,
                 done: None,
             });
@@ -152,41 +158,76 @@ impl<'a> BlobReader<'a> {
         });
         self.diff = Some(DiffSide {
             codec,
+            pending: Vec::with_capacity(HASH_CHUNK),
             tx: Some(tx),
             done: Some(done),
         });
     }
 
+    /// Hand `chunk` to the hasher and the decoder. Reads from a socket come in small
+    /// pieces; they are gathered into chunks of [`HASH_CHUNK`] so each thread hop carries
+    /// real work.
     fn feed(&mut self, chunk: &[u8]) {
         match &mut self.hasher {
             HashSide::Inline(h) => h.update(chunk),
-            HashSide::Thread {
-                tx,
-                free,
-                allocated,
-                ..
-            } => {
-                if let Some(t) = tx {
-                    let mut buf = match free.try_recv() {
-                        Ok(b) => b,
-                        Err(_) if *allocated < HASH_BUFFERS => {
-                            *allocated += 1;
-                            Vec::with_capacity(chunk.len().max(1 << 20))
-                        }
-                        // All buffers in flight: wait for the hasher to hand one back.
-                        Err(_) => free.recv().unwrap_or_default(),
-                    };
-                    buf.clear();
-                    buf.extend_from_slice(chunk);
-                    if t.send(buf).is_err() {
-                        *tx = None;
-                    }
+            HashSide::Thread { pending, .. } => {
+                pending.extend_from_slice(chunk);
+                if pending.len() >= HASH_CHUNK {
+                    self.flush_hash();
                 }
             }
         }
         if let Some(d) = &mut self.diff {
+            if d.tx.is_some() {
+                d.pending.extend_from_slice(chunk);
+                if d.pending.len() >= HASH_CHUNK {
+                    self.flush_diff();
+                }
+            }
+        }
+    }
+
+    fn flush_hash(&mut self) {
+        if let HashSide::Thread {
+            tx,
+            free,
+            allocated,
+            pending,
+            ..
+        } = &mut self.hasher
+        {
+            if pending.is_empty() {
+                return;
+            }
+            let Some(t) = tx else {
+                pending.clear();
+                return;
+            };
+            let next = match free.try_recv() {
+                Ok(b) => b,
+                Err(_) if *allocated < HASH_BUFFERS => {
+                    *allocated += 1;
+                    Vec::with_capacity(HASH_CHUNK + (64 << 10))
+                }
+                // All buffers in flight: wait for the hasher to hand one back.
+                Err(_) => free.recv().unwrap_or_default(),
+            };
+            let mut full = std::mem::replace(pending, next);
+            pending.clear();
+            if t.send(std::mem::take(&mut full)).is_err() {
+                *tx = None;
+            }
+        }
+    }
+
+    fn flush_diff(&mut self) {
+        if let Some(d) = &mut self.diff {
+            if d.pending.is_empty() {
+                return;
+            }
+            let chunk = std::mem::replace(&mut d.pending, Vec::with_capacity(HASH_CHUNK));
             if let Some(t) = &d.tx {
-                if t.send(Ok(chunk.to_vec())).is_err() {
+                if t.send(Ok(chunk)).is_err() {
                     // The decoder gave up on a damaged stream; it reports at the end.
                     d.tx = None;
                 }
@@ -199,6 +240,8 @@ impl<'a> BlobReader<'a> {
         if let Some(o) = &self.outcome {
             return o.clone();
         }
+        self.flush_hash();
+        self.flush_diff();
         let hasher = match std::mem::replace(&mut self.hasher, HashSide::Inline(Hasher::new())) {
             HashSide::Inline(h) => h,
             HashSide::Thread { tx, done, .. } => {
@@ -246,7 +289,9 @@ impl<'a> BlobReader<'a> {
         let diff = self.diff.take();
         let (compression, diff_id) = match diff {
             None => (Compression::None, None),
-            Some(DiffSide { codec, tx, done }) => {
+            Some(DiffSide {
+                codec, tx, done, ..
+            }) => {
                 drop(tx);
                 let d = done.map(|h| {
                     h.join()

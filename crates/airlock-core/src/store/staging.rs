@@ -218,7 +218,9 @@ impl Staging {
     }
 }
 
-/// Copy with a large buffer, telling read errors from write errors.
+/// Copy with a large buffer, telling read errors from write errors. The buffer is filled
+/// before each write: a socket hands over a few KiB per read, and a write per read would
+/// cost a syscall per 8 KiB (measured: 130,000 writes for a 1 GiB pull).
 pub(crate) fn copy_plain(
     reader: &mut dyn Read,
     writer: &mut dyn Write,
@@ -226,14 +228,23 @@ pub(crate) fn copy_plain(
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0;
     loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CopyError::Read(e)),
-        };
-        writer.write_all(&buf[..n]).map_err(CopyError::Write)?;
-        total += n as u64;
+        let mut filled = 0;
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(CopyError::Read(e)),
+            }
+        }
+        if filled == 0 {
+            return Ok(total);
+        }
+        writer.write_all(&buf[..filled]).map_err(CopyError::Write)?;
+        total += filled as u64;
+        if filled < buf.len() {
+            return Ok(total);
+        }
     }
 }
 
