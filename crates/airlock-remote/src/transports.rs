@@ -12,15 +12,13 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use airlock_core::archive::file::{ArchiveFileDestination, ArchiveOptions, ArchiveTarget};
 use airlock_core::archive::Dialect;
 use airlock_core::compression::Compression;
 use airlock_core::copy::stream::{copy_archive, ArchiveInput};
 use airlock_core::copy::{copy_images, CopyOptions};
 use airlock_core::reference::glob_match;
 use airlock_core::store::{Store, TagChange};
-use airlock_core::transport::archive_file::{
-    ArchiveFileDestination, ArchiveOptions, ArchiveTarget,
-};
 use airlock_core::transport::discard::DiscardDestination;
 use airlock_core::transport::name::TransportName;
 use airlock_core::transport::ocidir::OciDirDestination;

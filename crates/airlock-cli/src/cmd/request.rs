@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 
+use airlock_core::archive::file::ArchiveOptions;
 use airlock_core::archive::writer::ArchiveFormat;
-use airlock_core::transport::archive_file::ArchiveOptions;
 use airlock_core::transport::{inventory, volumes};
 use airlock_remote::registry::pull::PlatformChoice;
 use airlock_remote::transports::{CopyRequest, Selection};

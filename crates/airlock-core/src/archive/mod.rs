@@ -5,12 +5,11 @@
 //! [`crate::copy::stream`] runs both. Writing is [`writer::ArchiveWriter`], an
 //! [`crate::transport::ImageDestination`].
 
+pub mod file;
 pub mod reader;
 pub mod resolve;
 pub mod sniff;
 pub mod tarball;
-#[cfg(test)]
-mod tests;
 pub mod writer;
 
 pub use resolve::Dialect;

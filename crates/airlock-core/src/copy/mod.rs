@@ -12,6 +12,9 @@
 
 pub mod stream;
 
+#[cfg(test)]
+mod archive_tests;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -11,7 +11,6 @@
 //! to back, each blob handed straight to the destination ([`crate::copy::stream`]).
 //! [`name`] parses every transport name (`docker-archive:`, `oci:`, `docker://` ...).
 
-pub mod archive_file;
 pub mod discard;
 pub mod inventory;
 pub mod name;

@@ -7,7 +7,7 @@ use std::io::{Cursor, Read};
 
 use serde_json::{json, Value};
 
-use super::Dialect;
+use crate::archive::Dialect;
 use crate::copy::stream::{copy_archive, ArchiveInput};
 use crate::copy::CopyOptions;
 use crate::digest::Digest;

@@ -7,10 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::inventory::Inventory;
-use super::volumes::SharedSplitWriter;
-use super::{ImageDestination, SourceImage};
-use crate::archive::writer::{ArchiveFormat, ArchiveWriter};
+use super::writer::{ArchiveFormat, ArchiveWriter};
 use crate::blob_reader::BlobReader;
 use crate::compression::{self, Compression};
 use crate::digest::Digest;
@@ -18,6 +15,9 @@ use crate::error::{Error, Result};
 use crate::spec::Descriptor;
 use crate::store::durable::SyncingFile;
 use crate::store::TagChange;
+use crate::transport::inventory::Inventory;
+use crate::transport::volumes::SharedSplitWriter;
+use crate::transport::{ImageDestination, SourceImage};
 
 /// Where the archive's bytes go.
 #[derive(Clone, Debug)]
