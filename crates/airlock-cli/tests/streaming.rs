@@ -279,3 +279,48 @@ fn save_names_images_the_way_inspect_does() {
         assert!(listed.contains(&id[7..19]), "save {query}: {listed}");
     }
 }
+
+#[test]
+fn a_damaged_archive_streamed_into_the_engine_loads_nothing() {
+    require_tool("docker");
+    let work = scratch();
+    let pid = std::process::id();
+    let name = format!("airlock-stream-{pid}/damaged:1");
+    let legacy = work.path().join("big.tar");
+    big_archive(&legacy, &name);
+    let _tags = EngineTags(vec![name.clone()]);
+    // A flipped byte in the last layer: airlock finds it only once most of the archive has
+    // gone into the engine, and must cut the upload off rather than end it.
+    let mut bytes = std::fs::read(&legacy).unwrap();
+    let at = bytes.len() - (3 << 20);
+    bytes[at] ^= 0xff;
+    let damaged = work.path().join("damaged.tar");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let cli = Airlock::new(&work.path().join("store"));
+    let err = cli.fails(&[
+        "load",
+        "--into",
+        "docker-daemon",
+        "-i",
+        damaged.to_str().unwrap(),
+    ]);
+    assert!(err.contains("expected") || err.contains("diffID"), "{err}");
+    let inspect = Command::new("docker")
+        .args(["image", "inspect", &name])
+        .output()
+        .unwrap();
+    assert!(
+        !inspect.status.success(),
+        "the engine loaded a damaged image: {}",
+        String::from_utf8_lossy(&inspect.stdout)
+    );
+    // The intact archive goes in the same way.
+    let out = cli.ok(&[
+        "load",
+        "--into",
+        "docker-daemon",
+        "-i",
+        legacy.to_str().unwrap(),
+    ]);
+    assert!(out.contains(&name), "{out}");
+}

@@ -320,7 +320,13 @@ const READ_AHEAD_MIN_BATCH: usize = 64 * 1024;
 /// Reads a stream on a helper thread, one buffer ahead, so decompression or disk reads
 /// overlap with the hashing and writing done by the caller.
 pub struct ReadAhead {
-    chunks: ChunkReader,
+    rx: Receiver<io::Result<(Vec<u8>, usize)>>,
+    /// Used chunks go back to the reading thread.
+    back: mpsc::Sender<Vec<u8>>,
+    current: Vec<u8>,
+    len: usize,
+    pos: usize,
+    done: bool,
 }
 
 /// A reader over chunks arriving on a channel: an empty chunk or a dropped sender is the
@@ -346,10 +352,15 @@ impl ChunkReader {
 
 impl ReadAhead {
     /// Start reading `reader` on a thread, keeping at most `depth` buffers of `chunk` bytes.
+    ///
+    /// Buffers are reused and keep their full length (a chunk says how much of it is
+    /// filled): a fresh zeroed megabyte per chunk cost page faults and a memset, a quarter of
+    /// the CPU of `save docker-daemon:` (measured with perf).
     pub fn new(mut reader: Box<dyn Read + Send>, chunk: usize, depth: usize) -> Self {
         let (tx, rx) = mpsc::sync_channel(depth);
+        let (back, free) = mpsc::channel::<Vec<u8>>();
         std::thread::spawn(move || loop {
-            let mut buf = vec![0u8; chunk];
+            let mut buf = free.try_recv().unwrap_or_else(|_| vec![0u8; chunk]);
             let mut filled = 0;
             let result = loop {
                 match reader.read(&mut buf[filled..]) {
@@ -366,32 +377,57 @@ impl ReadAhead {
                     Err(e) => break Err(e),
                 }
             };
-            buf.truncate(filled);
             match result {
                 Err(e) => {
                     let _ = tx.send(Err(e));
                     return;
                 }
-                Ok(()) if buf.is_empty() => {
-                    let _ = tx.send(Ok(buf));
-                    return;
-                }
                 Ok(()) => {
-                    if tx.send(Ok(buf)).is_err() {
+                    let end = filled == 0;
+                    if tx.send(Ok((buf, filled))).is_err() || end {
                         return;
                     }
                 }
             }
         });
         ReadAhead {
-            chunks: ChunkReader::new(rx),
+            rx,
+            back,
+            current: Vec::new(),
+            len: 0,
+            pos: 0,
+            done: false,
         }
     }
 }
 
 impl Read for ReadAhead {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        self.chunks.read(out)
+        while self.pos == self.len {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok((_, 0))) => self.done = true,
+                Ok(Ok((buf, len))) => {
+                    let used = std::mem::replace(&mut self.current, buf);
+                    if !used.is_empty() {
+                        let _ = self.back.send(used);
+                    }
+                    self.len = len;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(_) => self.done = true,
+            }
+        }
+        let n = out.len().min(self.len - self.pos);
+        out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 

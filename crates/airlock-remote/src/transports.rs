@@ -325,14 +325,21 @@ fn set_total(progress: &Progress, images: &[SourceImage]) {
     progress.total.store(total, Ordering::Relaxed);
 }
 
+/// The images `sel` picks (all of them when it names none); never none at all, so no
+/// destination is left with an empty archive or an empty push.
 fn select_images(
     images: &[SourceImage],
     sel: &Selection,
 ) -> airlock_core::Result<Vec<SourceImage>> {
-    if sel.is_empty() {
-        return Ok(images.to_vec());
+    let picked = if sel.is_empty() {
+        images.to_vec()
+    } else {
+        select(images, &sel.queries, &sel.patterns, sel.all)?
+    };
+    if picked.is_empty() {
+        return Err(Error::Usage("the source has no images to copy".into()));
     }
-    select(images, &sel.queries, &sel.patterns, sel.all)
+    Ok(picked)
 }
 
 /// Give the images the destination's name, if it has one (only for a single image).

@@ -96,9 +96,6 @@ pub fn run(ctx: &Context, args: SaveArgs) -> Result<()> {
     let meter = Meter::start("Saving", &req.progress, false);
     let outcome = transports::copy(&store, &src, Some(&dest), &req)?;
     drop(meter);
-    if outcome.images.is_empty() {
-        bail!(UsageError("the store has no images to save".into()));
-    }
     if args.archive.split.is_some() {
         for p in &outcome.files {
             eprintln!("Wrote {}", p.display());
