@@ -186,9 +186,9 @@ impl<'r> RegistryDestination<'r> {
         let mut location = upload_location(&r)?;
         drop(r);
         let digest_param = format!("digest={}", encode(&blob.digest.to_string()));
-        // Exactly `len` bytes (fewer only at the end): no buffer grows past one chunk.
-        let read_chunk = |data: &mut BlobReader<'_>, len: u64| -> Result<Vec<u8>> {
-            let mut buf = vec![0u8; len as usize];
+        // Fill `buf` (fewer bytes only at the end); one buffer per blob, reused for every
+        // chunk, so memory stays at one chunk per blob in flight.
+        let fill = |data: &mut BlobReader<'_>, buf: &mut [u8]| -> Result<usize> {
             let mut filled = 0;
             while filled < buf.len() {
                 match data.read(&mut buf[filled..]) {
@@ -198,11 +198,12 @@ impl<'r> RegistryDestination<'r> {
                     Err(e) => return Err(RemoteError::Core(data.to_error(e))),
                 }
             }
-            buf.truncate(filled);
-            Ok(buf)
+            Ok(filled)
         };
         if blob.size <= CHUNK {
-            let mut buf = read_chunk(data, blob.size)?;
+            let mut buf = vec![0u8; blob.size as usize];
+            let n = fill(data, &mut buf)?;
+            buf.truncate(n);
             // The end-of-blob check of the verifying reader runs on this read.
             let mut extra = Vec::new();
             data.read_to_end(&mut extra)
@@ -220,12 +221,15 @@ impl<'r> RegistryDestination<'r> {
             )?;
             return Ok(());
         }
+        let mut chunk = vec![0u8; CHUNK as usize];
         let mut offset = 0u64;
         while offset < blob.size {
-            let buf = read_chunk(data, CHUNK.min(blob.size - offset))?;
-            if buf.is_empty() {
+            let want = CHUNK.min(blob.size - offset) as usize;
+            let n = fill(data, &mut chunk[..want])?;
+            if n == 0 {
                 break;
             }
+            let buf = &chunk[..n];
             let len = buf.len() as u64;
             let body =
                 || -> Result<(Box<dyn Read + Send + '_>, u64)> { Ok((Box::new(&buf[..]), len)) };
