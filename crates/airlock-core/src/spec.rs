@@ -158,7 +158,7 @@ pub struct Manifest {
     /// The config blob.
     pub config: Descriptor,
     /// Layers, bottom first.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub layers: Vec<Descriptor>,
     /// Free-form annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -175,7 +175,7 @@ pub struct Index {
     #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
     /// The manifests (or nested indexes).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub manifests: Vec<Descriptor>,
     /// Free-form annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -195,28 +195,93 @@ impl Index {
 }
 
 /// One entry of Docker's `manifest.json`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+///
+/// Read the way Docker reads it (Go's encoding/json): keys match case-insensitively (jib
+/// writes `config`/`repoTags`/`layers`), the last of duplicate keys wins, and `null` is an
+/// empty list (BuildKit writes `"Layers": null` for an image without layers).
+#[derive(Clone, Debug, Serialize)]
 pub struct DockerArchiveEntry {
     /// Path of the config file in the archive.
     #[serde(rename = "Config")]
     pub config: String,
     /// Tags of the image.
-    #[serde(rename = "RepoTags", default, deserialize_with = "null_as_empty")]
+    #[serde(rename = "RepoTags")]
     pub repo_tags: Vec<String>,
     /// Paths of the layer files, bottom first.
     #[serde(rename = "Layers")]
     pub layers: Vec<String>,
     /// Descriptors of foreign layers, keyed by diffID.
-    #[serde(
-        rename = "LayerSources",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LayerSources", skip_serializing_if = "Option::is_none")]
     pub layer_sources: Option<BTreeMap<String, Descriptor>>,
 }
 
-fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+impl<'de> Deserialize<'de> for DockerArchiveEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        // A list of pairs keeps duplicate keys in order (a map would drop all but one).
+        struct Pairs(Vec<(String, serde_json::Value)>);
+        impl<'de> Deserialize<'de> for Pairs {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = Pairs;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("a manifest.json entry (an object)")
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<Pairs, A::Error> {
+                        let mut v = Vec::new();
+                        while let Some(kv) = map.next_entry()? {
+                            v.push(kv);
+                        }
+                        Ok(Pairs(v))
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+        let mut config = None;
+        let mut repo_tags = serde_json::Value::Null;
+        let mut layers = serde_json::Value::Null;
+        let mut layer_sources = serde_json::Value::Null;
+        for (k, v) in Pairs::deserialize(d)?.0 {
+            match k.to_ascii_lowercase().as_str() {
+                "config" => config = Some(v),
+                "repotags" => repo_tags = v,
+                "layers" => layers = v,
+                "layersources" => layer_sources = v,
+                _ => {}
+            }
+        }
+        fn field<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+            name: &str,
+            v: serde_json::Value,
+        ) -> Result<T, E> {
+            serde_json::from_value(v).map_err(|e| E::custom(format!("{name}: {e}")))
+        }
+        let list = |name: &str, v| -> Result<Vec<String>, D::Error> {
+            Ok(field::<Option<Vec<String>>, D::Error>(name, v)?.unwrap_or_default())
+        };
+        let config: String = match config {
+            Some(v) => field::<String, D::Error>("Config", v)?,
+            None => return Err(D::Error::missing_field("Config")),
+        };
+        Ok(DockerArchiveEntry {
+            config,
+            repo_tags: list("RepoTags", repo_tags)?,
+            layers: list("Layers", layers)?,
+            layer_sources: field::<_, D::Error>("LayerSources", layer_sources)?,
+        })
+    }
+}
+
+/// `null` where a list is expected is an empty list: Go writes a nil slice that way.
+fn null_as_empty<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// The parts of an image config that airlock reads. The config itself is kept as bytes.
@@ -299,5 +364,45 @@ pub fn uncompressed_layer_type(manifest_media_type: &str) -> &'static str {
         "application/vnd.docker.image.rootfs.diff.tar"
     } else {
         media_type::OCI_LAYER
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_json_keys_match_as_docker_matches_them() {
+        // jib's spelling, a duplicate (the last wins, as in Go) and nulls for lists.
+        let text = br#"[{"config":"a.json","repoTags":null,"Layers":["x.tar"],"layers":["y.tar"]},
+                        {"CONFIG":"b.json","Layers":null}]"#;
+        let entries: Vec<DockerArchiveEntry> = serde_json::from_slice(text).unwrap();
+        assert_eq!(entries[0].config, "a.json");
+        assert!(entries[0].repo_tags.is_empty());
+        assert_eq!(entries[0].layers, ["y.tar"]);
+        assert_eq!(entries[1].config, "b.json");
+        assert!(entries[1].layers.is_empty());
+        let e =
+            serde_json::from_slice::<Vec<DockerArchiveEntry>>(br#"[{"Layers":[]}]"#).unwrap_err();
+        assert!(e.to_string().contains("Config"), "{e}");
+        // Written back with Docker's own names.
+        let out = serde_json::to_string(&entries[0]).unwrap();
+        assert!(
+            out.contains(r#""Config":"a.json""#) && out.contains(r#""RepoTags":[]"#),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn null_lists_are_empty_lists() {
+        let idx: Index =
+            serde_json::from_slice(br#"{"schemaVersion":2,"manifests":null}"#).unwrap();
+        assert!(idx.manifests.is_empty());
+        let c = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"x","digest":"{}","size":1}},"layers":null}}"#,
+            Digest::of(b"c")
+        );
+        let m: Manifest = serde_json::from_str(&c).unwrap();
+        assert!(m.layers.is_empty());
     }
 }

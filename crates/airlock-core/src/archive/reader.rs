@@ -82,6 +82,11 @@ struct Ingest<'a> {
     store: Option<&'a Store>,
     contents: ArchiveContents,
     seen_archive_entry: bool,
+    /// The first entry that is neither an image-archive file nor a root filesystem path.
+    first_foreign: Option<String>,
+    /// Refuse a root filesystem on its first path (a stream); a directory is judged from
+    /// all of its names instead.
+    refuse_early: bool,
     small_total: u64,
 }
 
@@ -92,24 +97,49 @@ impl<'a> Ingest<'a> {
             store: dest.store(),
             contents: ArchiveContents::default(),
             seen_archive_entry: false,
+            first_foreign: None,
+            refuse_early: true,
             small_total: 0,
         }
     }
 
-    /// Decide whether an entry matters. A root-filesystem path before any image-archive
-    /// file means this is a filesystem snapshot: fail on the first header, not after
-    /// reading gigabytes.
+    /// Decide whether an entry matters. In a stream, a root-filesystem path (`etc/`,
+    /// `bin/`, `.dockerenv` ...) before any image-archive file means a filesystem snapshot:
+    /// fail on the first header, not after reading gigabytes. Other names (a README beside
+    /// an OCI layout) are skipped; what the input is gets decided at the end.
     fn wants(&mut self, raw_path: &str, path: &str, is_dir: bool) -> Result<bool> {
         match sniff::classify(path, is_dir) {
-            EntryKind::Foreign if !self.seen_archive_entry => Err(Error::FilesystemSnapshot {
-                first_entry: raw_path.to_string(),
-            }),
-            EntryKind::Foreign | EntryKind::ArchiveDir => Ok(false),
+            EntryKind::Foreign => {
+                if self.refuse_early && !self.seen_archive_entry && sniff::is_rootfs_path(path) {
+                    return Err(Error::FilesystemSnapshot {
+                        first_entry: raw_path.to_string(),
+                    });
+                }
+                self.first_foreign
+                    .get_or_insert_with(|| raw_path.to_string());
+                Ok(false)
+            }
+            EntryKind::ArchiveDir => Ok(false),
             EntryKind::ImageArchive => {
                 self.seen_archive_entry = true;
                 Ok(true)
             }
         }
+    }
+
+    /// After the last entry: no image-archive file at all is a filesystem (or nothing).
+    fn judge(&self) -> Result<()> {
+        if self.seen_archive_entry {
+            return Ok(());
+        }
+        Err(match &self.first_foreign {
+            Some(first) => Error::FilesystemSnapshot {
+                first_entry: first.clone(),
+            },
+            None => Error::NoImage {
+                detail: "the tar is empty".into(),
+            },
+        })
     }
 
     fn file(&mut self, path: String, size: u64, reader: &mut dyn Read) -> Result<()> {
@@ -313,11 +343,7 @@ pub fn read_archive(input: &mut dyn Read, dest: &dyn ImageDestination) -> Result
             ingest.file(path, size, &mut entry)?;
         }
     }
-    if !ingest.seen_archive_entry {
-        return Err(Error::NoImage {
-            detail: "the tar is empty".into(),
-        });
-    }
+    ingest.judge()?;
     // The tar reader stops at the end-of-archive marker without reading past it; running
     // into the end of the stream instead means the archive was cut at a file boundary.
     let mut rest = archive.into_inner();
@@ -349,6 +375,7 @@ impl<R: Read> Read for EofWatch<R> {
 /// every blob to `dest`.
 pub fn read_directory(dir: &Path, dest: &dyn ImageDestination) -> Result<ArchiveContents> {
     let mut ingest = Ingest::new(dest);
+    ingest.refuse_early = false;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let mut entries: Vec<_> = fs::read_dir(&d)
@@ -381,6 +408,7 @@ pub fn read_directory(dir: &Path, dest: &dyn ImageDestination) -> Result<Archive
             }
         }
     }
+    ingest.judge()?;
     Ok(ingest.contents)
 }
 

@@ -49,6 +49,39 @@ pub fn classify(path: &str, is_dir: bool) -> EntryKind {
     }
 }
 
+/// Top-level names of a root filesystem (what `docker export` and rootfs tars start with).
+const ROOTFS_TOP: &[&str] = &[
+    "bin",
+    "boot",
+    "dev",
+    "etc",
+    "home",
+    "lib",
+    "lib32",
+    "lib64",
+    "libx32",
+    "media",
+    "mnt",
+    "opt",
+    "proc",
+    "root",
+    "run",
+    "sbin",
+    "srv",
+    "sys",
+    "tmp",
+    "usr",
+    "var",
+    ".dockerenv",
+    ".dockerinit",
+];
+
+/// True when a normalised path sits in a root filesystem's top-level directories.
+pub fn is_rootfs_path(path: &str) -> bool {
+    let top = path.split('/').next().unwrap_or("");
+    ROOTFS_TOP.contains(&top)
+}
+
 fn is_hex_id(s: &str) -> bool {
     is_sha256_hex(s)
 }

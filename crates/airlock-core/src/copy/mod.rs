@@ -14,6 +14,8 @@ pub mod stream;
 
 #[cfg(test)]
 mod archive_tests;
+#[cfg(test)]
+mod wild_tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

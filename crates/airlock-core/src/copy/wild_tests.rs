@@ -1,0 +1,170 @@
+//! Archives as other tools really write them, built in memory: Go's `null` lists, jib's
+//! lower-case `manifest.json` keys, an OCI layout with a README beside it, and the line
+//! between such a layout and a root filesystem.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::copy::stream::{copy_archive, ArchiveInput, StreamReport};
+use crate::copy::CopyOptions;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::spec::media_type;
+use crate::store::Store;
+use crate::testtar::{tar_of_files, TarBuilder};
+use crate::transport::discard::DiscardDestination;
+use crate::transport::SourceImage;
+
+fn read(input: ArchiveInput) -> Result<StreamReport> {
+    let all = |images: Vec<SourceImage>| Ok(images);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    copy_archive(
+        input,
+        Box::new(DiscardDestination),
+        &all,
+        Some(&store),
+        &CopyOptions::default(),
+    )
+}
+
+fn read_tar(files: &[(String, Vec<u8>)]) -> Result<StreamReport> {
+    read(ArchiveInput::Stream(Box::new(Cursor::new(tar_of_files(
+        files,
+    )))))
+}
+
+fn sha(b: &[u8]) -> String {
+    Digest::of(b).to_string()
+}
+
+fn json_file(path: &str, v: &Value) -> (String, Vec<u8>) {
+    (path.to_string(), serde_json::to_vec(v).unwrap())
+}
+
+/// A one-layer image: (config, layer).
+fn image() -> (Vec<u8>, Vec<u8>) {
+    let layer = TarBuilder::new().file("hello", b"hello").bytes();
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [sha(&layer)]},
+    }))
+    .unwrap();
+    (config, layer)
+}
+
+/// The files of an OCI layout holding the image under `name`.
+fn oci_layout_files(name: &str) -> Vec<(String, Vec<u8>)> {
+    let (config, layer) = image();
+    let d = |mt: &str, b: &[u8]| json!({"mediaType": mt, "digest": sha(b), "size": b.len()});
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": media_type::OCI_MANIFEST,
+        "config": d(media_type::OCI_CONFIG, &config),
+        "layers": [d(media_type::OCI_LAYER, &layer)],
+    }))
+    .unwrap();
+    let mut root = d(media_type::OCI_MANIFEST, &manifest);
+    root["annotations"] = json!({"org.opencontainers.image.ref.name": name});
+    let blob = |b: &[u8]| (format!("blobs/sha256/{}", Digest::of(b).hex()), b.to_vec());
+    vec![
+        json_file("oci-layout", &json!({"imageLayoutVersion": "1.0.0"})),
+        json_file(
+            "index.json",
+            &json!({"schemaVersion": 2, "manifests": [root]}),
+        ),
+        blob(&manifest),
+        blob(&config),
+        blob(&layer),
+    ]
+}
+
+#[test]
+fn go_null_lists_and_jib_keys_read_as_docker_reads_them() {
+    let (config, layer) = image();
+    let cfg = format!("{}.json", Digest::of(&config).hex());
+    let lp = format!("{}.tar", Digest::of(&layer).hex());
+    // jib: lower-case keys; Go: `null` for an empty list.
+    let files = vec![
+        (cfg.clone(), config.clone()),
+        (lp.clone(), layer.clone()),
+        json_file(
+            "manifest.json",
+            &json!([{"config": cfg, "repoTags": ["jib/app:1"], "layers": [lp]}]),
+        ),
+        json_file(
+            "index.json",
+            &json!({"schemaVersion": 2, "manifests": null}),
+        ),
+    ];
+    let report = read_tar(&files).unwrap();
+    assert_eq!(report.images.len(), 1);
+    assert_eq!(report.images[0].names[0].to_string(), "docker.io/jib/app:1");
+    assert_eq!(report.images[0].id(), Digest::of(&config));
+
+    // A zero-layer image (BuildKit writes `"Layers": null`) and no tags at all.
+    let empty = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []},
+    }))
+    .unwrap();
+    let ecfg = format!("{}.json", Digest::of(&empty).hex());
+    let files = vec![
+        (ecfg.clone(), empty.clone()),
+        json_file(
+            "manifest.json",
+            &json!([{"Config": ecfg, "RepoTags": null, "Layers": null}]),
+        ),
+    ];
+    let report = read_tar(&files).unwrap();
+    assert!(report.images[0].names.is_empty());
+    assert!(report.images[0].platforms[0].manifest.layers.is_empty());
+}
+
+#[test]
+fn an_oci_layout_with_other_files_beside_it_reads() {
+    // A README and a file whose name sorts before `blobs/`, both first in the tar.
+    let mut files = vec![
+        ("README.md".to_string(), b"# test data\n".to_vec()),
+        ("0b1f-notes.txt".to_string(), b"notes".to_vec()),
+    ];
+    files.extend(oci_layout_files("app:1"));
+    let report = read_tar(&files).unwrap();
+    assert_eq!(report.images.len(), 1);
+
+    // The same as a directory.
+    let dir = tempfile::tempdir().unwrap();
+    for (path, data) in &files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+    std::fs::create_dir(dir.path().join("docs")).unwrap();
+    let report = read(ArchiveInput::Dir(dir.path().to_path_buf())).unwrap();
+    assert_eq!(report.images.len(), 1);
+}
+
+#[test]
+fn a_root_filesystem_is_still_refused_by_name() {
+    // On its first path when that is a root filesystem's (the stream is not read on).
+    let mut files = vec![("etc/passwd".to_string(), b"root:x:0:0\n".to_vec())];
+    files.extend(oci_layout_files("app:1"));
+    match read_tar(&files) {
+        Err(Error::FilesystemSnapshot { first_entry }) => assert_eq!(first_entry, "etc/passwd"),
+        other => panic!("{:?}", other.map(|r| r.images.len())),
+    }
+    // Names that are neither: judged at the end, by the first of them.
+    let files = vec![("app/main.py".to_string(), b"print(1)\n".to_vec())];
+    match read_tar(&files) {
+        Err(Error::FilesystemSnapshot { first_entry }) => assert_eq!(first_entry, "app/main.py"),
+        other => panic!("{:?}", other.map(|r| r.images.len())),
+    }
+    // A directory holding a root filesystem.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("usr/bin")).unwrap();
+    std::fs::write(dir.path().join("usr/bin/sh"), b"#!").unwrap();
+    assert!(matches!(
+        read(ArchiveInput::Dir(Path::new(dir.path()).to_path_buf())),
+        Err(Error::FilesystemSnapshot { .. })
+    ));
+}
