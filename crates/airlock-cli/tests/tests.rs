@@ -6,6 +6,7 @@ mod cli;
 mod containerd;
 mod corruption;
 mod dialects;
+mod dir_layout;
 mod engine_layers;
 mod interop;
 mod layering;

@@ -19,6 +19,7 @@ use airlock_core::copy::stream::{copy_archive, ArchiveInput};
 use airlock_core::copy::{copy_images, CopyOptions};
 use airlock_core::reference::glob_match;
 use airlock_core::store::{Store, TagChange};
+use airlock_core::transport::dir::DirDestination;
 use airlock_core::transport::discard::DiscardDestination;
 use airlock_core::transport::name::TransportName;
 use airlock_core::transport::ocidir::OciDirDestination;
@@ -177,6 +178,7 @@ fn copy_between(
             }
             run(Box::new(dest))?
         }
+        Some(TransportName::Dir(p)) => run(Box::new(DirDestination::new(p)))?,
         Some(TransportName::DockerDaemon(_)) => {
             let engine = Engine::from_env()?;
             let (ran, lines) = engine.load_with(run)?;
@@ -268,6 +270,7 @@ fn open_source<'a>(
         TransportName::OciDir(p, name) => {
             Opened::Stream(ArchiveInput::Dir(p.clone()), name.clone())
         }
+        TransportName::Dir(p) => Opened::Stream(ArchiveInput::Dir(p.clone()), None),
         TransportName::DockerDaemon(name) => {
             let engine = Engine::from_env()?;
             let mut names: Vec<String> = name.iter().cloned().collect();

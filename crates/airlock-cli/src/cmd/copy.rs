@@ -13,7 +13,7 @@ use crate::output::{loaded_lines, print_lines};
 use crate::progress::Meter;
 
 /// Copy images between transports: store:NAME (or NAME), docker-archive:PATH[:NAME],
-/// oci-archive:PATH[:NAME], oci:DIR[:NAME], docker-daemon:NAME, docker://HOST/REPO[:TAG]
+/// oci-archive:PATH[:NAME], oci:DIR[:NAME], dir:DIR, docker-daemon:NAME, docker://HOST/REPO[:TAG]
 /// (a destination docker://HOST[/PREFIX] without a tag renames every image onto it).
 #[derive(Args, Debug)]
 pub struct CopyArgs {
@@ -57,6 +57,7 @@ pub fn run(ctx: &Context, args: CopyArgs) -> Result<()> {
         TransportName::Registry(_) => outcome.pushed.iter().map(|p| p.to_string()).collect(),
         TransportName::OciDir(p, Some(n)) => vec![format!("Wrote {n} to {}", p.display())],
         TransportName::OciDir(..) => loaded_lines(&outcome.changes),
+        TransportName::Dir(p) => vec![format!("Wrote {}", p.display())],
         TransportName::DockerArchive(..) | TransportName::OciArchive(..) => outcome
             .images
             .iter()

@@ -71,6 +71,7 @@ fn is_metadata(path: &str) -> bool {
             | "index.json"
             | "repositories"
             | "oci-layout"
+            | "version"
             | super::writer::INCREMENTAL_FILE
     )
 }
@@ -159,9 +160,12 @@ impl<'a> Ingest<'a> {
             self.contents.metadata.insert(path, bytes);
             return Ok(());
         }
+        // Named by digest: an OCI blob, or a `dir:` layout's blob or instance manifest.
         let named = path
             .strip_prefix("blobs/sha256/")
-            .and_then(Digest::from_hex);
+            .and_then(Digest::from_hex)
+            .or_else(|| Digest::from_hex(&path))
+            .or_else(|| sniff::dir_instance_manifest(&path).and_then(Digest::from_hex));
         if let Some(d) = &named {
             let stored = self.store.is_some_and(|s| s.has_blob(d));
             if stored || self.contents.delivered.contains(d) {

@@ -30,6 +30,8 @@ pub enum Dialect {
     Hybrid,
     /// An OCI layout only.
     Oci,
+    /// containers/image's `dir:` layout (`skopeo copy ... dir:PATH`).
+    Dir,
 }
 
 impl Dialect {
@@ -39,6 +41,7 @@ impl Dialect {
             Dialect::DockerArchive => "docker-archive",
             Dialect::Hybrid => "docker/OCI hybrid archive",
             Dialect::Oci => "OCI archive",
+            Dialect::Dir => "dir: layout",
         }
     }
 }
@@ -55,6 +58,9 @@ pub(crate) struct BlobLookup<'a> {
 impl BlobLookup<'_> {
     fn read(&self, d: &Digest, label: &str) -> Result<Vec<u8>> {
         if let Some(b) = self.contents.small.get(d) {
+            return Ok(b.clone());
+        }
+        if let Some(b) = self.generated.borrow().get(d) {
             return Ok(b.clone());
         }
         if let Some(s) = self.store.filter(|s| s.has_blob(d)) {
@@ -150,6 +156,12 @@ impl BlobLookup<'_> {
 /// The dialect an archive's metadata files say it is in.
 pub(crate) fn dialect_of(contents: &ArchiveContents) -> Dialect {
     let md = &contents.metadata;
+    if md
+        .get("version")
+        .is_some_and(|v| super::sniff::is_dir_layout_version(v))
+    {
+        return Dialect::Dir;
+    }
     match (
         md.contains_key("manifest.json"),
         md.contains_key("index.json"),
@@ -163,6 +175,9 @@ pub(crate) fn dialect_of(contents: &ArchiveContents) -> Dialect {
 /// Resolve the images of an archive. Generated manifests are staged.
 pub(crate) fn resolve(lookup: &BlobLookup) -> Result<(Dialect, Vec<SourceImage>)> {
     let md = &lookup.contents.metadata;
+    if dialect_of(lookup.contents) == Dialect::Dir {
+        return Ok((Dialect::Dir, vec![from_dir_layout(lookup)?]));
+    }
     let index = md
         .get("index.json")
         .map(|b| spec::parse_json::<Index>(b, "index.json", "OCI image index"))
@@ -212,6 +227,36 @@ pub(crate) fn resolve(lookup: &BlobLookup) -> Result<(Dialect, Vec<SourceImage>)
     }
     Err(Error::NoImage {
         detail: "it has neither manifest.json nor index.json".into(),
+    })
+}
+
+/// A `dir:` layout: `manifest.json` is the image's manifest (or index; its instances sit
+/// beside it as `<hex>.manifest.json`), every other blob is named by its hex digest. It
+/// carries no name. The root is handed on like a generated manifest: it is no blob file.
+fn from_dir_layout(lookup: &BlobLookup) -> Result<SourceImage> {
+    let bytes = lookup
+        .contents
+        .metadata
+        .get("manifest.json")
+        .ok_or_else(|| Error::NoImage {
+            detail: "the dir: layout has no manifest.json".into(),
+        })?;
+    let digest = Digest::of(bytes);
+    let media = match spec::parse_document(bytes, "manifest.json")? {
+        Document::Manifest(m) => m
+            .media_type
+            .unwrap_or_else(|| media_type::OCI_MANIFEST.to_string()),
+        Document::Index(i) => i
+            .media_type
+            .unwrap_or_else(|| media_type::OCI_INDEX.to_string()),
+    };
+    lookup
+        .generated
+        .borrow_mut()
+        .insert(digest.clone(), bytes.clone());
+    let root = Descriptor::new(&media, digest, bytes.len() as u64);
+    from_oci_descriptor(lookup, &root, Vec::new())?.ok_or_else(|| Error::NoImage {
+        detail: "the dir: layout's manifest.json lists no manifest whose blobs are there".into(),
     })
 }
 

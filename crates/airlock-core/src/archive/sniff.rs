@@ -25,7 +25,13 @@ pub fn classify(path: &str, is_dir: bool) -> EntryKind {
         | ["index.json"]
         | ["manifest.json"]
         | ["repositories"]
-        | ["airlock-incremental.json"] => EntryKind::ImageArchive,
+        | ["airlock-incremental.json"]
+        // containers/image's `dir:` layout: blobs named by hex, per-instance manifests.
+        | ["version"] => EntryKind::ImageArchive,
+        [one] if one.starts_with("signature-") => EntryKind::ArchiveDir,
+        [one] if !is_dir && (is_hex_id(one) || dir_instance_manifest(one).is_some()) => {
+            EntryKind::ImageArchive
+        }
         ["blobs"] => EntryKind::ArchiveDir,
         ["blobs", _alg] if is_dir => EntryKind::ArchiveDir,
         ["blobs", _alg, _hex] => EntryKind::ImageArchive,
@@ -80,6 +86,16 @@ const ROOTFS_TOP: &[&str] = &[
 pub fn is_rootfs_path(path: &str) -> bool {
     let top = path.split('/').next().unwrap_or("");
     ROOTFS_TOP.contains(&top)
+}
+
+/// The digest hex of a `dir:` layout's per-instance manifest (`<hex>.manifest.json`).
+pub fn dir_instance_manifest(name: &str) -> Option<&str> {
+    name.strip_suffix(".manifest.json").filter(|h| is_hex_id(h))
+}
+
+/// True when `version` holds what containers/image writes into a `dir:` layout.
+pub fn is_dir_layout_version(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"Directory Transport Version:")
 }
 
 fn is_hex_id(s: &str) -> bool {

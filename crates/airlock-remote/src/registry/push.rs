@@ -231,8 +231,7 @@ impl<'r> RegistryDestination<'r> {
             }
             let buf = &chunk[..n];
             let len = buf.len() as u64;
-            let body =
-                || -> Result<(Box<dyn Read + Send + '_>, u64)> { Ok((Box::new(&buf[..]), len)) };
+            let body = || -> Result<(Box<dyn Read + Send + '_>, u64)> { Ok((Box::new(buf), len)) };
             let r = self.reg.call(
                 "PATCH",
                 &location,

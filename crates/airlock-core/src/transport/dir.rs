@@ -1,0 +1,119 @@
+//! containers/image's `dir:` layout as a destination (`copy ... dir:PATH`), the way skopeo
+//! writes it: every blob a file named by its hex digest, the image's manifest (or index) as
+//! `manifest.json`, an index's instances as `<hex>.manifest.json`, and a `version` file.
+//! One image per directory.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::{ImageDestination, SourceImage};
+use crate::blob_reader::BlobReader;
+use crate::digest::{CopyError, Digest};
+use crate::error::{Error, Result};
+use crate::spec::Descriptor;
+use crate::store::{copy_plain, sync_dir, write_atomic, TagChange};
+
+/// What containers/image writes into `version`.
+const VERSION: &[u8] = b"Directory Transport Version: 1.1\n";
+
+/// Writes one image as a `dir:` layout.
+pub struct DirDestination {
+    dir: PathBuf,
+}
+
+impl DirDestination {
+    /// Write into `dir` (created if missing).
+    pub fn new(dir: &Path) -> Self {
+        DirDestination {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.dir.join(d.hex())
+    }
+
+    /// Write a blob under a temporary name, then rename it to the digest the reader proved.
+    fn write(&self, data: &mut BlobReader<'_>) -> Result<Digest> {
+        fs::create_dir_all(&self.dir).map_err(|e| Error::io("create", &self.dir, e))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".part-")
+            .tempfile_in(&self.dir)
+            .map_err(|e| Error::io("create temp file in", &self.dir, e))?;
+        copy_plain(data, tmp.as_file_mut()).map_err(|e| match e {
+            CopyError::Read(e) => data.to_error(e),
+            CopyError::Write(e) => Error::io("write", tmp.path(), e),
+        })?;
+        let digest = data.verified_digest().ok_or_else(|| Error::Truncated {
+            detail: format!("{} was not read to its end", data.label()),
+        })?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io("sync", tmp.path(), e))?;
+        let dest = self.blob_path(&digest);
+        tmp.persist(&dest)
+            .map_err(|e| Error::io("rename", &dest, e.error))?;
+        Ok(digest)
+    }
+
+    /// Give a manifest blob its `dir:` name.
+    fn name_manifest(&self, d: &Digest, name: &str) -> Result<()> {
+        let from = self.blob_path(d);
+        let to = self.dir.join(name);
+        fs::rename(&from, &to).map_err(|e| Error::io("rename", &to, e))
+    }
+}
+
+/// The one image a `dir:` layout can hold.
+fn one_image(images: &[SourceImage]) -> Result<&SourceImage> {
+    match images {
+        [img] => Ok(img),
+        _ => Err(Error::Usage(format!(
+            "a dir: layout holds one image, and {} were chosen: name one",
+            images.len()
+        ))),
+    }
+}
+
+impl ImageDestination for DirDestination {
+    fn describe(&self) -> String {
+        format!("the dir: layout {}", self.dir.display())
+    }
+    fn parallelism(&self) -> usize {
+        3
+    }
+    fn begin(&mut self, images: &[SourceImage]) -> Result<()> {
+        one_image(images).map(|_| ())
+    }
+    fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+    fn put_blob(&self, _blob: &Descriptor, data: &mut BlobReader<'_>) -> Result<()> {
+        self.write(data).map(|_| ())
+    }
+    fn put_unnamed_blob(
+        &self,
+        _hint: &str,
+        _size: u64,
+        data: &mut BlobReader<'_>,
+    ) -> Result<Digest> {
+        self.write(data)
+    }
+    fn finish(self: Box<Self>, images: &[SourceImage]) -> Result<Vec<TagChange>> {
+        let img = one_image(images)?;
+        for p in &img.platforms {
+            if p.descriptor.digest != img.root.digest {
+                let name = format!("{}.manifest.json", p.descriptor.digest.hex());
+                self.name_manifest(&p.descriptor.digest, &name)?;
+            }
+        }
+        self.name_manifest(&img.root.digest, "manifest.json")?;
+        write_atomic(&self.dir, &self.dir.join("version"), VERSION)?;
+        sync_dir(&self.dir)?;
+        Ok(vec![TagChange {
+            name: None,
+            image_id: img.id(),
+            moved_from: None,
+        }])
+    }
+}
