@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use super::{ImageDestination, SourceImage};
 use crate::blob_reader::BlobReader;
-use crate::digest::{CopyError, Digest};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::spec::Descriptor;
-use crate::store::{copy_plain, sync_dir, write_atomic, TagChange};
+use crate::store::{sync_dir, write_atomic, TagChange};
 
 /// What containers/image writes into `version`.
 const VERSION: &[u8] = b"Directory Transport Version: 1.1\n";
@@ -33,27 +33,8 @@ impl DirDestination {
         self.dir.join(d.hex())
     }
 
-    /// Write a blob under a temporary name, then rename it to the digest the reader proved.
     fn write(&self, data: &mut BlobReader<'_>) -> Result<Digest> {
-        fs::create_dir_all(&self.dir).map_err(|e| Error::io("create", &self.dir, e))?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".part-")
-            .tempfile_in(&self.dir)
-            .map_err(|e| Error::io("create temp file in", &self.dir, e))?;
-        copy_plain(data, tmp.as_file_mut()).map_err(|e| match e {
-            CopyError::Read(e) => data.to_error(e),
-            CopyError::Write(e) => Error::io("write", tmp.path(), e),
-        })?;
-        let digest = data.verified_digest().ok_or_else(|| Error::Truncated {
-            detail: format!("{} was not read to its end", data.label()),
-        })?;
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| Error::io("sync", tmp.path(), e))?;
-        let dest = self.blob_path(&digest);
-        tmp.persist(&dest)
-            .map_err(|e| Error::io("rename", &dest, e.error))?;
-        Ok(digest)
+        super::write_blob_file(&self.dir, data, |d| self.blob_path(d))
     }
 
     /// Give a manifest blob its `dir:` name.

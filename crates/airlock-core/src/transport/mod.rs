@@ -187,6 +187,36 @@ impl crate::graph::Candidate for SourceImage {
     }
 }
 
+/// Write a blob the copy engine is verifying into `dir` under a temporary name, fsync it,
+/// and rename it to `name_of(digest)` once the reader has proved the digest: what every
+/// directory destination (an OCI layout, a `dir:` layout) does with a blob.
+pub(crate) fn write_blob_file(
+    dir: &std::path::Path,
+    data: &mut BlobReader<'_>,
+    name_of: impl Fn(&Digest) -> std::path::PathBuf,
+) -> Result<Digest> {
+    use crate::digest::CopyError;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".part-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("create temp file in", dir, e))?;
+    crate::store::copy_plain(data, tmp.as_file_mut()).map_err(|e| match e {
+        CopyError::Read(e) => data.to_error(e),
+        CopyError::Write(e) => Error::io("write", tmp.path(), e),
+    })?;
+    let digest = data.verified_digest().ok_or_else(|| Error::Truncated {
+        detail: format!("{} was not read to its end", data.label()),
+    })?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io("sync", tmp.path(), e))?;
+    let dest = name_of(&digest);
+    tmp.persist(&dest)
+        .map_err(|e| Error::io("rename", &dest, e.error))?;
+    Ok(digest)
+}
+
 /// Pick images from a source: by name or ID (`queries`), by glob (`patterns`), or all.
 pub fn select(
     images: &[SourceImage],
