@@ -37,6 +37,13 @@ pub fn loaded_lines(changes: &[TagChange]) -> Vec<String> {
         .collect()
 }
 
+/// Say on standard error what the library did with what it could not take as it was.
+pub fn print_notes(notes: &[String]) {
+    for n in notes {
+        eprintln!("note: {n}");
+    }
+}
+
 /// Print lines unless `quiet`.
 pub fn print_lines(lines: &[String], quiet: bool) {
     if !quiet {

@@ -19,6 +19,15 @@ pub fn write_output(
     body: impl FnOnce(Box<dyn Write + Send>) -> Result<()>,
 ) -> Result<()> {
     match output.filter(|p| p.as_os_str() != "-") {
+        // A device or pipe (`-o /dev/null`) is written as it is: renaming a temp file over
+        // it would replace it with a regular file.
+        Some(path) if std::fs::metadata(&path).is_ok_and(|m| !m.is_file() && !m.is_dir()) => {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            body(Box::new(BufWriter::with_capacity(1 << 20, f)))
+        }
         Some(path) => {
             let dir = path
                 .parent()

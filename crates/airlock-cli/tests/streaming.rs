@@ -324,3 +324,17 @@ fn a_damaged_archive_streamed_into_the_engine_loads_nothing() {
     ]);
     assert!(out.contains(&name), "{out}");
 }
+
+#[test]
+fn archives_and_snapshots_written_to_dev_null_leave_it_a_device() {
+    use std::os::unix::fs::FileTypeExt;
+    let work = scratch();
+    let legacy = work.path().join("small.tar");
+    write_docker_archive(&legacy, "stream/null:1", &[layer_with_file("a", b"a")]);
+    let cli = Airlock::new(&work.path().join("store"));
+    cli.ok(&["load", "-q", "-i", legacy.to_str().unwrap()]);
+    cli.ok(&["save", "-o", "/dev/null", "stream/null:1"]);
+    cli.ok(&["export", "-o", "/dev/null", "stream/null:1"]);
+    let kind = std::fs::metadata("/dev/null").unwrap().file_type();
+    assert!(kind.is_char_device(), "/dev/null was replaced: {kind:?}");
+}

@@ -50,6 +50,8 @@ pub mod media_type {
 pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 /// OCI annotation holding the reference name in an image layout.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// OCI annotation naming the base image; some writers put the image's own repository there.
+pub const ANNOTATION_BASE_NAME: &str = "org.opencontainers.image.base.name";
 
 /// A content descriptor.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

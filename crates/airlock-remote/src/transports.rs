@@ -107,6 +107,8 @@ pub struct CopyOutcome {
     pub files: Vec<PathBuf>,
     /// The dialect and compression of an archive source.
     pub archive: Option<(Dialect, Compression)>,
+    /// What was done with what could not be taken as it was (an invalid name), for the user.
+    pub notes: Vec<String>,
 }
 
 fn usage(msg: String) -> RemoteError {
@@ -203,6 +205,7 @@ fn copy_between(
     outcome.images = ran.images;
     outcome.changes = ran.changes;
     outcome.archive = ran.archive;
+    outcome.notes = ran.notes;
     Ok(outcome)
 }
 
@@ -231,6 +234,7 @@ struct Ran {
     images: Vec<SourceImage>,
     changes: Vec<TagChange>,
     archive: Option<(Dialect, Compression)>,
+    notes: Vec<String>,
 }
 
 fn open_source<'a>(
@@ -376,6 +380,7 @@ fn run_copy(
                 images,
                 changes,
                 archive: None,
+                notes: Vec::new(),
             })
         }
         Opened::Stream(input, name) => {
@@ -393,6 +398,7 @@ fn run_copy(
                 images: report.images,
                 changes: report.changes,
                 archive: Some((report.dialect, report.compression)),
+                notes: report.notes,
             })
         }
     }

@@ -51,6 +51,7 @@ pub fn run(ctx: &Context, args: CopyArgs) -> Result<()> {
     let meter = Meter::start("Copying", &req.progress, args.quiet);
     let outcome = transports::copy(&store, &src, Some(&dst), &req)?;
     drop(meter);
+    crate::output::print_notes(&outcome.notes);
     let lines: Vec<String> = match &dst {
         TransportName::Store(_) => loaded_lines(&outcome.changes),
         TransportName::DockerDaemon(_) => outcome.engine_lines.clone(),

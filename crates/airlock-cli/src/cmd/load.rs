@@ -62,6 +62,7 @@ pub fn run(ctx: &Context, args: LoadArgs) -> Result<()> {
     let meter = Meter::start("Loading", &req.progress, args.quiet);
     let outcome = transports::copy(&store, &src, Some(&dest), &req)?;
     drop(meter);
+    crate::output::print_notes(&outcome.notes);
     let lines = match dest {
         TransportName::DockerDaemon(_) => outcome.engine_lines,
         _ => loaded_lines(&outcome.changes),

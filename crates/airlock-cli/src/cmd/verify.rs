@@ -38,6 +38,7 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> Result<()> {
     let meter = Meter::start("Verifying", &req.progress, args.quiet);
     let outcome = transports::copy(&store, &src, None, &req)?;
     drop(meter);
+    crate::output::print_notes(&outcome.notes);
     if args.quiet {
         return Ok(());
     }

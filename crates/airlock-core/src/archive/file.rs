@@ -56,8 +56,16 @@ impl Default for ArchiveOptions {
 
 enum Output {
     File(tempfile::NamedTempFile, PathBuf),
+    /// A device or pipe (`-o /dev/null`, a FIFO): written as it is, never replaced.
+    Special(PathBuf),
     Split(SharedSplitWriter),
     Stdout,
+}
+
+/// True when `path` exists and is not a regular file: renaming over it would replace a
+/// device or pipe with a file.
+fn is_special(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
 /// The archive writer plus what must happen to its output once it is complete.
@@ -77,6 +85,16 @@ impl ArchiveFileDestination {
     /// Start an archive at `target`.
     pub fn create(target: &ArchiveTarget, opts: &ArchiveOptions) -> Result<Self> {
         let (out, output): (Box<dyn Write + Send>, Output) = match target {
+            ArchiveTarget::File(path) if is_special(path) => {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| Error::io("open", path, e))?;
+                (
+                    Box::new(BufWriter::with_capacity(1 << 20, f)),
+                    Output::Special(path.clone()),
+                )
+            }
             ArchiveTarget::File(path) => {
                 let dir = dir_of(path);
                 let tmp = tempfile::Builder::new()
@@ -133,7 +151,7 @@ impl ArchiveFileDestination {
 impl ImageDestination for ArchiveFileDestination {
     fn describe(&self) -> String {
         match &self.output {
-            Output::File(_, p) => format!("the archive {}", p.display()),
+            Output::File(_, p) | Output::Special(p) => format!("the archive {}", p.display()),
             Output::Split(_) => "the split archive".into(),
             Output::Stdout => "the archive on standard output".into(),
         }
@@ -172,6 +190,7 @@ impl ImageDestination for ArchiveFileDestination {
                     .map_err(|e| Error::io("rename the output to", &path, e.error))?;
                 vec![path]
             }
+            Output::Special(path) => vec![path],
             Output::Split(volumes) => volumes.finish()?,
             Output::Stdout => Vec::new(),
         };

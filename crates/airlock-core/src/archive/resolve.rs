@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::reference::Reference;
 use crate::spec::{
     self, media_type, ConfigView, Descriptor, DockerArchiveEntry, Document, Index, Manifest,
-    ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME,
+    ANNOTATION_BASE_NAME, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME,
 };
 use crate::store::{StagedBlob, Store, ANNOTATION_GENERATED};
 use crate::transport::{PlatformManifest, SourceImage};
@@ -53,6 +53,8 @@ pub(crate) struct BlobLookup<'a> {
     pub store: Option<&'a Store>,
     /// Manifests made here for docker-archive images (they have none), by digest.
     pub generated: RefCell<BTreeMap<Digest, Vec<u8>>>,
+    /// What was done with names that could not be taken as they are, for the user.
+    pub notes: RefCell<Vec<String>>,
 }
 
 impl BlobLookup<'_> {
@@ -208,7 +210,7 @@ pub(crate) fn resolve(lookup: &BlobLookup) -> Result<(Dialect, Vec<SourceImage>)
     if let Some(idx) = index {
         let mut images = Vec::new();
         for desc in &idx.manifests {
-            let names = names_from_annotations(desc);
+            let names = names_from_annotations(lookup, desc);
             if let Some(img) = from_oci_descriptor(lookup, desc, names)? {
                 images.push(img);
             }
@@ -278,12 +280,41 @@ fn merge_same_root(images: Vec<SourceImage>) -> Vec<SourceImage> {
     out
 }
 
-fn names_from_annotations(desc: &Descriptor) -> Vec<Reference> {
-    desc.annotation(ANNOTATION_IMAGE_NAME)
-        .or_else(|| desc.annotation(ANNOTATION_REF_NAME))
+/// The name an index descriptor gives its image: `io.containerd.image.name` (the full
+/// name), else `org.opencontainers.image.ref.name`. A `ref.name` that is only a tag (as the
+/// OCI layout spec allows) takes its repository from `org.opencontainers.image.base.name`
+/// when that is there; one that is no valid name at all is noted, not silently dropped.
+fn names_from_annotations(lookup: &BlobLookup, desc: &Descriptor) -> Vec<Reference> {
+    if let Some(full) = desc
+        .annotation(ANNOTATION_IMAGE_NAME)
         .and_then(|n| Reference::parse(n).ok())
-        .into_iter()
-        .collect()
+    {
+        return vec![full];
+    }
+    let Some(ref_name) = desc.annotation(ANNOTATION_REF_NAME) else {
+        return Vec::new();
+    };
+    let tag_only = !ref_name.contains('/') && !ref_name.contains(':') && !ref_name.contains('@');
+    if tag_only {
+        if let Some(base) = desc
+            .annotation(ANNOTATION_BASE_NAME)
+            .and_then(|b| Reference::parse(b).ok())
+        {
+            if let Ok(r) = Reference::parse(&format!("{}:{ref_name}", base.repository())) {
+                return vec![r];
+            }
+        }
+    }
+    match Reference::parse(ref_name) {
+        Ok(r) => vec![r],
+        Err(e) => {
+            lookup.notes.borrow_mut().push(format!(
+                "index.json names {} \"{ref_name}\", which is not a valid image name ({e}); it is kept untagged",
+                desc.digest
+            ));
+            Vec::new()
+        }
+    }
 }
 
 /// An original manifest found through `index.json`, keyed by config digest.
@@ -303,7 +334,7 @@ fn original_manifests(lookup: &BlobLookup, index: &Index) -> Result<BTreeMap<Dig
         if !lookup.has(&desc.digest) {
             continue;
         }
-        let names = names_from_annotations(desc);
+        let names = names_from_annotations(lookup, desc);
         let bytes = lookup.read(&desc.digest, "index.json")?;
         match spec::parse_document(&bytes, &desc.digest.to_string())? {
             Document::Manifest(m) => {

@@ -41,6 +41,8 @@ pub struct StreamReport {
     pub images: Vec<SourceImage>,
     /// What happened to each name at the destination.
     pub changes: Vec<TagChange>,
+    /// What was done with content that could not be taken as it is (an invalid name).
+    pub notes: Vec<String>,
 }
 
 /// Picks and renames the images of a source once they are known.
@@ -72,12 +74,14 @@ pub fn copy_archive(
             contents: &contents,
             store: Some(store),
             generated: RefCell::default(),
+            notes: RefCell::default(),
         };
         let all = resolve_images(&lookup)?;
         for bytes in lookup.generated.borrow().values() {
             staging.write_bytes(bytes)?;
         }
         let images = choose(all)?;
+        let notes = lookup.notes.take();
         let source = StagedSource::new(&staging, Some(store), images.clone());
         let changes = copy_images(&source, &images, dest, opts)?;
         return Ok(StreamReport {
@@ -85,6 +89,7 @@ pub fn copy_archive(
             compression,
             images,
             changes,
+            notes,
         });
     }
     let (dialect, compression, contents) = read(input, dest.as_ref())?;
@@ -92,6 +97,7 @@ pub fn copy_archive(
         contents: &contents,
         store: dest.store(),
         generated: RefCell::default(),
+        notes: RefCell::default(),
     };
     let all = resolve_images(&lookup)?;
     let images = choose(all)?;
@@ -107,12 +113,14 @@ pub fn copy_archive(
             }
         }
     }
+    let notes = lookup.notes.take();
     let changes = dest.finish(&images)?;
     Ok(StreamReport {
         dialect,
         compression,
         images,
         changes,
+        notes,
     })
 }
 

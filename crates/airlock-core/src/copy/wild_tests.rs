@@ -57,6 +57,11 @@ fn image() -> (Vec<u8>, Vec<u8>) {
 
 /// The files of an OCI layout holding the image under `name`.
 fn oci_layout_files(name: &str) -> Vec<(String, Vec<u8>)> {
+    oci_layout_annotated(json!({"org.opencontainers.image.ref.name": name}))
+}
+
+/// The files of an OCI layout whose index descriptor carries `annotations`.
+fn oci_layout_annotated(annotations: Value) -> Vec<(String, Vec<u8>)> {
     let (config, layer) = image();
     let d = |mt: &str, b: &[u8]| json!({"mediaType": mt, "digest": sha(b), "size": b.len()});
     let manifest = serde_json::to_vec(&json!({
@@ -66,7 +71,7 @@ fn oci_layout_files(name: &str) -> Vec<(String, Vec<u8>)> {
     }))
     .unwrap();
     let mut root = d(media_type::OCI_MANIFEST, &manifest);
-    root["annotations"] = json!({"org.opencontainers.image.ref.name": name});
+    root["annotations"] = annotations;
     let blob = |b: &[u8]| (format!("blobs/sha256/{}", Digest::of(b).hex()), b.to_vec());
     vec![
         json_file("oci-layout", &json!({"imageLayoutVersion": "1.0.0"})),
@@ -167,4 +172,37 @@ fn a_root_filesystem_is_still_refused_by_name() {
         read(ArchiveInput::Dir(Path::new(dir.path()).to_path_buf())),
         Err(Error::FilesystemSnapshot { .. })
     ));
+}
+
+#[test]
+fn names_come_from_every_annotation_writers_use() {
+    let name_of = |annotations: Value| -> (Vec<String>, Vec<String>) {
+        let report = read_tar(&oci_layout_annotated(annotations)).unwrap();
+        let names = report.images[0]
+            .names
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        (names, report.notes)
+    };
+    // containerd's full name wins over a bare tag.
+    let (names, _) = name_of(json!({
+        "io.containerd.image.name": "registry.example/team/app:1.4",
+        "org.opencontainers.image.ref.name": "1.4",
+    }));
+    assert_eq!(names, ["registry.example/team/app:1.4"]);
+    // A tag-only ref.name takes its repository from base.name.
+    let (names, _) = name_of(json!({
+        "org.opencontainers.image.ref.name": "1.4",
+        "org.opencontainers.image.base.name": "registry.example/team/app",
+    }));
+    assert_eq!(names, ["registry.example/team/app:1.4"]);
+    // An invalid name is kept untagged, and the user is told.
+    let (names, notes) = name_of(json!({"org.opencontainers.image.ref.name": "Team/App:1"}));
+    assert!(names.is_empty(), "{names:?}");
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains("Team/App:1") && notes[0].contains("untagged"),
+        "{notes:?}"
+    );
 }
