@@ -311,8 +311,8 @@ pub struct RootFs {
     /// Always "layers".
     #[serde(rename = "type", default)]
     pub kind: String,
-    /// diffIDs, bottom first.
-    #[serde(default)]
+    /// diffIDs, bottom first (`null` from BuildKit for an image without layers).
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub diff_ids: Vec<Digest>,
 }
 

@@ -185,8 +185,13 @@ pub(crate) fn resolve(lookup: &BlobLookup) -> Result<(Dialect, Vec<SourceImage>)
         .map(|b| spec::parse_json::<Index>(b, "index.json", "OCI image index"))
         .transpose()?;
     if let Some(mj) = md.get("manifest.json") {
-        let entries: Vec<DockerArchiveEntry> =
-            spec::parse_json(mj, "manifest.json", "manifest.json")?;
+        // `null` (Go's nil list) lists no image, like `[]`.
+        let entries: Vec<DockerArchiveEntry> = spec::parse_json::<Option<Vec<DockerArchiveEntry>>>(
+            mj,
+            "manifest.json",
+            "manifest.json",
+        )?
+        .unwrap_or_default();
         if entries.is_empty() {
             return Err(Error::NoImage {
                 detail: "manifest.json lists no image".into(),

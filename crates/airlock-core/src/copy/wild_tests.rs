@@ -124,6 +124,24 @@ fn go_null_lists_and_jib_keys_read_as_docker_reads_them() {
     let report = read_tar(&files).unwrap();
     assert!(report.images[0].names.is_empty());
     assert!(report.images[0].platforms[0].manifest.layers.is_empty());
+
+    // BuildKit's config of such an image says `"diff_ids": null`.
+    let null_ids = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": null},
+    }))
+    .unwrap();
+    let ncfg = format!("{}.json", Digest::of(&null_ids).hex());
+    let files = vec![
+        (ncfg.clone(), null_ids),
+        json_file("manifest.json", &json!([{"Config": ncfg, "Layers": []}])),
+    ];
+    assert_eq!(read_tar(&files).unwrap().images.len(), 1);
+
+    // A manifest.json that is `null` lists no image: said so, not as a parse error.
+    match read_tar(&[json_file("manifest.json", &Value::Null)]) {
+        Err(Error::NoImage { detail }) => assert!(detail.contains("lists no image"), "{detail}"),
+        other => panic!("{:?}", other.map(|r| r.images.len())),
+    }
 }
 
 #[test]
