@@ -168,21 +168,35 @@ impl<'a> BlobReader<'a> {
     /// pieces; they are gathered into chunks of [`HASH_CHUNK`] so each thread hop carries
     /// real work.
     fn feed(&mut self, chunk: &[u8]) {
+        // A destination may read many MiB at once (a registry chunk is 32 MiB): hand them on
+        // in pieces of HASH_CHUNK, so no reused buffer grows past it.
+        for piece in chunk.chunks(HASH_CHUNK) {
+            self.feed_piece(piece);
+        }
+    }
+
+    fn feed_piece(&mut self, piece: &[u8]) {
         match &mut self.hasher {
-            HashSide::Inline(h) => h.update(chunk),
+            HashSide::Inline(h) => h.update(piece),
             HashSide::Thread { pending, .. } => {
-                pending.extend_from_slice(chunk);
-                if pending.len() >= HASH_CHUNK {
+                if pending.len() + piece.len() > HASH_CHUNK {
                     self.flush_hash();
+                }
+                if let HashSide::Thread { pending, .. } = &mut self.hasher {
+                    pending.extend_from_slice(piece);
                 }
             }
         }
+        let flush = match &mut self.diff {
+            Some(d) if d.tx.is_some() => d.pending.len() + piece.len() > HASH_CHUNK,
+            _ => false,
+        };
+        if flush {
+            self.flush_diff();
+        }
         if let Some(d) = &mut self.diff {
             if d.tx.is_some() {
-                d.pending.extend_from_slice(chunk);
-                if d.pending.len() >= HASH_CHUNK {
-                    self.flush_diff();
-                }
+                d.pending.extend_from_slice(piece);
             }
         }
     }
@@ -448,6 +462,28 @@ mod tests {
             },
         );
         assert!(matches!(r.finish(), Err(Error::SizeMismatch { .. })));
+    }
+
+    #[test]
+    fn large_reads_are_hashed_in_pieces() {
+        // One 9 MiB read (as a registry upload does with its chunks), hashed right.
+        let data: Vec<u8> = (0..9u32 << 20).map(|i| (i % 251) as u8).collect();
+        let mut r = BlobReader::new(
+            Box::new(std::io::Cursor::new(data.clone())),
+            "big",
+            Expect {
+                digest: Some(Digest::of(&data)),
+                size: Some(data.len() as u64),
+                diff_id: false,
+            },
+            None,
+        );
+        let mut buf = vec![0u8; data.len()];
+        let mut n = 0;
+        while n < buf.len() {
+            n += r.read(&mut buf[n..]).unwrap();
+        }
+        assert_eq!(r.finish().unwrap().digest, Digest::of(&data));
     }
 
     #[test]
