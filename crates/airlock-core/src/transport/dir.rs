@@ -10,7 +10,6 @@ use super::{ImageDestination, SourceImage};
 use crate::blob_reader::BlobReader;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::spec::Descriptor;
 use crate::store::{sync_dir, write_atomic, TagChange};
 
 /// What containers/image writes into `version`.
@@ -68,9 +67,6 @@ impl ImageDestination for DirDestination {
     }
     fn has_blob(&self, digest: &Digest) -> bool {
         self.blob_path(digest).is_file()
-    }
-    fn put_blob(&self, _blob: &Descriptor, data: &mut BlobReader<'_>) -> Result<()> {
-        self.write(data).map(|_| ())
     }
     fn put_unnamed_blob(
         &self,

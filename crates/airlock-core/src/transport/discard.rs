@@ -6,7 +6,6 @@ use super::{ImageDestination, SourceImage};
 use crate::blob_reader::BlobReader;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::spec::Descriptor;
 use crate::store::TagChange;
 
 /// Reads every blob to its end and throws it away.
@@ -25,9 +24,6 @@ impl ImageDestination for DiscardDestination {
     }
     fn has_blob(&self, _digest: &Digest) -> bool {
         false
-    }
-    fn put_blob(&self, _blob: &Descriptor, data: &mut BlobReader<'_>) -> Result<()> {
-        drain(data).map(|_| ())
     }
     fn put_unnamed_blob(
         &self,

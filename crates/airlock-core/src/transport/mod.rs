@@ -149,8 +149,12 @@ pub trait ImageDestination: Send + Sync {
     fn uncompressed_copies(&self) -> Vec<(Descriptor, Digest)> {
         Vec::new()
     }
-    /// Store one blob, reading `data` to its end.
-    fn put_blob(&self, blob: &Descriptor, data: &mut BlobReader<'_>) -> Result<()>;
+    /// Store one blob, reading `data` to its end. Destinations that name every blob by the
+    /// digest the reader proves (the store, layouts) need only `put_unnamed_blob`.
+    fn put_blob(&self, blob: &Descriptor, data: &mut BlobReader<'_>) -> Result<()> {
+        self.put_unnamed_blob(&blob.digest.to_string(), blob.size, data)
+            .map(|_| ())
+    }
     /// Store a blob whose digest is only known once it has streamed by (a layer of a
     /// Docker <= 24 archive, named `<id>/layer.tar`); `path_hint` is its name there.
     /// Returns the digest ([`BlobReader::verified_digest`] after the end).

@@ -11,7 +11,7 @@ use super::{ImageDestination, SourceImage};
 use crate::blob_reader::BlobReader;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::spec::{self, Descriptor, Index, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
+use crate::spec::{self, Index, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 use crate::store::{sync_dir, write_atomic, TagChange};
 
 /// Writes images into an OCI layout directory.
@@ -65,10 +65,6 @@ impl ImageDestination for OciDirDestination {
 
     fn has_blob(&self, digest: &Digest) -> bool {
         self.blob_path(digest).is_file()
-    }
-
-    fn put_blob(&self, _blob: &Descriptor, data: &mut BlobReader<'_>) -> Result<()> {
-        self.write(data).map(|_| ())
     }
 
     fn put_unnamed_blob(

@@ -9,7 +9,6 @@ use super::{ImageDestination, ImageSource, SourceImage};
 use crate::blob_reader::BlobReader;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::spec::Descriptor;
 use crate::store::{Staging, Store, TagChange};
 
 /// Verified images over staged blobs (and blobs the store already has).
@@ -81,9 +80,6 @@ impl ImageDestination for StagingDestination<'_> {
     }
     fn store(&self) -> Option<&Store> {
         self.store
-    }
-    fn put_blob(&self, _blob: &Descriptor, data: &mut BlobReader<'_>) -> Result<()> {
-        self.staging.write_verified(data).map(|_| ())
     }
     fn put_unnamed_blob(
         &self,

@@ -6,7 +6,6 @@ use super::{ImageDestination, ImageSource, PlatformManifest, SourceImage};
 use crate::blob_reader::BlobReader;
 use crate::digest::Digest;
 use crate::error::Result;
-use crate::spec::Descriptor;
 use crate::store::{ImageRecord, NewImage, Staging, Store, StoreLock, TagChange};
 
 /// The store as a source of images. Holds the read lock so `gc` cannot remove blobs
@@ -91,9 +90,6 @@ impl ImageDestination for StoreDestination<'_> {
     }
     fn store(&self) -> Option<&Store> {
         Some(self.store)
-    }
-    fn put_blob(&self, _blob: &Descriptor, data: &mut BlobReader<'_>) -> Result<()> {
-        self.staging.write_verified(data).map(|_| ())
     }
     fn put_unnamed_blob(
         &self,
