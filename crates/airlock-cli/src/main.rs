@@ -53,6 +53,8 @@ enum Command {
     #[command(display_order = 4)]
     Images(store::ImagesArgs),
     #[command(display_order = 5)]
+    Artifacts(store::ArtifactsArgs),
+    #[command(display_order = 5)]
     Inspect(store::InspectArgs),
     #[command(display_order = 6)]
     Tag(store::TagArgs),
@@ -95,6 +97,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Save(a) => save::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a),
         Command::Images(a) => store::images(&ctx, a),
+        Command::Artifacts(a) => store::artifacts(&ctx, a),
         Command::Inspect(a) => store::inspect(&ctx, a),
         Command::Tag(a) => store::tag(&ctx, a),
         Command::Rmi(a) => store::rmi(&ctx, a),

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use airlock_core::reference::glob_match;
 use airlock_core::store::{ImageRecord, Store, TagChange};
+use airlock_core::Digest;
 
 use crate::options::ListFormat;
 
@@ -123,9 +124,13 @@ fn rows(images: &[ImageRecord], pattern: Option<&str>) -> Vec<(String, String, u
     out
 }
 
-/// `airlock images`.
+/// `airlock images`: container images only (artifacts are listed by `airlock artifacts`).
 pub fn images(store: &Store, pattern: Option<&str>, format: ListFormat, quiet: bool) -> Result<()> {
-    let images = store.images()?;
+    let images: Vec<ImageRecord> = store
+        .images()?
+        .into_iter()
+        .filter(|i| i.artifact_type().is_none())
+        .collect();
     let rows = rows(&images, pattern);
     if quiet {
         let mut seen = std::collections::BTreeSet::new();
@@ -149,7 +154,7 @@ pub fn images(store: &Store, pattern: Option<&str>, format: ListFormat, quiet: b
                     "Digest": img.root.digest.to_string(),
                     "Created": img.primary().config.created,
                     "Size": image_size(store, img),
-                    "Platforms": img.platforms.iter().map(|p| p.platform().display()).collect::<Vec<_>>(),
+                    "Platforms": img.platforms.iter().filter(|p| p.is_image()).map(|p| p.platform().display()).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -169,14 +174,19 @@ pub fn images(store: &Store, pattern: Option<&str>, format: ListFormat, quiet: b
             ]
         })
         .collect();
-    let header = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from);
+    print_table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &table);
+    Ok(())
+}
+
+fn print_table<const N: usize>(header: [&str; N], table: &[[String; N]]) {
+    let header = header.map(String::from);
     let mut widths = header.clone().map(|h| h.len());
-    for r in &table {
+    for r in table {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
     }
-    for r in std::iter::once(&header).chain(&table) {
+    for r in std::iter::once(&header).chain(table) {
         let line: Vec<String> = r
             .iter()
             .zip(widths)
@@ -184,14 +194,137 @@ pub fn images(store: &Store, pattern: Option<&str>, format: ListFormat, quiet: b
             .collect();
         println!("{}", line.join("   ").trim_end());
     }
+}
+
+/// What an artifact refers to, by name when the store holds its subject.
+fn subject_label(images: &[ImageRecord], subject: &Digest) -> String {
+    images
+        .iter()
+        .find(|i| {
+            &i.root.digest == subject || i.platforms.iter().any(|p| &p.descriptor.digest == subject)
+        })
+        .and_then(|i| i.names.first().map(|n| n.familiar()))
+        .unwrap_or_else(|| subject.short().to_string())
+}
+
+/// `airlock artifacts`: every OCI artifact in the store (signatures, SBOMs, charts,
+/// attestations inside an image's index) and what each refers to.
+pub fn artifacts(store: &Store, format: ListFormat) -> Result<()> {
+    let images = store.images()?;
+    // (name, type, refers to, digest, size)
+    let mut rows: Vec<[String; 5]> = Vec::new();
+    for img in &images {
+        let names: Vec<String> = if img.names.is_empty() {
+            vec!["<none>".into()]
+        } else {
+            img.names.iter().map(|n| n.familiar()).collect()
+        };
+        let size = |p: &airlock_core::store::PlatformImage| -> u64 {
+            std::iter::once(&p.manifest.config)
+                .chain(&p.manifest.layers)
+                .map(|d| d.size)
+                .sum()
+        };
+        if let Some(kind) = img.artifact_type() {
+            let refers = img
+                .subject()
+                .map(|s| subject_label(&images, &s.digest))
+                .unwrap_or_else(|| "-".into());
+            for n in &names {
+                rows.push([
+                    n.clone(),
+                    kind.clone(),
+                    refers.clone(),
+                    img.root.digest.to_string(),
+                    size(&img.platforms[0]).to_string(),
+                ]);
+            }
+            continue;
+        }
+        // Attestations BuildKit puts inside an image's index, beside the platforms.
+        for p in img.platforms.iter().filter(|p| !p.is_image()) {
+            let refers = p
+                .descriptor
+                .annotation("vnd.docker.reference.digest")
+                .and_then(|d| d.parse::<Digest>().ok())
+                .or_else(|| p.manifest.subject.as_ref().map(|s| s.digest.clone()))
+                .map(|d| format!("{} ({})", names[0], d.short()))
+                .unwrap_or_else(|| names[0].clone());
+            rows.push([
+                format!("{} (in index)", names[0]),
+                p.manifest.artifact_type().unwrap_or_default(),
+                refers,
+                p.descriptor.digest.to_string(),
+                size(p).to_string(),
+            ]);
+        }
+    }
+    if format == ListFormat::Json {
+        let v: Vec<Value> = rows
+            .iter()
+            .map(|[name, kind, refers, digest, size]| {
+                json!({"Name": name, "ArtifactType": kind, "RefersTo": refers, "Digest": digest, "Size": size.parse::<u64>().unwrap_or(0)})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let table: Vec<[String; 5]> = rows
+        .into_iter()
+        .map(|[name, kind, refers, digest, size]| {
+            let short = digest.strip_prefix("sha256:").unwrap_or(&digest)[..12].to_string();
+            [
+                name,
+                kind,
+                refers,
+                short,
+                human_size(size.parse().unwrap_or(0)),
+            ]
+        })
+        .collect();
+    print_table(
+        ["NAME", "ARTIFACT TYPE", "REFERS TO", "DIGEST", "SIZE"],
+        &table,
+    );
     Ok(())
+}
+
+/// `inspect` of an artifact: what it is, what it refers to, its blobs.
+fn inspect_artifact(img: &ImageRecord, kind: String, referrers: Vec<String>) -> Value {
+    let p = &img.platforms[0];
+    json!({
+        "Id": img.id().to_string(),
+        "RepoTags": img.names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
+        "ArtifactType": kind,
+        "ManifestDigest": img.root.digest.to_string(),
+        "ManifestMediaType": p.manifest.media_type.clone().unwrap_or_else(|| p.descriptor.media_type.clone()),
+        "Subject": p.manifest.subject.as_ref().map(|s| s.digest.to_string()),
+        "Annotations": p.manifest.annotations,
+        "Config": {"Digest": p.manifest.config.digest.to_string(), "MediaType": p.manifest.config.media_type, "Size": p.manifest.config.size},
+        "Blobs": p.manifest.layers.iter().map(|l| json!({
+            "Digest": l.digest.to_string(), "Size": l.size, "MediaType": l.media_type,
+            "Title": l.annotation("org.opencontainers.image.title"),
+        })).collect::<Vec<_>>(),
+        "Referrers": referrers,
+    })
 }
 
 /// `airlock inspect`.
 pub fn inspect(store: &Store, queries: &[String]) -> Result<()> {
     let mut out = Vec::new();
+    let all = store.images()?;
     for q in queries {
         let img = store.resolve(q)?;
+        let at = all.iter().position(|i| i.root.digest == img.root.digest);
+        let referrers: Vec<String> =
+            airlock_core::graph::referrers(&all, &at.into_iter().collect::<Vec<_>>())
+                .into_iter()
+                .map(|i| all[i].root.digest.to_string())
+                .collect();
+        if let Some(kind) = img.artifact_type() {
+            out.push(inspect_artifact(&img, kind, referrers));
+            continue;
+        }
         let p = img.primary();
         let config: Value = serde_json::from_slice(&store.read_blob(&p.manifest.config.digest)?)?;
         out.push(json!({
@@ -213,7 +346,13 @@ pub fn inspect(store: &Store, queries: &[String]) -> Result<()> {
             "ManifestDigest": p.descriptor.digest.to_string(),
             "ManifestMediaType": p.manifest.media_type.clone().unwrap_or_else(|| p.descriptor.media_type.clone()),
             "IndexDigest": (img.root.digest != p.descriptor.digest).then(|| img.root.digest.to_string()),
-            "Platforms": img.platforms.iter().map(|p| p.platform().display()).collect::<Vec<_>>(),
+            "Platforms": img.platforms.iter().filter(|p| p.is_image()).map(|p| p.platform().display()).collect::<Vec<_>>(),
+            // A sparse index (a one-platform save) lists more manifests than the store has.
+            "ManifestsListed": img.listed,
+            "ManifestsPresent": img.platforms.len(),
+            "Complete": img.complete(),
+            "Attestations": img.platforms.iter().filter(|p| !p.is_image()).map(|p| p.descriptor.digest.to_string()).collect::<Vec<_>>(),
+            "Referrers": referrers,
             "Layers": p.manifest.layers.iter().map(|l| json!({
                 "Digest": l.digest.to_string(), "Size": l.size, "MediaType": l.media_type,
             })).collect::<Vec<_>>(),

@@ -171,12 +171,24 @@ fn containerd_export_with_a_sparse_index_keeps_the_platform_it_has() {
     let (_d, airlock, out) = load(&entries);
     assert_eq!(out.trim(), "Loaded image: multi:1");
     let got = airlock.inspect("multi:1");
-    // The original platform manifest is kept (its registry digest survives) and the image
-    // is not passed off as the whole index.
+    // The index stays the image's root (its registry digest survives, `latest` resolves to
+    // it as oras-go and zarf expect), and it is not passed off as complete: one of its two
+    // platforms is here.
     assert_eq!(got["ManifestDigest"], sha256(&amd_m).as_str());
-    assert_eq!(got["IndexDigest"], serde_json::Value::Null);
+    assert_eq!(got["IndexDigest"], sha256(&nested).as_str());
+    assert_eq!(got["Id"], sha256(&nested).as_str());
     assert_eq!(got["Platforms"], json!(["linux/amd64"]));
-    assert_eq!(got["Id"], sha256(&amd.config).as_str());
+    assert_eq!(got["ManifestsListed"], 2);
+    assert_eq!(got["ManifestsPresent"], 1);
+    assert_eq!(got["Complete"], false);
+    // What the index names but the archive lacks stays absent; what it has is whole.
+    let store = &airlock.store;
+    assert!(!store
+        .join(format!("blobs/sha256/{}", hex(&sha256(&arm_m))))
+        .exists());
+    assert!(store
+        .join(format!("blobs/sha256/{}", hex(&sha256(&amd_m))))
+        .exists());
 }
 
 #[test]

@@ -124,6 +124,7 @@ pub fn create(
     name: Option<&str>,
 ) -> Result<(ContainerInfo, PathBuf, Vec<String>)> {
     let image = store.resolve(image_query)?;
+    image.require_image("unpack into a work container")?;
     let base_name = image
         .names
         .first()

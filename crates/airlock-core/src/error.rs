@@ -157,6 +157,17 @@ pub enum Error {
         detail: String,
     },
 
+    /// An OCI artifact was asked for where only a container image will do.
+    #[error("{reference} is an OCI artifact ({artifact_type}), not a container image: it has no filesystem to {action}")]
+    NotAnImage {
+        /// What was asked for.
+        reference: String,
+        /// Its artifact type.
+        artifact_type: String,
+        /// What was to be done ("export", "unpack").
+        action: &'static str,
+    },
+
     /// A reference string could not be parsed.
     #[error("invalid image reference '{reference}': {detail}")]
     BadReference {

@@ -10,7 +10,7 @@
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::reference::Reference;
-use crate::spec::{Descriptor, Document};
+use crate::spec::{Descriptor, Document, Manifest};
 
 /// The descriptors a document points at: an index's manifests; a manifest's config and
 /// layers (and its `subject` is not a child: it points the other way).
@@ -23,6 +23,37 @@ pub fn children(doc: &Document) -> Vec<Descriptor> {
     }
 }
 
+/// The artifact type of a root whose manifests are `manifests`: `None` when any of them is
+/// a container image (an index of images with attestations beside them is an image), else
+/// the first manifest's type.
+pub fn artifact_type_of<'a>(mut manifests: impl Iterator<Item = &'a Manifest>) -> Option<String> {
+    let mut first = None;
+    for m in manifests.by_ref() {
+        match m.artifact_type() {
+            None => return None,
+            Some(t) => {
+                first.get_or_insert(t);
+            }
+        }
+    }
+    first
+}
+
+/// The digests a query may name inside a root: each manifest, and each image's config (an
+/// artifact's config is left out: most artifacts share the empty `{}` one).
+pub fn member_digests<'a>(
+    manifests: impl Iterator<Item = (&'a Descriptor, &'a Manifest)>,
+) -> Vec<Digest> {
+    let mut v = Vec::new();
+    for (d, m) in manifests {
+        v.push(d.digest.clone());
+        if m.artifact_type().is_none() {
+            v.push(m.config.digest.clone());
+        }
+    }
+    v
+}
+
 /// What a query can be matched against, whatever holds the images.
 pub trait Candidate {
     /// Names pointing at it.
@@ -33,6 +64,38 @@ pub trait Candidate {
     fn image_id(&self) -> Digest;
     /// Digests of its platform manifests and their configs.
     fn member_digests(&self) -> Vec<Digest>;
+    /// The digest of the manifest it refers to, when it is a referrer (a signature, an
+    /// SBOM, an attestation with a `subject`).
+    fn subject_digest(&self) -> Option<&Digest> {
+        None
+    }
+}
+
+/// The referrers of the roots at `chosen` among `images`: every root whose `subject` is
+/// one of theirs (the root or a platform manifest), and theirs in turn (a signature of an
+/// SBOM), so a signature travels with its image. Returns their positions, not `chosen`'s.
+pub fn referrers<T: Candidate>(images: &[T], chosen: &[usize]) -> Vec<usize> {
+    let mut targets: Vec<Digest> = Vec::new();
+    for &i in chosen {
+        targets.push(images[i].root_digest().clone());
+        targets.extend(images[i].member_digests());
+    }
+    let mut out: Vec<usize> = Vec::new();
+    loop {
+        let before = out.len();
+        for (i, img) in images.iter().enumerate() {
+            if chosen.contains(&i) || out.contains(&i) {
+                continue;
+            }
+            if img.subject_digest().is_some_and(|s| targets.contains(s)) {
+                out.push(i);
+                targets.push(img.root_digest().clone());
+            }
+        }
+        if out.len() == before {
+            return out;
+        }
+    }
 }
 
 /// Find the one image `query` names, the way docker resolves it: a name (`redis:alpine`),
@@ -191,6 +254,8 @@ mod tests {
                 d("l2", media_type::OCI_LAYER),
             ],
             annotations: None,
+            artifact_type: None,
+            subject: None,
         };
         let kids: Vec<Digest> = children(&Document::Manifest(Box::new(m)))
             .into_iter()

@@ -112,6 +112,8 @@ pub fn import(
             layer.size,
         )],
         annotations: None,
+        artifact_type: None,
+        subject: None,
     };
     let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| Error::Usage(e.to_string()))?;
     let manifest_blob = staging.write_bytes(&manifest_bytes)?;

@@ -24,6 +24,7 @@ pub fn export_image(
     image: &ImageRecord,
     out: &mut dyn Write,
 ) -> Result<FlattenReport> {
+    image.require_image("export")?;
     let _lock = store.read_lock()?;
     let layers: Vec<crate::Digest> = image
         .primary()

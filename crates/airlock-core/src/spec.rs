@@ -34,6 +34,22 @@ pub mod media_type {
     pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
     /// Docker layer (gzip).
     pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+    /// The OCI empty descriptor's media type (`{}`), the config of most artifacts.
+    pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+
+    /// True for an image config (OCI or Docker).
+    pub fn is_image_config(mt: &str) -> bool {
+        mt == OCI_CONFIG || mt == DOCKER_CONFIG
+    }
+
+    /// True for a filesystem layer: a tar, plain or compressed, OCI or Docker, foreign or
+    /// non-distributable. Anything else in `layers` (a signature, an SBOM, a chart) makes the
+    /// manifest an artifact.
+    pub fn is_filesystem_layer(mt: &str) -> bool {
+        mt.is_empty()
+            || mt.starts_with("application/vnd.oci.image.layer.")
+            || mt.starts_with("application/vnd.docker.image.rootfs.")
+    }
 
     /// True for an index or manifest list.
     pub fn is_index(mt: &str) -> bool {
@@ -72,6 +88,13 @@ pub struct Descriptor {
     /// Platform of a manifest inside an index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
+    /// The artifact type of the manifest it points at (OCI 1.1), for referrer lists.
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub artifact_type: Option<String>,
 }
 
 impl Descriptor {
@@ -84,6 +107,7 @@ impl Descriptor {
             urls: None,
             annotations: None,
             platform: None,
+            artifact_type: None,
         }
     }
 
@@ -159,12 +183,44 @@ pub struct Manifest {
     pub media_type: Option<String>,
     /// The config blob.
     pub config: Descriptor,
-    /// Layers, bottom first.
+    /// Layers, bottom first (an artifact's blobs).
     #[serde(default, deserialize_with = "null_as_empty")]
     pub layers: Vec<Descriptor>,
     /// Free-form annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
+    /// What kind of artifact this is (OCI 1.1); absent on images.
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub artifact_type: Option<String>,
+    /// The manifest this one refers to (a signature's or SBOM's image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Descriptor>,
+}
+
+impl Manifest {
+    /// `None` for a container image; for an OCI artifact (a signature, an SBOM, a Helm
+    /// chart, an attestation) its type: `artifactType`, else the config's media type, the
+    /// way the OCI image spec derives it. A manifest is an artifact when it says so, when its
+    /// config is no image config, or when a "layer" is no filesystem tar (cosign keeps an
+    /// image config but JSON layers).
+    pub fn artifact_type(&self) -> Option<String> {
+        if let Some(t) = &self.artifact_type {
+            return Some(t.clone());
+        }
+        // Old writers leave the config's media type out.
+        let mt = &self.config.media_type;
+        if !(media_type::is_image_config(mt) || mt.is_empty()) {
+            return Some(self.config.media_type.clone());
+        }
+        self.layers
+            .iter()
+            .find(|l| !media_type::is_filesystem_layer(&l.media_type))
+            .map(|l| l.media_type.clone())
+    }
 }
 
 /// An image index (OCI) or manifest list (Docker).
@@ -182,6 +238,16 @@ pub struct Index {
     /// Free-form annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
+    /// What kind of artifact this index is (OCI 1.1).
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub artifact_type: Option<String>,
+    /// The manifest this index refers to (boxed: rare, and it keeps [`Document`] small).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Box<Descriptor>>,
 }
 
 impl Index {
@@ -192,6 +258,8 @@ impl Index {
             media_type: Some(media_type::OCI_INDEX.to_string()),
             manifests: Vec::new(),
             annotations: None,
+            artifact_type: None,
+            subject: None,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The store's own commands: `images`, `inspect`, `tag`, `rmi`, `gc`, `inventory`.
+//! The store's own commands: `images`, `artifacts`, `inspect`, `tag`, `rmi`, `gc`, `inventory`.
 
 use std::path::{Path, PathBuf};
 
@@ -25,7 +25,16 @@ pub struct ImagesArgs {
     pub quiet: bool,
 }
 
-/// Show details of images as JSON.
+/// List OCI artifacts in the store (signatures, SBOMs, charts, attestations) and the
+/// images they refer to.
+#[derive(Args, Debug)]
+pub struct ArtifactsArgs {
+    /// `table` (default) or `json`.
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+/// Show details of images or artifacts as JSON.
 #[derive(Args, Debug)]
 pub struct InspectArgs {
     /// Images by name, image ID, manifest digest or `repo@sha256:...`.
@@ -67,6 +76,11 @@ pub fn images(ctx: &Context, args: ImagesArgs) -> Result<()> {
         args.format,
         args.quiet,
     )
+}
+
+/// Run `airlock artifacts`.
+pub fn artifacts(ctx: &Context, args: ArtifactsArgs) -> Result<()> {
+    output::artifacts(&ctx.store()?, args.format)
 }
 
 /// Run `airlock inspect`.

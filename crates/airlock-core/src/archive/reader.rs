@@ -118,7 +118,9 @@ impl<'a> Ingest<'a> {
                 }
                 self.first_foreign
                     .get_or_insert_with(|| raw_path.to_string());
-                Ok(false)
+                // A top-level JSON file may be a config manifest.json names by any name
+                // (jib writes `config.json`): kept, without making the input an archive.
+                Ok(!is_dir && !path.contains('/') && path.ends_with(".json"))
             }
             EntryKind::ArchiveDir => Ok(false),
             EntryKind::ImageArchive => {

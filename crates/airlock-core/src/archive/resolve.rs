@@ -164,10 +164,18 @@ pub(crate) fn dialect_of(contents: &ArchiveContents) -> Dialect {
     {
         return Dialect::Dir;
     }
+    let manifest_is_document = md
+        .get("manifest.json")
+        .is_some_and(|b| b.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{'));
+    if manifest_is_document && !md.contains_key("index.json") {
+        // containers/image before it wrote `version`: manifest.json is the image's manifest.
+        return Dialect::Dir;
+    }
     match (
         md.contains_key("manifest.json"),
         md.contains_key("index.json"),
     ) {
+        (true, true) if manifest_is_document => Dialect::Oci,
         (true, true) => Dialect::Hybrid,
         (true, false) => Dialect::DockerArchive,
         _ => Dialect::Oci,
@@ -184,33 +192,36 @@ pub(crate) fn resolve(lookup: &BlobLookup) -> Result<(Dialect, Vec<SourceImage>)
         .get("index.json")
         .map(|b| spec::parse_json::<Index>(b, "index.json", "OCI image index"))
         .transpose()?;
-    if let Some(mj) = md.get("manifest.json") {
-        // `null` (Go's nil list) lists no image, like `[]`.
-        let entries: Vec<DockerArchiveEntry> = spec::parse_json::<Option<Vec<DockerArchiveEntry>>>(
-            mj,
-            "manifest.json",
-            "manifest.json",
-        )?
-        .unwrap_or_default();
-        if entries.is_empty() {
-            return Err(Error::NoImage {
-                detail: "manifest.json lists no image".into(),
-            });
+    // `null` (Go's nil list) lists no image, like `[]`.
+    let entries: Vec<DockerArchiveEntry> = match md.get("manifest.json") {
+        Some(mj) if dialect_of(lookup.contents) != Dialect::Oci => {
+            spec::parse_json::<Option<Vec<DockerArchiveEntry>>>(
+                mj,
+                "manifest.json",
+                "manifest.json",
+            )?
+            .unwrap_or_default()
         }
+        _ => Vec::new(),
+    };
+    if md.contains_key("manifest.json") && entries.is_empty() && index.is_none() {
+        return Err(Error::NoImage {
+            detail: "manifest.json lists no image".into(),
+        });
+    }
+    // With no image in manifest.json (only artifacts, which docker does not list),
+    // index.json decides.
+    if !entries.is_empty() {
         let dialect = if index.is_some() {
             Dialect::Hybrid
         } else {
             Dialect::DockerArchive
         };
-        let originals = match &index {
-            Some(idx) => original_manifests(lookup, idx)?,
-            None => BTreeMap::new(),
+        let roots = match &index {
+            Some(idx) => index_roots(lookup, idx)?,
+            None => Vec::new(),
         };
-        let mut images = Vec::new();
-        for (i, entry) in entries.iter().enumerate() {
-            images.push(from_docker_entry(lookup, i, entry, &originals)?);
-        }
-        return Ok((dialect, merge_same_root(images)));
+        return Ok((dialect, match_entries(lookup, &entries, roots)?));
     }
     if let Some(idx) = index {
         let mut images = Vec::new();
@@ -322,67 +333,147 @@ fn names_from_annotations(lookup: &BlobLookup, desc: &Descriptor) -> Vec<Referen
     }
 }
 
-/// An original manifest found through `index.json`, keyed by config digest.
-struct Original {
-    manifest_desc: Descriptor,
-    manifest: Manifest,
-    /// The index it sits in, when the whole index is present.
-    parent_index: Option<Descriptor>,
-    names: Vec<Reference>,
-    /// airlock made this manifest (from a docker-archive): it has no registry meaning.
-    generated: bool,
+/// One root of `index.json`, resolved on its own, or why it could not be.
+struct IndexRoot {
+    descriptor: Descriptor,
+    /// The configs of the images it holds, read without checking anything else (so a
+    /// root that fails can still be matched to the manifest.json entry that covers it).
+    configs: Vec<Digest>,
+    image: Result<SourceImage>,
+    /// A manifest.json entry matched it.
+    used: bool,
 }
 
-fn original_manifests(lookup: &BlobLookup, index: &Index) -> Result<BTreeMap<Digest, Original>> {
-    let mut out = BTreeMap::new();
+/// Every root of a hybrid archive's `index.json`, each with its own names: a name keeps its
+/// root (a manifest, an index and a manifest list over the same config stay three roots).
+fn index_roots(lookup: &BlobLookup, index: &Index) -> Result<Vec<IndexRoot>> {
+    let mut out: Vec<IndexRoot> = Vec::new();
     for desc in &index.manifests {
         if !lookup.has(&desc.digest) {
             continue;
         }
         let names = names_from_annotations(lookup, desc);
-        let bytes = lookup.read(&desc.digest, "index.json")?;
-        match spec::parse_document(&bytes, &desc.digest.to_string())? {
-            Document::Manifest(m) => {
-                out.insert(
-                    m.config.digest.clone(),
-                    Original {
-                        manifest_desc: desc.clone(),
-                        manifest: *m,
-                        parent_index: None,
-                        names,
-                        generated: desc.annotation(ANNOTATION_GENERATED).is_some(),
-                    },
-                );
-            }
-            Document::Index(child_index) => {
-                let complete = child_index
-                    .manifests
-                    .iter()
-                    .all(|c| manifest_complete(lookup, c));
-                for child in &child_index.manifests {
-                    if !lookup.has(&child.digest) {
-                        continue;
-                    }
-                    let cb = lookup.read(&child.digest, &desc.digest.to_string())?;
-                    if let Document::Manifest(m) =
-                        spec::parse_document(&cb, &child.digest.to_string())?
-                    {
-                        out.insert(
-                            m.config.digest.clone(),
-                            Original {
-                                manifest_desc: child.clone(),
-                                manifest: *m,
-                                parent_index: complete.then(|| desc.clone()),
-                                names: names.clone(),
-                                generated: false,
-                            },
-                        );
+        if let Some(r) = out.iter_mut().find(|r| r.descriptor.digest == desc.digest) {
+            if let Ok(img) = &mut r.image {
+                for n in names {
+                    if !img.names.contains(&n) {
+                        img.names.push(n);
                     }
                 }
             }
+            continue;
         }
+        out.push(IndexRoot {
+            descriptor: desc.clone(),
+            configs: configs_of(lookup, desc),
+            image: from_oci_descriptor(lookup, desc, names).and_then(|i| {
+                i.ok_or_else(|| Error::NoImage {
+                    detail: format!("none of the manifests of {} is in the archive", desc.digest),
+                })
+            }),
+            used: false,
+        });
     }
     Ok(out)
+}
+
+/// The config digests a root's image manifests name, read shallowly.
+fn configs_of(lookup: &BlobLookup, desc: &Descriptor) -> Vec<Digest> {
+    let config = |d: &Digest| match lookup.read(d, "").map(|b| spec::parse_document(&b, "")) {
+        Ok(Ok(Document::Manifest(m))) => Some(m.config.digest),
+        _ => None,
+    };
+    match lookup
+        .read(&desc.digest, "")
+        .map(|b| spec::parse_document(&b, ""))
+    {
+        Ok(Ok(Document::Manifest(m))) => vec![m.config.digest],
+        Ok(Ok(Document::Index(idx))) => idx
+            .manifests
+            .iter()
+            .filter_map(|c| config(&c.digest))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Match each manifest.json entry to the `index.json` root that holds its config and
+/// carries its names; an entry no verified root covers gets a manifest made from
+/// manifest.json (Docker <= 24 wrote none; Docker 25.0.0's disagreed with its config). The
+/// roots no entry names (artifacts, signatures, roots docker does not list) come after.
+fn match_entries(
+    lookup: &BlobLookup,
+    entries: &[DockerArchiveEntry],
+    mut roots: Vec<IndexRoot>,
+) -> Result<Vec<SourceImage>> {
+    let mut images: Vec<SourceImage> = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let label = format!("manifest.json entry {i}");
+        let (config_digest, config_bytes) = lookup.read_path(&entry.config, &label)?;
+        check_named_digest(&entry.config, &config_digest)?;
+        let mut names: Vec<Reference> = Vec::new();
+        for tag in &entry.repo_tags {
+            names.push(Reference::parse(tag)?);
+        }
+        let holds = |r: &IndexRoot| {
+            r.image.as_ref().is_ok_and(|img| {
+                img.image_platforms()
+                    .any(|p| p.manifest.config.digest == config_digest)
+            })
+        };
+        let named = |r: &IndexRoot| {
+            r.image
+                .as_ref()
+                .is_ok_and(|img| img.names.iter().any(|n| names.contains(n)))
+        };
+        let pick = roots
+            .iter()
+            .position(|r| holds(r) && named(r))
+            .or_else(|| {
+                roots.iter().position(|r| {
+                    holds(r) && !r.used && r.image.as_ref().is_ok_and(|i| i.names.is_empty())
+                })
+            })
+            .or_else(|| roots.iter().position(|r| holds(r) && !r.used))
+            .or_else(|| roots.iter().position(holds));
+        match pick {
+            Some(at) => {
+                let root = &mut roots[at];
+                root.used = true;
+                let Ok(img) = &mut root.image else {
+                    unreachable!("a picked root resolved")
+                };
+                for n in names {
+                    if !img.names.contains(&n) {
+                        img.names.push(n);
+                    }
+                }
+                let digest = img.root.digest.clone();
+                match images.iter_mut().find(|o| o.root.digest == digest) {
+                    Some(o) => o.names = img.names.clone(),
+                    None => images.push(img.clone()),
+                }
+            }
+            None => {
+                let img =
+                    from_docker_entry(lookup, &label, entry, names, config_digest, &config_bytes)?;
+                // A root that failed on its own but holds this config is covered by the entry.
+                for r in roots.iter_mut().filter(|r| r.configs.contains(&img.id())) {
+                    r.used = true;
+                }
+                images.push(img);
+            }
+        }
+    }
+    for r in roots {
+        match r.image {
+            Ok(img) if !images.iter().any(|o| o.root.digest == img.root.digest) => images.push(img),
+            Ok(_) => {}
+            Err(_) if r.used => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(merge_same_root(images))
 }
 
 fn manifest_complete(lookup: &BlobLookup, desc: &Descriptor) -> bool {
@@ -390,57 +481,23 @@ fn manifest_complete(lookup: &BlobLookup, desc: &Descriptor) -> bool {
         return false;
     };
     match spec::parse_document(&bytes, "") {
-        Ok(Document::Manifest(m)) => std::iter::once(&m.config)
-            .chain(&m.layers)
-            .all(|d| lookup.has(&d.digest) || d.urls.is_some()),
+        Ok(Document::Manifest(m)) => std::iter::once(&m.config).chain(&m.layers).all(|d| {
+            lookup.has(&d.digest) || d.urls.is_some() || d.digest == Digest::of(EMPTY_JSON)
+        }),
         _ => false,
     }
 }
 
 fn from_docker_entry(
     lookup: &BlobLookup,
-    i: usize,
+    label: &str,
     entry: &DockerArchiveEntry,
-    originals: &BTreeMap<Digest, Original>,
+    names: Vec<Reference>,
+    config_digest: Digest,
+    config_bytes: &[u8],
 ) -> Result<SourceImage> {
-    let label = format!("manifest.json entry {i}");
-    let (config_digest, config_bytes) = lookup.read_path(&entry.config, &label)?;
-    check_named_digest(&entry.config, &config_digest)?;
-    let config: ConfigView = spec::parse_json(&config_bytes, &entry.config, "image config")?;
-    let mut names: Vec<Reference> = Vec::new();
-    for tag in &entry.repo_tags {
-        names.push(Reference::parse(tag)?);
-    }
-    // Prefer the archive's original manifest when it agrees with manifest.json.
-    if let Some(orig) = originals.get(&config_digest) {
-        if let Ok(diff_ids) = verify_layers(
-            lookup,
-            &orig.manifest,
-            &config,
-            &orig.manifest_desc.digest.to_string(),
-        ) {
-            for n in &orig.names {
-                if !names.contains(n) {
-                    names.push(n.clone());
-                }
-            }
-            let platform = PlatformManifest {
-                descriptor: orig.manifest_desc.clone(),
-                manifest: orig.manifest.clone(),
-                diff_ids,
-            };
-            let root = match &orig.parent_index {
-                Some(parent) => bare(parent),
-                None => bare(&orig.manifest_desc),
-            };
-            return Ok(SourceImage {
-                names,
-                root,
-                generated: orig.generated,
-                platforms: vec![platform],
-            });
-        }
-    }
+    let config: ConfigView = spec::parse_json(config_bytes, &entry.config, "image config")?;
+    let label = label.to_string();
     // Otherwise build an OCI manifest from manifest.json's layer files.
     if entry.layers.len() != config.rootfs.diff_ids.len() {
         return Err(Error::LayerCountMismatch {
@@ -481,6 +538,8 @@ fn from_docker_entry(
         ),
         layers,
         annotations: None,
+        artifact_type: None,
+        subject: None,
     };
     let bytes = serde_json::to_vec(&manifest).map_err(|e| Error::Usage(e.to_string()))?;
     let digest = Digest::of(&bytes);
@@ -569,6 +628,16 @@ fn platform_from(
     m: Manifest,
     label: &str,
 ) -> Result<PlatformManifest> {
+    if m.artifact_type().is_some() {
+        // An artifact (signature, SBOM, chart ...): its blobs are checked by digest as they
+        // stream by; there are no diffIDs and its config need not be JSON at all.
+        check_artifact_blobs(lookup, &m, label)?;
+        return Ok(PlatformManifest {
+            descriptor: desc.clone(),
+            manifest: m,
+            diff_ids: Vec::new(),
+        });
+    }
     let config_bytes = lookup.read(&m.config.digest, label)?;
     let config: ConfigView = spec::parse_json(
         &config_bytes,
@@ -583,9 +652,38 @@ fn platform_from(
     })
 }
 
-/// One image from an `index.json` descriptor of an OCI-only archive. A sparse index (some
-/// platforms missing) is not passed off as complete: the present platform manifest becomes
-/// the image instead.
+/// Every blob an artifact names must be here, except foreign ones (with urls) and the empty
+/// config `{}`, which writers may leave out because everyone knows its bytes: it is made.
+fn check_artifact_blobs(lookup: &BlobLookup, m: &Manifest, label: &str) -> Result<()> {
+    for d in std::iter::once(&m.config).chain(&m.layers) {
+        if lookup.has(&d.digest)
+            || d.urls.is_some()
+            || lookup.generated.borrow().contains_key(&d.digest)
+        {
+            continue;
+        }
+        if d.digest == Digest::of(EMPTY_JSON) {
+            lookup
+                .generated
+                .borrow_mut()
+                .insert(d.digest.clone(), EMPTY_JSON.to_vec());
+            continue;
+        }
+        return Err(Error::MissingBlob {
+            referenced_by: format!("manifest {label}"),
+            missing: d.digest.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// The bytes of the OCI empty descriptor.
+const EMPTY_JSON: &[u8] = b"{}";
+
+/// One image from an `index.json` descriptor of an OCI-only archive. An index is kept as
+/// the root even when some of its manifests are absent (a one-platform save of a
+/// multi-platform image): its digest is the image's identity; `platforms` says which of
+/// its manifests are here, so nothing claims the missing ones.
 fn from_oci_descriptor(
     lookup: &BlobLookup,
     desc: &Descriptor,
@@ -605,10 +703,8 @@ fn from_oci_descriptor(
         }
         Document::Index(idx) => {
             let mut platforms = Vec::new();
-            let mut complete = true;
             for child in &idx.manifests {
                 if !manifest_complete(lookup, child) {
-                    complete = false;
                     continue;
                 }
                 let cb = lookup.read(&child.digest, &label)?;
@@ -620,30 +716,11 @@ fn from_oci_descriptor(
             if platforms.is_empty() {
                 return Ok(None);
             }
-            if complete {
-                return Ok(Some(SourceImage {
-                    names,
-                    root: bare(desc),
-                    generated: false,
-                    platforms,
-                }));
-            }
-            let host = spec::Platform::host();
-            let pick = platforms
-                .iter()
-                .position(|p| {
-                    p.descriptor
-                        .platform
-                        .as_ref()
-                        .is_some_and(|pl| pl.os == host.os && pl.architecture == host.architecture)
-                })
-                .unwrap_or(0);
-            let p = platforms.swap_remove(pick);
             Ok(Some(SourceImage {
                 names,
-                root: bare(&p.descriptor),
+                root: bare(desc),
                 generated: false,
-                platforms: vec![p],
+                platforms,
             }))
         }
     }

@@ -168,17 +168,20 @@ impl ArchiveWriter {
             if self.format == ArchiveFormat::Oci {
                 continue;
             }
-            // manifest.json: the platform docker would run here.
-            let p = img
-                .platforms
-                .iter()
+            // manifest.json: the platform docker would run here. Artifacts (signatures,
+            // SBOMs) are only in index.json: docker and podman would try to run them.
+            let mut candidates = img.image_platforms().peekable();
+            let Some(&first) = candidates.peek() else {
+                continue;
+            };
+            let p = candidates
                 .find(|p| {
                     p.descriptor
                         .platform
                         .as_ref()
                         .is_none_or(|pl| crate::spec::Platform::host().matches(pl))
                 })
-                .unwrap_or(&img.platforms[0]);
+                .unwrap_or(first);
             let mut layers = Vec::new();
             for (layer, diff_id) in p.manifest.layers.iter().zip(&p.diff_ids) {
                 let plain_or_gzip = layer.media_type.ends_with("tar")

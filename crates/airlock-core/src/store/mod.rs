@@ -281,12 +281,16 @@ impl Store {
         let doc = spec::parse_document(&bytes, &name)?;
         let is_index = matches!(doc, Document::Index(_));
         for d in crate::graph::children(&doc) {
-            if is_index {
-                self.reachable(&d.digest, &name, staging, out)?;
-                continue;
-            }
             let present =
                 self.has_blob(&d.digest) || staging.and_then(|s| s.path_of(&d.digest)).is_some();
+            if is_index {
+                // A sparse index (a platform save, a Docker 25 containerd export) keeps
+                // only some of its manifests; the records say which.
+                if present {
+                    self.reachable(&d.digest, &name, staging, out)?;
+                }
+                continue;
+            }
             // Foreign layers (with urls) may legitimately be absent.
             if !present && d.urls.is_none() {
                 return Err(Error::MissingBlob {

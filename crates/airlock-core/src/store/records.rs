@@ -22,6 +22,9 @@ pub struct ImageRecord {
     pub generated: bool,
     /// The platform images present in the store (one for a plain manifest).
     pub platforms: Vec<PlatformImage>,
+    /// How many manifests the root lists (1 for a manifest): more than `platforms.len()`
+    /// for a sparse index, which is never passed off as complete.
+    pub listed: usize,
 }
 
 /// One single-platform image: manifest and config.
@@ -36,6 +39,11 @@ pub struct PlatformImage {
 }
 
 impl PlatformImage {
+    /// True for a container image; false for an artifact (its config is no image config).
+    pub fn is_image(&self) -> bool {
+        self.manifest.artifact_type().is_none()
+    }
+
     /// The platform, from the config.
     pub fn platform(&self) -> Platform {
         Platform {
@@ -48,23 +56,61 @@ impl PlatformImage {
 }
 
 impl ImageRecord {
-    /// The platform image to use on this host: the one matching the host, else the first.
+    /// The platform image to use on this host: the image matching the host, else the first
+    /// image, else (an artifact) the first manifest.
     pub fn primary(&self) -> &PlatformImage {
         let host = Platform::host();
-        self.platforms
-            .iter()
+        let images = || self.platforms.iter().filter(|p| p.is_image());
+        images()
             .find(|p| host.matches(&p.platform()))
+            .or_else(|| images().next())
             .unwrap_or(&self.platforms[0])
     }
 
     /// Docker's image ID: the config digest for a single-platform image, the index digest
-    /// for a multi-platform one.
+    /// for a multi-platform one, the manifest digest for an artifact (artifacts share
+    /// configs).
     pub fn id(&self) -> Digest {
-        if spec::media_type::is_index(&self.root.media_type) {
+        if spec::media_type::is_index(&self.root.media_type) || !self.platforms[0].is_image() {
             self.root.digest.clone()
         } else {
             self.platforms[0].manifest.config.digest.clone()
         }
+    }
+
+    /// The artifact type when this root holds no container image (a signature, an SBOM, a
+    /// chart); `None` for an image, even one that carries attestations.
+    pub fn artifact_type(&self) -> Option<String> {
+        crate::graph::artifact_type_of(self.platforms.iter().map(|p| &p.manifest))
+    }
+
+    /// Fail, naming the artifact, unless this is a container image (`action`: "export").
+    pub fn require_image(&self, action: &'static str) -> Result<()> {
+        match self.artifact_type() {
+            None => Ok(()),
+            Some(artifact_type) => Err(crate::Error::NotAnImage {
+                reference: self
+                    .names
+                    .first()
+                    .map(|n| n.familiar())
+                    .unwrap_or_else(|| self.root.digest.to_string()),
+                artifact_type,
+                action,
+            }),
+        }
+    }
+
+    /// True when every manifest the root lists is in the store.
+    pub fn complete(&self) -> bool {
+        self.platforms.len() == self.listed
+    }
+
+    /// The manifest this root refers to, when it is a referrer.
+    pub fn subject(&self) -> Option<&Descriptor> {
+        self.platforms
+            .iter()
+            .find(|p| p.descriptor.digest == self.root.digest)
+            .and_then(|p| p.manifest.subject.as_ref())
     }
 
     /// `repo@digest` for each repository, when the manifest came from a registry.
@@ -94,15 +140,10 @@ impl crate::graph::Candidate for ImageRecord {
         self.id()
     }
     fn member_digests(&self) -> Vec<Digest> {
-        self.platforms
-            .iter()
-            .flat_map(|p| {
-                [
-                    p.descriptor.digest.clone(),
-                    p.manifest.config.digest.clone(),
-                ]
-            })
-            .collect()
+        crate::graph::member_digests(self.platforms.iter().map(|p| (&p.descriptor, &p.manifest)))
+    }
+    fn subject_digest(&self) -> Option<&Digest> {
+        self.subject().map(|d| &d.digest)
     }
 }
 
@@ -134,9 +175,11 @@ pub(crate) fn load_records(store: &Store, index: &Index) -> Result<Vec<ImageReco
             .iter()
             .any(|d| d.annotation(ANNOTATION_GENERATED).is_some());
         let bytes = store.read_blob(&digest)?;
+        let mut listed = 1;
         let platforms = match spec::parse_document(&bytes, &digest.to_string())? {
             Document::Manifest(m) => vec![platform_image(store, root.clone(), *m)?],
             Document::Index(idx) => {
+                listed = idx.manifests.len();
                 let mut v = Vec::new();
                 for child in idx.manifests.iter().filter(|c| store.has_blob(&c.digest)) {
                     let b = store.read_blob(&child.digest)?;
@@ -157,6 +200,7 @@ pub(crate) fn load_records(store: &Store, index: &Index) -> Result<Vec<ImageReco
             names,
             generated,
             platforms,
+            listed,
         });
     }
     out.sort_by_key(|r| {
@@ -173,8 +217,13 @@ fn platform_image(
     descriptor: Descriptor,
     manifest: Manifest,
 ) -> Result<PlatformImage> {
-    let bytes = store.read_blob(&manifest.config.digest)?;
-    let config = spec::parse_json(&bytes, &manifest.config.digest.to_string(), "image config")?;
+    // An artifact's config is whatever its type says (often `{}`, sometimes not JSON).
+    let config = if manifest.artifact_type().is_some() {
+        ConfigView::default()
+    } else {
+        let bytes = store.read_blob(&manifest.config.digest)?;
+        spec::parse_json(&bytes, &manifest.config.digest.to_string(), "image config")?
+    };
     Ok(PlatformImage {
         descriptor,
         manifest,

@@ -55,14 +55,39 @@ pub struct PlatformManifest {
 
 impl SourceImage {
     /// Docker's image ID, derived: the config digest of a single-platform image, the
-    /// index digest of a multi-platform one.
+    /// index digest of a multi-platform one. An artifact's ID is its manifest's digest:
+    /// artifacts share configs (most have the empty `{}`).
     pub fn id(&self) -> Digest {
         match self.platforms.first() {
-            Some(p) if !crate::spec::media_type::is_index(&self.root.media_type) => {
+            Some(p)
+                if !crate::spec::media_type::is_index(&self.root.media_type)
+                    && p.manifest.artifact_type().is_none() =>
+            {
                 p.manifest.config.digest.clone()
             }
             _ => self.root.digest.clone(),
         }
+    }
+
+    /// The artifact type when this root holds no container image at all (a signature, an
+    /// SBOM, a chart); `None` for an image, even one that carries attestations.
+    pub fn artifact_type(&self) -> Option<String> {
+        crate::graph::artifact_type_of(self.platforms.iter().map(|p| &p.manifest))
+    }
+
+    /// The manifest this root refers to, when it is a referrer (a signature, an SBOM).
+    pub fn subject(&self) -> Option<&Descriptor> {
+        self.platforms
+            .iter()
+            .find(|p| p.descriptor.digest == self.root.digest)
+            .and_then(|p| p.manifest.subject.as_ref())
+    }
+
+    /// The platform manifests that are container images (not attestations beside them).
+    pub fn image_platforms(&self) -> impl Iterator<Item = &PlatformManifest> {
+        self.platforms
+            .iter()
+            .filter(|p| p.manifest.artifact_type().is_none())
     }
 
     /// Every blob the image needs, root first, then manifests, configs and layers; layers
@@ -179,15 +204,10 @@ impl crate::graph::Candidate for SourceImage {
         self.id()
     }
     fn member_digests(&self) -> Vec<Digest> {
-        self.platforms
-            .iter()
-            .flat_map(|p| {
-                [
-                    p.descriptor.digest.clone(),
-                    p.manifest.config.digest.clone(),
-                ]
-            })
-            .collect()
+        crate::graph::member_digests(self.platforms.iter().map(|p| (&p.descriptor, &p.manifest)))
+    }
+    fn subject_digest(&self) -> Option<&Digest> {
+        self.subject().map(|d| &d.digest)
     }
 }
 
