@@ -74,6 +74,10 @@ pub struct SelectArgs {
     /// Every image of the source.
     #[arg(long)]
     pub all: bool,
+    /// Leave behind the signatures, SBOMs and attestations that refer to the chosen
+    /// images (by default they go with them).
+    #[arg(long)]
+    pub no_referrers: bool,
 }
 
 /// Which platforms of a registry image: shared by `pull` and `copy`.

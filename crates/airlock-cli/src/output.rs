@@ -226,9 +226,8 @@ pub fn artifacts(store: &Store, format: ListFormat) -> Result<()> {
                 .sum()
         };
         if let Some(kind) = img.artifact_type() {
-            let refers = img
-                .subject()
-                .map(|s| subject_label(&images, &s.digest))
+            let refers = airlock_core::graph::subject_from(img.subject(), &img.names)
+                .map(|s| subject_label(&images, &s))
                 .unwrap_or_else(|| "-".into());
             for n in &names {
                 rows.push([
@@ -298,7 +297,7 @@ fn inspect_artifact(img: &ImageRecord, kind: String, referrers: Vec<String>) -> 
         "ArtifactType": kind,
         "ManifestDigest": img.root.digest.to_string(),
         "ManifestMediaType": p.manifest.media_type.clone().unwrap_or_else(|| p.descriptor.media_type.clone()),
-        "Subject": p.manifest.subject.as_ref().map(|s| s.digest.to_string()),
+        "Subject": airlock_core::graph::subject_from(img.subject(), &img.names).map(|s| s.to_string()),
         "Annotations": p.manifest.annotations,
         "Config": {"Digest": p.manifest.config.digest.to_string(), "MediaType": p.manifest.config.media_type, "Size": p.manifest.config.size},
         "Blobs": p.manifest.layers.iter().map(|l| json!({

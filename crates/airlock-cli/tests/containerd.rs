@@ -13,23 +13,28 @@ const APP: &str = "localhost/airlock-test/app:1";
 const APP2: &str = "localhost/airlock-test/app2:1";
 
 /// `ctr` in a namespace of its own, removed when dropped.
-struct Ctr {
+pub(crate) struct Ctr {
     namespace: String,
 }
 
 impl Ctr {
-    fn new() -> Ctr {
+    pub(crate) fn new() -> Ctr {
+        Ctr::new_named("")
+    }
+
+    /// A namespace of its own for each caller in one test process.
+    pub(crate) fn new_named(what: &str) -> Ctr {
         require_tool("ctr");
         assert!(
             Path::new(SOCKET).exists(),
             "containerd's socket {SOCKET} is missing: these tests need the Docker Engine's containerd and never skip"
         );
         Ctr {
-            namespace: format!("airlock-test-{}", std::process::id()),
+            namespace: format!("airlock-test-{}{what}", std::process::id()),
         }
     }
 
-    fn run(&self, args: &[&str]) -> String {
+    pub(crate) fn run(&self, args: &[&str]) -> String {
         let out = Command::new("ctr")
             .args(["--address", SOCKET, "-n", &self.namespace])
             .args(args)
@@ -45,7 +50,7 @@ impl Ctr {
     }
 
     /// name -> manifest digest, from `ctr images ls`.
-    fn images(&self) -> Vec<(String, String)> {
+    pub(crate) fn images(&self) -> Vec<(String, String)> {
         self.run(&["images", "ls"])
             .lines()
             .skip(1)

@@ -2,6 +2,7 @@
 
 mod util;
 
+mod artifacts;
 mod cli;
 mod containerd;
 mod corruption;

@@ -64,11 +64,49 @@ pub trait Candidate {
     fn image_id(&self) -> Digest;
     /// Digests of its platform manifests and their configs.
     fn member_digests(&self) -> Vec<Digest>;
-    /// The digest of the manifest it refers to, when it is a referrer (a signature, an
-    /// SBOM, an attestation with a `subject`).
-    fn subject_digest(&self) -> Option<&Digest> {
+    /// The manifest it refers to: its `subject`, else the digest in a cosign-style tag
+    /// (`sha256-<hex>.sig`: cosign's signatures carry no `subject`).
+    fn subject_digest(&self) -> Option<Digest> {
         None
     }
+}
+
+/// For each of `images`, the position of the image among them it refers to (its
+/// `subject` is that image's root or one of its manifests), if any.
+pub fn subjects_among<T: Candidate>(images: &[T]) -> Vec<Option<usize>> {
+    images
+        .iter()
+        .map(|img| {
+            let s = img.subject_digest()?;
+            images
+                .iter()
+                .position(|o| o.root_digest() == &s || o.member_digests().contains(&s))
+        })
+        .collect()
+}
+
+/// A referrer's name worth keeping beside its subject: the tags cosign writes
+/// (`sha256-<hex>.sig`, `.att`, `.sbom`) and the OCI referrers fallback tag
+/// (`sha256-<hex>`) are the only names tools look referrers up by.
+pub fn is_referrer_tag(tag: &str) -> bool {
+    let Some(rest) = tag.strip_prefix("sha256-") else {
+        return false;
+    };
+    let hex = rest.split('.').next().unwrap_or("");
+    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The subject a root refers to: `subject` when its manifest has one, else the digest a
+/// cosign-style tag among `names` spells.
+pub fn subject_from(subject: Option<&Descriptor>, names: &[Reference]) -> Option<Digest> {
+    if let Some(s) = subject {
+        return Some(s.digest.clone());
+    }
+    names.iter().filter_map(|n| n.tag()).find_map(|t| {
+        let hex = t.strip_prefix("sha256-")?.split('.').next()?;
+        let suffixed = t.len() > "sha256-".len() + 64;
+        suffixed.then(|| Digest::from_hex(hex)).flatten()
+    })
 }
 
 /// The referrers of the roots at `chosen` among `images`: every root whose `subject` is
@@ -87,7 +125,7 @@ pub fn referrers<T: Candidate>(images: &[T], chosen: &[usize]) -> Vec<usize> {
             if chosen.contains(&i) || out.contains(&i) {
                 continue;
             }
-            if img.subject_digest().is_some_and(|s| targets.contains(s)) {
+            if img.subject_digest().is_some_and(|s| targets.contains(&s)) {
                 out.push(i);
                 targets.push(img.root_digest().clone());
             }

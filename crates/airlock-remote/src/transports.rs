@@ -41,6 +41,9 @@ pub struct Selection {
     pub patterns: Vec<String>,
     /// Every image.
     pub all: bool,
+    /// Leave out the referrers (signatures, SBOMs, attestations with a `subject`) the
+    /// source holds for the chosen images; by default they travel with them.
+    pub without_referrers: bool,
 }
 
 impl Selection {
@@ -338,27 +341,44 @@ fn select_images(
     images: &[SourceImage],
     sel: &Selection,
 ) -> airlock_core::Result<Vec<SourceImage>> {
-    let picked = if sel.is_empty() {
+    let mut picked = if sel.is_empty() {
         images.to_vec()
     } else {
         select(images, &sel.queries, &sel.patterns, sel.all)?
     };
+    if !sel.without_referrers {
+        // A signature or SBOM goes where its image goes, and theirs in turn.
+        let chosen: Vec<usize> = images
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| picked.iter().any(|p| p.root.digest == i.root.digest))
+            .map(|(n, _)| n)
+            .collect();
+        for n in airlock_core::graph::referrers(images, &chosen) {
+            picked.push(images[n].clone());
+        }
+    }
     if picked.is_empty() {
         return Err(Error::Usage("the source has no images to copy".into()));
     }
     Ok(picked)
 }
 
-/// Give the images the destination's name, if it has one (only for a single image).
+/// Give the image the destination's name, if it has one (only for a single image; its
+/// referrers, which travel with it, keep theirs).
 fn rename(images: &mut [SourceImage], name: Option<&str>) -> airlock_core::Result<()> {
     if let Some(n) = name {
-        if images.len() != 1 {
+        let subjects = airlock_core::graph::subjects_among(images);
+        let mains: Vec<usize> = (0..images.len())
+            .filter(|&i| subjects[i].is_none())
+            .collect();
+        if mains.len() != 1 {
             return Err(Error::Usage(format!(
                 "the source holds {} images; a destination name fits only one",
-                images.len()
+                mains.len()
             )));
         }
-        images[0].names = vec![Reference::parse(n)?];
+        images[mains[0]].names = vec![Reference::parse(n)?];
     }
     Ok(())
 }

@@ -47,6 +47,10 @@ pub struct PushArgs {
     /// A path put before each repository (`docker.io/library/redis` -> HOST/PREFIX/library/redis).
     #[arg(long, value_name = "PATH")]
     pub prefix: Option<String>,
+    /// Leave behind the signatures, SBOMs and attestations the store holds for the image
+    /// (by default they are pushed to its repository too).
+    #[arg(long)]
+    pub no_referrers: bool,
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
@@ -125,6 +129,7 @@ pub fn push(ctx: &Context, args: PushArgs) -> Result<()> {
     let select = crate::options::SelectArgs {
         matches: Vec::new(),
         all,
+        no_referrers: args.no_referrers,
     };
     let mut req = crate::cmd::request::build(ctx, Vec::new(), Some(&select), None, None)?;
     // `push IMAGE HOST/REPO` is exactly that name, with or without a tag.

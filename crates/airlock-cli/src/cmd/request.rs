@@ -27,6 +27,7 @@ pub fn build(
         queries,
         patterns: select.map(|s| s.matches.clone()).unwrap_or_default(),
         all: select.is_some_and(|s| s.all),
+        without_referrers: select.is_some_and(|s| s.no_referrers),
     };
     if let Some((a, format)) = archive {
         req.archive = ArchiveOptions {

@@ -303,6 +303,7 @@ fn merge_same_root(images: Vec<SourceImage>) -> Vec<SourceImage> {
 fn names_from_annotations(lookup: &BlobLookup, desc: &Descriptor) -> Vec<Reference> {
     if let Some(full) = desc
         .annotation(ANNOTATION_IMAGE_NAME)
+        .or_else(|| desc.annotation(super::writer::ANNOTATION_ARTIFACT_NAME))
         .and_then(|n| Reference::parse(n).ok())
     {
         return vec![full];

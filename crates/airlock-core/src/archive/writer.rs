@@ -53,6 +53,8 @@ pub struct ArchiveWriter {
     metadata_written: bool,
 }
 
+/// Where the docker format keeps an artifact's name (see `metadata`).
+pub const ANNOTATION_ARTIFACT_NAME: &str = "dev.airlock.artifact.name";
 /// Name of the file that marks an incremental archive and lists what it leaves out.
 pub const INCREMENTAL_FILE: &str = "airlock-incremental.json";
 /// Annotation on `index.json` of an incremental archive.
@@ -144,13 +146,30 @@ impl ArchiveWriter {
                 img.generated
                     .then(|| (ANNOTATION_GENERATED.to_string(), "true".to_string()))
             };
+            let artifact_type = img.artifact_type();
+            let mut root = img.root.clone();
+            root.artifact_type = artifact_type.clone();
             if img.names.is_empty() {
-                let mut d = img.root.clone();
+                let mut d = root.clone();
                 d.annotations = generated().map(|kv| BTreeMap::from([kv]));
                 index.manifests.push(d);
             }
+            if artifact_type.is_some() && self.format == ArchiveFormat::Docker {
+                // containerd's import unpacks every image it names, and a signature or SBOM
+                // does not unpack: in the archive docker, podman and containerd load, an
+                // artifact's name is kept where only airlock reads it.
+                for name in &img.names {
+                    let mut d = root.clone();
+                    d.annotations = Some(BTreeMap::from([(
+                        ANNOTATION_ARTIFACT_NAME.to_string(),
+                        name.to_string(),
+                    )]));
+                    index.manifests.push(d);
+                }
+                continue;
+            }
             for name in &img.names {
-                let mut d = img.root.clone();
+                let mut d = root.clone();
                 let ref_name = match self.format {
                     // Docker and containerd put the tag here and the full name beside it.
                     ArchiveFormat::Docker => name.tag().unwrap_or("latest").to_string(),

@@ -101,11 +101,16 @@ pub fn copy_archive(
     };
     let all = resolve_images(&lookup)?;
     let images = choose(all)?;
-    // Manifests made for docker-archive images go last, once the images are known.
+    // Manifests made for docker-archive images (and the empty `{}` config an artifact's
+    // writer left out) go last, once the images are known.
     let generated = lookup.generated.into_inner();
     for img in &images {
         let roots = std::iter::once(&img.root.digest);
-        for d in roots.chain(img.platforms.iter().map(|p| &p.descriptor.digest)) {
+        let configs = img.platforms.iter().map(|p| &p.manifest.config.digest);
+        for d in roots
+            .chain(img.platforms.iter().map(|p| &p.descriptor.digest))
+            .chain(configs)
+        {
             if let Some(bytes) = generated.get(d) {
                 if !dest.has_blob(d) {
                     deliver_bytes(dest.as_ref(), bytes, d, &format!("manifest {d}"))?;

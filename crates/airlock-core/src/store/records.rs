@@ -142,8 +142,8 @@ impl crate::graph::Candidate for ImageRecord {
     fn member_digests(&self) -> Vec<Digest> {
         crate::graph::member_digests(self.platforms.iter().map(|p| (&p.descriptor, &p.manifest)))
     }
-    fn subject_digest(&self) -> Option<&Digest> {
-        self.subject().map(|d| &d.digest)
+    fn subject_digest(&self) -> Option<Digest> {
+        crate::graph::subject_from(self.subject(), &self.names)
     }
 }
 

@@ -308,6 +308,15 @@ fn platform(
             actual,
         }));
     }
+    if manifest.artifact_type().is_some() {
+        // An artifact: its config is whatever its type says; there are no diffIDs.
+        small.insert(cfg.clone(), bytes);
+        return Ok(PlatformManifest {
+            descriptor: desc.clone(),
+            manifest,
+            diff_ids: Vec::new(),
+        });
+    }
     let config: ConfigView = spec::parse_json(&bytes, &cfg.to_string(), "image config")?;
     small.insert(cfg.clone(), bytes);
     if config.rootfs.diff_ids.len() != manifest.layers.len() {

@@ -318,14 +318,21 @@ impl ImageDestination for RegistryDestination<'_> {
     }
 
     fn begin(&mut self, images: &[SourceImage]) -> airlock_core::Result<()> {
-        if matches!(self.target, RegistryTarget::Exact(_)) && images.len() != 1 {
+        // Referrers (signatures, SBOMs) go to each repository their subject goes to.
+        let subjects = airlock_core::graph::subjects_among(images);
+        let mains = subjects.iter().filter(|s| s.is_none()).count();
+        if matches!(self.target, RegistryTarget::Exact(_)) && mains != 1 {
             return Err(usage(format!(
-                "{} images but one destination name; give docker://HOST[/PREFIX] to push them all",
-                images.len()
+                "{mains} images but one destination name; give docker://HOST[/PREFIX] to push them all"
             )));
         }
-        for (i, img) in images.iter().enumerate() {
-            let names: Vec<Reference> = match (&self.target, img.names.is_empty()) {
+        let mut dests: Vec<Vec<Reference>> = vec![Vec::new(); images.len()];
+        for (i, img) in images
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| subjects[*i].is_none())
+        {
+            dests[i] = match (&self.target, img.names.is_empty()) {
                 (RegistryTarget::Exact(r), _) => vec![r.clone()],
                 (RegistryTarget::Prefix { .. }, true) => {
                     return Err(usage(format!(
@@ -333,10 +340,26 @@ impl ImageDestination for RegistryDestination<'_> {
                         img.id().short()
                     )))
                 }
-                (RegistryTarget::Prefix { .. }, false) => img.names.clone(),
+                (RegistryTarget::Prefix { .. }, false) => img
+                    .names
+                    .iter()
+                    .map(|n| self.target.map(n))
+                    .collect::<Result<_>>()
+                    .map_err(core)?,
             };
-            for name in names {
-                let dest = self.target.map(&name).map_err(core)?;
+        }
+        // A chain (a signature of an SBOM of an image) resolves in as many rounds as links.
+        for _ in 0..images.len() {
+            for i in 0..images.len() {
+                let Some(s) = subjects[i] else { continue };
+                if !dests[i].is_empty() || dests[s].is_empty() {
+                    continue;
+                }
+                dests[i] = referrer_dests(&images[i], &dests[s])?;
+            }
+        }
+        for (i, img) in images.iter().enumerate() {
+            for dest in dests[i].clone() {
                 let repo = dest.path().to_string();
                 for p in &img.platforms {
                     self.manifests.insert(p.descriptor.digest.clone());
@@ -507,6 +530,32 @@ impl ImageDestination for RegistryDestination<'_> {
         }
         Ok(changes)
     }
+}
+
+/// Where a referrer goes: into each repository of its subject, under its cosign-style tag
+/// when it has one, else by digest.
+fn referrer_dests(
+    img: &SourceImage,
+    subject_dests: &[Reference],
+) -> airlock_core::Result<Vec<Reference>> {
+    let mut repos: Vec<String> = subject_dests.iter().map(|d| d.repository()).collect();
+    repos.dedup();
+    let tags: Vec<&str> = img
+        .names
+        .iter()
+        .filter_map(|n| n.tag())
+        .filter(|t| airlock_core::graph::is_referrer_tag(t))
+        .collect();
+    let mut out = Vec::new();
+    for repo in repos {
+        if tags.is_empty() {
+            out.push(Reference::parse(&format!("{repo}@{}", img.root.digest))?);
+        }
+        for t in &tags {
+            out.push(Reference::parse(&format!("{repo}:{t}"))?);
+        }
+    }
+    Ok(out)
 }
 
 fn upload_location(r: &ureq::Response) -> Result<String> {
