@@ -2,7 +2,7 @@
 //! content: they load beside images, are listed and inspected, travel with the image they
 //! refer to, and an archive holding them still loads in docker, podman and containerd.
 
-mod gallery;
+pub(crate) mod gallery;
 
 use std::collections::BTreeSet;
 use std::process::Command;

@@ -10,6 +10,7 @@
 mod harness;
 mod helpers;
 mod protocol;
+mod referrers;
 mod streaming;
 
 use std::fs;

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod client;
 pub mod pull;
 pub mod push;
+pub mod referrers;
 pub mod target;
 
 pub use client::{Registry, RegistryOptions};

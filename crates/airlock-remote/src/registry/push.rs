@@ -274,7 +274,7 @@ impl<'r> RegistryDestination<'r> {
         desc: &Descriptor,
         repo: &str,
         reference: &str,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let content_type = manifest_content_type(bytes, &desc.media_type);
         let body = || -> Result<(Box<dyn Read + Send + '_>, u64)> {
             Ok((Box::new(bytes), bytes.len() as u64))
@@ -300,7 +300,8 @@ impl<'r> RegistryDestination<'r> {
                 }));
             }
         }
-        Ok(())
+        // A registry with the referrers API says it indexed the manifest's subject.
+        Ok(r.header("OCI-Subject").is_some())
     }
 }
 
@@ -473,6 +474,8 @@ impl ImageDestination for RegistryDestination<'_> {
         };
         let mut changes = Vec::new();
         let mut reports = Vec::new();
+        // (repository, subject) -> referrers the registry did not index itself.
+        let mut fallback: BTreeMap<(String, Digest), Vec<Descriptor>> = BTreeMap::new();
         for push in &self.pushes {
             let img = &images[push.image];
             let repo = push.dest.path().to_string();
@@ -494,8 +497,22 @@ impl ImageDestination for RegistryDestination<'_> {
                 .tag()
                 .map(str::to_string)
                 .unwrap_or_else(|| img.root.digest.to_string());
-            self.put_manifest(&manifest(&img.root.digest)?, &img.root, &repo, &root_ref)
+            let indexed = self
+                .put_manifest(&manifest(&img.root.digest)?, &img.root, &repo, &root_ref)
                 .map_err(core)?;
+            if let (Some(subject), false) = (img.subject(), indexed) {
+                let root = img
+                    .platforms
+                    .iter()
+                    .find(|p| p.descriptor.digest == img.root.digest);
+                if let Some(p) = root {
+                    let d = super::referrers::referrer_descriptor(&img.root, &p.manifest);
+                    fallback
+                        .entry((repo.clone(), subject.digest.clone()))
+                        .or_insert_with(Vec::new)
+                        .push(d);
+                }
+            }
             let mut r = PushReport {
                 dest: push.dest.to_string(),
                 digest: img.root.digest.to_string(),
@@ -524,6 +541,10 @@ impl ImageDestination for RegistryDestination<'_> {
                 image_id: img.id(),
                 moved_from: None,
             });
+        }
+        for ((repo, subject), referrers) in &fallback {
+            super::referrers::add_to_fallback_index(self.reg, repo, subject, referrers)
+                .map_err(core)?;
         }
         if let Ok(mut rep) = self.report.lock() {
             *rep = reports;
