@@ -509,7 +509,7 @@ impl ImageDestination for RegistryDestination<'_> {
                     let d = super::referrers::referrer_descriptor(&img.root, &p.manifest);
                     fallback
                         .entry((repo.clone(), subject.digest.clone()))
-                        .or_insert_with(Vec::new)
+                        .or_default()
                         .push(d);
                 }
             }
