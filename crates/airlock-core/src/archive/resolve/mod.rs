@@ -1,25 +1,29 @@
 //! Turning the files of an archive into verified images, whatever the dialect.
 //!
-//! `manifest.json` (every Docker-style dialect) is the authority for which images exist and
-//! their layer order; `index.json` supplies the original manifests, indexes and names when it
-//! is there and agrees. An OCI-only archive is read from `index.json` alone. Every config is
-//! checked against its name and every layer's diffID against the config.
+//! Each `index.json` root (a manifest, an index, an artifact) is resolved on its own with its
+//! own names; in a hybrid archive each `manifest.json` entry is then matched to the root
+//! that holds its config and names (`hybrid`), and an entry no verified root covers gets a
+//! manifest made from `manifest.json` (Docker <= 24 wrote none, Docker 25.0.0's disagreed
+//! with its config). Every image config is checked against its name and every layer's
+//! diffID against the config; an artifact's blobs are checked by digest only.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::fs;
+mod hybrid;
+mod lookup;
 
-use super::reader::ArchiveContents;
-use crate::compression::{self, Compression};
-use crate::digest::{self, Digest};
+use crate::compression::Compression;
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::reference::Reference;
 use crate::spec::{
     self, media_type, ConfigView, Descriptor, DockerArchiveEntry, Document, Index, Manifest,
     ANNOTATION_BASE_NAME, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME,
 };
-use crate::store::{StagedBlob, Store, ANNOTATION_GENERATED};
+use crate::store::ANNOTATION_GENERATED;
 use crate::transport::{PlatformManifest, SourceImage};
+
+use super::reader::ArchiveContents;
+use hybrid::{index_roots, match_entries};
+pub(crate) use lookup::BlobLookup;
 
 /// Which dialect an archive was written in, for messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,115 +47,6 @@ impl Dialect {
             Dialect::Oci => "OCI archive",
             Dialect::Dir => "dir: layout",
         }
-    }
-}
-
-/// Where blobs can be read while resolving: what the pass kept in memory, then the store
-/// (for blobs it skipped because the store has them, or an incremental archive left out).
-pub(crate) struct BlobLookup<'a> {
-    pub contents: &'a ArchiveContents,
-    pub store: Option<&'a Store>,
-    /// Manifests made here for docker-archive images (they have none), by digest.
-    pub generated: RefCell<BTreeMap<Digest, Vec<u8>>>,
-    /// What was done with names that could not be taken as they are, for the user.
-    pub notes: RefCell<Vec<String>>,
-}
-
-impl BlobLookup<'_> {
-    fn read(&self, d: &Digest, label: &str) -> Result<Vec<u8>> {
-        if let Some(b) = self.contents.small.get(d) {
-            return Ok(b.clone());
-        }
-        if let Some(b) = self.generated.borrow().get(d) {
-            return Ok(b.clone());
-        }
-        if let Some(s) = self.store.filter(|s| s.has_blob(d)) {
-            return s.read_blob(d);
-        }
-        let missing = || Error::MissingBlob {
-            referenced_by: label.to_string(),
-            missing: d.to_string(),
-        };
-        if self.contents.delivered.contains(d) {
-            // Passed through to the destination, but too large to be a config or manifest.
-            return Err(Error::BadMetadata {
-                path_in_archive: d.to_string(),
-                what: "JSON document",
-                detail: "it is too large or does not start with '{'".into(),
-            });
-        }
-        Err(missing())
-    }
-
-    fn has(&self, d: &Digest) -> bool {
-        self.contents.delivered.contains(d) || self.store.is_some_and(|s| s.has_blob(d))
-    }
-
-    /// The file at `path`, or, for a `blobs/sha256/<hex>` path an incremental archive left
-    /// out, the store's copy.
-    fn file(&self, path: &str) -> Option<StagedBlob> {
-        if let Some(f) = self.contents.file(path) {
-            return Some(f.clone());
-        }
-        let d = path
-            .strip_prefix("blobs/sha256/")
-            .and_then(Digest::from_hex)?;
-        let size = self.store?.blob_size(&d)?;
-        Some(StagedBlob { digest: d, size })
-    }
-
-    fn read_path(&self, path: &str, referenced_by: &str) -> Result<(Digest, Vec<u8>)> {
-        let f = self.file(path).ok_or_else(|| Error::MissingBlob {
-            referenced_by: referenced_by.to_string(),
-            missing: path.to_string(),
-        })?;
-        Ok((f.digest.clone(), self.read(&f.digest, path)?))
-    }
-
-    /// Compression of a blob and its diffID: learned while it streamed by, or computed now
-    /// from the store's copy.
-    fn layer_facts(&self, d: &Digest, label: &str) -> Result<(Compression, Digest)> {
-        if let Some(c) = self.contents.compression.get(d) {
-            return match c {
-                Compression::Gzip | Compression::Zstd => match self.contents.diff_ids.get(d) {
-                    Some(Ok(diff)) => Ok((*c, diff.clone())),
-                    Some(Err(msg)) => Err(Error::Decompress {
-                        codec: c.name(),
-                        detail: format!("{label}: {msg}"),
-                    }),
-                    None => self.compute_facts(d, label),
-                },
-                _ => Ok((*c, d.clone())),
-            };
-        }
-        if self.contents.small.contains_key(d) {
-            return Ok((Compression::None, d.clone()));
-        }
-        self.compute_facts(d, label)
-    }
-
-    fn compute_facts(&self, d: &Digest, label: &str) -> Result<(Compression, Digest)> {
-        let path = self
-            .store
-            .filter(|s| s.has_blob(d))
-            .map(|s| s.blob_path(d))
-            .ok_or_else(|| Error::MissingBlob {
-                referenced_by: label.to_string(),
-                missing: d.to_string(),
-            })?;
-        let file = fs::File::open(&path).map_err(|e| Error::io("open", &path, e))?;
-        let (magic, rest) = compression::peek(file, compression::MAGIC_LEN)
-            .map_err(|e| Error::io("read", &path, e))?;
-        let c = Compression::detect(&magic);
-        if c == Compression::None {
-            return Ok((c, d.clone()));
-        }
-        let (diff, _) =
-            digest::hash_reader(compression::decoder(c, rest)).map_err(|e| Error::Decompress {
-                codec: c.name(),
-                detail: format!("{label}: {e}"),
-            })?;
-        Ok((c, diff))
     }
 }
 
@@ -332,149 +227,6 @@ fn names_from_annotations(lookup: &BlobLookup, desc: &Descriptor) -> Vec<Referen
             Vec::new()
         }
     }
-}
-
-/// One root of `index.json`, resolved on its own, or why it could not be.
-struct IndexRoot {
-    descriptor: Descriptor,
-    /// The configs of the images it holds, read without checking anything else (so a
-    /// root that fails can still be matched to the manifest.json entry that covers it).
-    configs: Vec<Digest>,
-    image: Result<SourceImage>,
-    /// A manifest.json entry matched it.
-    used: bool,
-}
-
-/// Every root of a hybrid archive's `index.json`, each with its own names: a name keeps its
-/// root (a manifest, an index and a manifest list over the same config stay three roots).
-fn index_roots(lookup: &BlobLookup, index: &Index) -> Result<Vec<IndexRoot>> {
-    let mut out: Vec<IndexRoot> = Vec::new();
-    for desc in &index.manifests {
-        if !lookup.has(&desc.digest) {
-            continue;
-        }
-        let names = names_from_annotations(lookup, desc);
-        if let Some(r) = out.iter_mut().find(|r| r.descriptor.digest == desc.digest) {
-            if let Ok(img) = &mut r.image {
-                for n in names {
-                    if !img.names.contains(&n) {
-                        img.names.push(n);
-                    }
-                }
-            }
-            continue;
-        }
-        out.push(IndexRoot {
-            descriptor: desc.clone(),
-            configs: configs_of(lookup, desc),
-            image: from_oci_descriptor(lookup, desc, names).and_then(|i| {
-                i.ok_or_else(|| Error::NoImage {
-                    detail: format!("none of the manifests of {} is in the archive", desc.digest),
-                })
-            }),
-            used: false,
-        });
-    }
-    Ok(out)
-}
-
-/// The config digests a root's image manifests name, read shallowly.
-fn configs_of(lookup: &BlobLookup, desc: &Descriptor) -> Vec<Digest> {
-    let config = |d: &Digest| match lookup.read(d, "").map(|b| spec::parse_document(&b, "")) {
-        Ok(Ok(Document::Manifest(m))) => Some(m.config.digest),
-        _ => None,
-    };
-    match lookup
-        .read(&desc.digest, "")
-        .map(|b| spec::parse_document(&b, ""))
-    {
-        Ok(Ok(Document::Manifest(m))) => vec![m.config.digest],
-        Ok(Ok(Document::Index(idx))) => idx
-            .manifests
-            .iter()
-            .filter_map(|c| config(&c.digest))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Match each manifest.json entry to the `index.json` root that holds its config and
-/// carries its names; an entry no verified root covers gets a manifest made from
-/// manifest.json (Docker <= 24 wrote none; Docker 25.0.0's disagreed with its config). The
-/// roots no entry names (artifacts, signatures, roots docker does not list) come after.
-fn match_entries(
-    lookup: &BlobLookup,
-    entries: &[DockerArchiveEntry],
-    mut roots: Vec<IndexRoot>,
-) -> Result<Vec<SourceImage>> {
-    let mut images: Vec<SourceImage> = Vec::new();
-    for (i, entry) in entries.iter().enumerate() {
-        let label = format!("manifest.json entry {i}");
-        let (config_digest, config_bytes) = lookup.read_path(&entry.config, &label)?;
-        check_named_digest(&entry.config, &config_digest)?;
-        let mut names: Vec<Reference> = Vec::new();
-        for tag in &entry.repo_tags {
-            names.push(Reference::parse(tag)?);
-        }
-        let holds = |r: &IndexRoot| {
-            r.image.as_ref().is_ok_and(|img| {
-                img.image_platforms()
-                    .any(|p| p.manifest.config.digest == config_digest)
-            })
-        };
-        let named = |r: &IndexRoot| {
-            r.image
-                .as_ref()
-                .is_ok_and(|img| img.names.iter().any(|n| names.contains(n)))
-        };
-        let pick = roots
-            .iter()
-            .position(|r| holds(r) && named(r))
-            .or_else(|| {
-                roots.iter().position(|r| {
-                    holds(r) && !r.used && r.image.as_ref().is_ok_and(|i| i.names.is_empty())
-                })
-            })
-            .or_else(|| roots.iter().position(|r| holds(r) && !r.used))
-            .or_else(|| roots.iter().position(holds));
-        match pick {
-            Some(at) => {
-                let root = &mut roots[at];
-                root.used = true;
-                let Ok(img) = &mut root.image else {
-                    unreachable!("a picked root resolved")
-                };
-                for n in names {
-                    if !img.names.contains(&n) {
-                        img.names.push(n);
-                    }
-                }
-                let digest = img.root.digest.clone();
-                match images.iter_mut().find(|o| o.root.digest == digest) {
-                    Some(o) => o.names = img.names.clone(),
-                    None => images.push(img.clone()),
-                }
-            }
-            None => {
-                let img =
-                    from_docker_entry(lookup, &label, entry, names, config_digest, &config_bytes)?;
-                // A root that failed on its own but holds this config is covered by the entry.
-                for r in roots.iter_mut().filter(|r| r.configs.contains(&img.id())) {
-                    r.used = true;
-                }
-                images.push(img);
-            }
-        }
-    }
-    for r in roots {
-        match r.image {
-            Ok(img) if !images.iter().any(|o| o.root.digest == img.root.digest) => images.push(img),
-            Ok(_) => {}
-            Err(_) if r.used => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(merge_same_root(images))
 }
 
 fn manifest_complete(lookup: &BlobLookup, desc: &Descriptor) -> bool {
