@@ -27,16 +27,23 @@ fn hint(e: &Error) -> Option<&'static str> {
         Error::NotATar { .. } => {
             "give an archive written by `docker save`, `podman save`, `skopeo copy` or `airlock save`"
         }
+        // A layer that matches its own digest (an OCI blob) but not the config's diffID
+        // was written that way; nothing happened to it on the way.
+        Error::DiffIdMismatch {
+            path_in_archive, ..
+        } if path_in_archive.starts_with("blobs/") => {
+            "the archive is inconsistent as written: its layer matches its own digest but not the diffID its config lists; build or save it again at the source; nothing was loaded"
+        }
         Error::DigestMismatch { .. }
         | Error::DiffIdMismatch { .. }
         | Error::SizeMismatch { .. }
         | Error::Truncated { .. }
         | Error::BadTar { .. }
         | Error::Decompress { .. } => {
-            "the archive was damaged on the way: copy it again and compare `sha256sum` on both sides; nothing was loaded"
+            "the archive was damaged on the way (or changed after it was written): copy it again and compare `sha256sum` on both sides; nothing was loaded"
         }
         Error::MissingBlob { .. } | Error::LayerCountMismatch { .. } | Error::BadMetadata { .. } => {
-            "the archive is incomplete or inconsistent: save it again at the source; nothing was loaded"
+            "the archive is incomplete or inconsistent as written: save it again at the source; nothing was loaded"
         }
         Error::IncrementalBaseMissing { .. } => {
             "load the images it builds on (or a full archive) into this store first; `airlock inventory` there tells the sending side what it has"
@@ -46,7 +53,8 @@ fn hint(e: &Error) -> Option<&'static str> {
         }
         Error::AmbiguousId { .. } => "give more characters of the ID, or a name",
         Error::BadReference { .. } => "names look like `redis:alpine`, `registry.example.com/team/app:1.2`",
-        Error::NoImage { .. } => "check that this is the archive you meant to load",
+        Error::NoImage { .. } => "check that this is the archive you meant to load; a filesystem tar becomes an image with `airlock import FILE NAME:TAG`",
+        Error::NotAnImage { .. } => "`airlock artifacts` lists artifacts; `airlock save` and `push` carry them as they are",
         Error::BadStore { .. } => "point --store (or AIRLOCK_STORE) at an empty or an airlock store directory",
         _ => return None,
     })

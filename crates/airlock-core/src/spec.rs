@@ -464,6 +464,53 @@ mod tests {
     }
 
     #[test]
+    fn artifacts_are_told_from_images_by_type_config_and_layers() {
+        let m = |artifact: Option<&str>, config: &str, layer: &str| Manifest {
+            schema_version: 2,
+            media_type: Some(media_type::OCI_MANIFEST.into()),
+            config: Descriptor::new(config, Digest::of(b"c"), 1),
+            layers: vec![Descriptor::new(layer, Digest::of(b"l"), 1)],
+            annotations: None,
+            artifact_type: artifact.map(str::to_string),
+            subject: None,
+        };
+        let tar = media_type::OCI_LAYER_GZIP;
+        assert_eq!(m(None, media_type::OCI_CONFIG, tar).artifact_type(), None);
+        assert_eq!(
+            m(
+                None,
+                media_type::DOCKER_CONFIG,
+                media_type::DOCKER_LAYER_GZIP
+            )
+            .artifact_type(),
+            None
+        );
+        // Old writers leave the config's media type out: still an image.
+        assert_eq!(m(None, "", tar).artifact_type(), None);
+        // OCI 1.1 artifactType wins.
+        let sbom = m(
+            Some("application/spdx+json"),
+            media_type::OCI_EMPTY,
+            "application/spdx+json",
+        );
+        assert_eq!(
+            sbom.artifact_type().as_deref(),
+            Some("application/spdx+json")
+        );
+        // Without it, the config's type (a Helm chart) ...
+        let helm = "application/vnd.cncf.helm.config.v1+json";
+        assert_eq!(m(None, helm, tar).artifact_type().as_deref(), Some(helm));
+        // ... or, under an image config, a layer that is no filesystem (cosign, in-toto).
+        let cosign = "application/vnd.dev.cosign.simplesigning.v1+json";
+        assert_eq!(
+            m(None, media_type::OCI_CONFIG, cosign)
+                .artifact_type()
+                .as_deref(),
+            Some(cosign)
+        );
+    }
+
+    #[test]
     fn null_lists_are_empty_lists() {
         let idx: Index =
             serde_json::from_slice(br#"{"schemaVersion":2,"manifests":null}"#).unwrap();

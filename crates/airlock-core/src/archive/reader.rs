@@ -83,8 +83,12 @@ struct Ingest<'a> {
     store: Option<&'a Store>,
     contents: ArchiveContents,
     seen_archive_entry: bool,
-    /// The first entry that is neither an image-archive file nor a root filesystem path.
+    /// The first entry that is not an image-archive file.
     first_foreign: Option<String>,
+    /// A root filesystem path (`etc/`, `bin/` ...) was among them.
+    saw_rootfs: bool,
+    /// A registry's storage tree (`docker/registry/v2/...`) was among them.
+    saw_registry_storage: bool,
     /// Refuse a root filesystem on its first path (a stream); a directory is judged from
     /// all of its names instead.
     refuse_early: bool,
@@ -99,6 +103,8 @@ impl<'a> Ingest<'a> {
             contents: ArchiveContents::default(),
             seen_archive_entry: false,
             first_foreign: None,
+            saw_rootfs: false,
+            saw_registry_storage: false,
             refuse_early: true,
             small_total: 0,
         }
@@ -118,6 +124,8 @@ impl<'a> Ingest<'a> {
                 }
                 self.first_foreign
                     .get_or_insert_with(|| raw_path.to_string());
+                self.saw_rootfs |= sniff::is_rootfs_path(path);
+                self.saw_registry_storage |= path.starts_with("docker/registry/v2");
                 // A top-level JSON file may be a config manifest.json names by any name
                 // (jib writes `config.json`): kept, without making the input an archive.
                 Ok(!is_dir && !path.contains('/') && path.ends_with(".json"))
@@ -136,8 +144,16 @@ impl<'a> Ingest<'a> {
             return Ok(());
         }
         Err(match &self.first_foreign {
-            Some(first) => Error::FilesystemSnapshot {
+            Some(_) if self.saw_registry_storage => Error::NoImage {
+                detail: "it is a registry's storage directory (docker/registry/v2/...), not an image archive: serve it with a registry (`docker-registry`) and pull from that".into(),
+            },
+            Some(first) if self.saw_rootfs => Error::FilesystemSnapshot {
                 first_entry: first.clone(),
+            },
+            Some(first) => Error::NoImage {
+                detail: format!(
+                    "it has no manifest.json, index.json or blobs/ directory; its first entry is '{first}'"
+                ),
             },
             None => Error::NoImage {
                 detail: "the tar is empty".into(),

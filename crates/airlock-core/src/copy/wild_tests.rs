@@ -176,10 +176,25 @@ fn a_root_filesystem_is_still_refused_by_name() {
         Err(Error::FilesystemSnapshot { first_entry }) => assert_eq!(first_entry, "etc/passwd"),
         other => panic!("{:?}", other.map(|r| r.images.len())),
     }
-    // Names that are neither: judged at the end, by the first of them.
+    // Names that are neither: judged at the end, and not called a root filesystem.
     let files = vec![("app/main.py".to_string(), b"print(1)\n".to_vec())];
     match read_tar(&files) {
-        Err(Error::FilesystemSnapshot { first_entry }) => assert_eq!(first_entry, "app/main.py"),
+        Err(Error::NoImage { detail }) => assert!(
+            detail.contains("no manifest.json, index.json or blobs/")
+                && detail.contains("'app/main.py'"),
+            "{detail}"
+        ),
+        other => panic!("{:?}", other.map(|r| r.images.len())),
+    }
+    // A registry's storage tree is told apart.
+    let files = vec![(
+        "docker/registry/v2/repositories/x/_layers/link".to_string(),
+        b"sha256:0".to_vec(),
+    )];
+    match read_tar(&files) {
+        Err(Error::NoImage { detail }) => {
+            assert!(detail.contains("registry's storage"), "{detail}")
+        }
         other => panic!("{:?}", other.map(|r| r.images.len())),
     }
     // A directory holding a root filesystem.

@@ -88,7 +88,7 @@ pub(super) fn match_entries(
     for (i, entry) in entries.iter().enumerate() {
         let label = format!("manifest.json entry {i}");
         let (config_digest, config_bytes) = lookup.read_path(&entry.config, &label)?;
-        check_named_digest(&entry.config, &config_digest)?;
+        check_named_digest(lookup, &entry.config, &config_digest);
         let mut names: Vec<Reference> = Vec::new();
         for tag in &entry.repo_tags {
             names.push(Reference::parse(tag)?);
