@@ -126,9 +126,20 @@ pub(crate) fn resolve(lookup: &BlobLookup) -> Result<(Dialect, Vec<SourceImage>)
                 images.push(img);
             }
         }
-        if images.is_empty() {
+        if idx.manifests.is_empty() {
             return Err(Error::NoImage {
-                detail: "index.json lists no manifest whose blobs are in the archive".into(),
+                detail: "index.json lists no manifest: the layout is empty".into(),
+            });
+        }
+        if images.is_empty() {
+            let why = idx
+                .manifests
+                .iter()
+                .find_map(|d| first_missing(lookup, d, "index.json", 0))
+                .map(|(by, missing)| format!(": {by} names {missing}, which is not here"))
+                .unwrap_or_default();
+            return Err(Error::NoImage {
+                detail: format!("it is incomplete as written, no manifest index.json lists has all its blobs{why}"),
             });
         }
         return Ok((Dialect::Oci, merge_same_root(images)));
@@ -171,6 +182,30 @@ fn from_dir_layout(lookup: &BlobLookup) -> Result<SourceImage> {
     from_oci_descriptor(lookup, &root, Vec::new())?.ok_or_else(|| Error::NoImage {
         detail: "the dir: layout's manifest.json lists no manifest whose blobs are there".into(),
     })
+}
+
+/// The first blob a root needs that the archive lacks, and what names it (for messages).
+fn first_missing(
+    lookup: &BlobLookup,
+    d: &Descriptor,
+    by: &str,
+    depth: usize,
+) -> Option<(String, Digest)> {
+    if !lookup.has(&d.digest) {
+        return Some((by.to_string(), d.digest.clone()));
+    }
+    let label = format!("manifest {}", d.digest);
+    match spec::parse_document(&lookup.read(&d.digest, by).ok()?, by).ok()? {
+        Document::Index(idx) if depth < 4 => idx
+            .manifests
+            .iter()
+            .find_map(|c| first_missing(lookup, c, &format!("index {}", d.digest), depth + 1)),
+        Document::Index(_) => None,
+        Document::Manifest(m) => std::iter::once(&m.config)
+            .chain(&m.layers)
+            .find(|b| !lookup.has(&b.digest) && b.urls.is_none() && b.digest != Digest::of(EMPTY_JSON))
+            .map(|b| (label, b.digest.clone())),
+    }
 }
 
 /// Several manifest.json entries (or index descriptors) for one root become one image with
