@@ -12,6 +12,7 @@
 //! Docker is global state: the cells run sequentially in one test, on images named with a
 //! per-run prefix that a guard removes at the end, even on failure.
 
+mod artifacts;
 mod engine;
 mod helpers;
 mod readers;
@@ -27,6 +28,7 @@ use std::time::Instant;
 
 use crate::util::{airlock_bin, expected, fixtures, repo_root, require_tool, scratch, Airlock};
 
+use artifacts::*;
 use engine::*;
 use helpers::*;
 use readers::*;
@@ -70,6 +72,14 @@ const SECTIONS: &[(&str, &str, &str)] = &[
         S_ENGINE,
         "path",
         "airlock talking to the Docker Engine API directly.",
+    ),
+    (
+        S_ARTIFACTS,
+        "path",
+        "A layout holding an image, an SPDX SBOM with a `subject`, a cosign signature under its \
+         `sha256-<hex>.sig` tag, a Helm chart and a BuildKit index with an in-toto attestation \
+         (tests/artifacts/gallery.rs): `airlock save IMAGE` takes the image with its referrers; \
+         what each reader makes of the archive.",
     ),
 ];
 
@@ -247,6 +257,9 @@ fn interop_matrix() {
         readers_skopeo(&mut m, dir.path(), i, origin, orig);
         readers_umoci(&mut m, dir.path(), i, origin, orig);
     }
+
+    // ----------------------------------------------------------------- 4. artifacts
+    artifacts(&mut m, dir.path());
 
     // ----------------------------------------------------------------- report
     drop(eng);

@@ -203,7 +203,9 @@ fn first_missing(
         Document::Index(_) => None,
         Document::Manifest(m) => std::iter::once(&m.config)
             .chain(&m.layers)
-            .find(|b| !lookup.has(&b.digest) && b.urls.is_none() && b.digest != Digest::of(EMPTY_JSON))
+            .find(|b| {
+                !lookup.has(&b.digest) && b.urls.is_none() && b.digest != Digest::of(EMPTY_JSON)
+            })
             .map(|b| (label, b.digest.clone())),
     }
 }
