@@ -54,6 +54,14 @@ pub fn print_lines(lines: &[String], quiet: bool) {
     }
 }
 
+/// One line on standard output; a reader that went away (`| head`) is an error the caller
+/// returns (main treats a broken pipe as success), not a panic.
+fn out(line: &str) -> Result<()> {
+    use std::io::Write;
+    writeln!(std::io::stdout().lock(), "{line}")?;
+    Ok(())
+}
+
 /// Bytes as docker shows them (decimal units).
 pub fn human_size(bytes: u64) -> String {
     let b = bytes as f64;
@@ -137,7 +145,7 @@ pub fn images(store: &Store, pattern: Option<&str>, format: ListFormat, quiet: b
         for (_, _, i) in &rows {
             let id = images[*i].id();
             if seen.insert(id.clone()) {
-                println!("{}", id.short());
+                out(id.short())?;
             }
         }
         return Ok(());
@@ -158,7 +166,7 @@ pub fn images(store: &Store, pattern: Option<&str>, format: ListFormat, quiet: b
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        out(&serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
     let table: Vec<[String; 5]> = rows
@@ -174,11 +182,11 @@ pub fn images(store: &Store, pattern: Option<&str>, format: ListFormat, quiet: b
             ]
         })
         .collect();
-    print_table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &table);
+    print_table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &table)?;
     Ok(())
 }
 
-fn print_table<const N: usize>(header: [&str; N], table: &[[String; N]]) {
+fn print_table<const N: usize>(header: [&str; N], table: &[[String; N]]) -> Result<()> {
     let header = header.map(String::from);
     let mut widths = header.clone().map(|h| h.len());
     for r in table {
@@ -192,8 +200,9 @@ fn print_table<const N: usize>(header: [&str; N], table: &[[String; N]]) {
             .zip(widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", line.join("   ").trim_end());
+        out(line.join("   ").trim_end())?;
     }
+    Ok(())
 }
 
 /// What an artifact refers to, by name when the store holds its subject.
@@ -265,7 +274,7 @@ pub fn artifacts(store: &Store, format: ListFormat) -> Result<()> {
                 json!({"Name": name, "ArtifactType": kind, "RefersTo": refers, "Digest": digest, "Size": size.parse::<u64>().unwrap_or(0)})
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        out(&serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
     let table: Vec<[String; 5]> = rows
@@ -284,7 +293,7 @@ pub fn artifacts(store: &Store, format: ListFormat) -> Result<()> {
     print_table(
         ["NAME", "ARTIFACT TYPE", "REFERS TO", "DIGEST", "SIZE"],
         &table,
-    );
+    )?;
     Ok(())
 }
 
@@ -357,6 +366,6 @@ pub fn inspect(store: &Store, queries: &[String]) -> Result<()> {
             })).collect::<Vec<_>>(),
         }));
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    self::out(&serde_json::to_string_pretty(&out)?)?;
     Ok(())
 }

@@ -534,3 +534,29 @@ fn archives_are_never_written_to_a_terminal() {
     );
     assert!(text.contains("exit=1"), "{text}");
 }
+
+#[test]
+fn listing_into_a_closed_pipe_is_not_a_crash() {
+    // `airlock images | head -1`: the reader goes away before airlock writes. That is no
+    // error, and certainly no panic.
+    let (_dir, airlock) = loaded_multi();
+    for args in [
+        &["images"][..],
+        &["images", "--format", "json"],
+        &["artifacts"],
+        &["inspect", "localhost/airlock-test/app:1"],
+    ] {
+        let mut child = airlock
+            .cmd()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(out.status.success(), "{args:?}: {stderr}");
+    }
+}
