@@ -282,3 +282,104 @@ fn zstd_layer_files_inside_a_docker_archive_load() {
         "application/vnd.oci.image.layer.v1.tar+zstd"
     );
 }
+
+#[test]
+fn docker_before_1_10_archive_loads_with_the_id_docker_gives_it() {
+    // `repositories` and v1 image directories, no manifest.json: Docker still loads these
+    // (its legacy loader builds the config from the top v1 JSON). The real engine is the
+    // oracle for the ID and the diffIDs.
+    crate::util::require_tool("docker");
+    let base_layer = layer_with_file("etc/base", b"base\n");
+    let top_layer = layer_with_file("app/run", b"#!/bin/sh\necho hi\n");
+    let v1 = |id: &str, parent: Option<&str>, created: &str, cmd: &str, layer: &[u8]| {
+        let mut j = json!({
+            "id": id, "created": created, "container": "c0ffee",
+            "container_config": {"Hostname": "c0ffee", "Cmd": ["/bin/sh", "-c", cmd], "Env": ["PATH=/bin"], "Labels": null},
+            "docker_version": "1.9.1", "author": "Ops <ops@example.com> & co",
+            "config": {"Hostname": "c0ffee", "Cmd": ["/app/run"], "Env": ["PATH=/bin"]},
+            "architecture": "amd64", "os": "linux", "Size": layer.len(),
+        });
+        if let Some(p) = parent {
+            j["parent"] = json!(p);
+        }
+        serde_json::to_vec_pretty(&j).unwrap()
+    };
+    let base_id = "1".repeat(64);
+    let top_id = "2".repeat(64);
+    let entries = vec![
+        (
+            "repositories".to_string(),
+            serde_json::to_vec(&json!({"legacy/app": {"v1": top_id}})).unwrap(),
+        ),
+        (format!("{base_id}/VERSION"), b"1.0".to_vec()),
+        (
+            format!("{base_id}/json"),
+            v1(
+                &base_id,
+                None,
+                "2015-11-03T10:00:00.5-07:00",
+                "#(nop) ADD file:abc in /",
+                &base_layer,
+            ),
+        ),
+        (format!("{base_id}/layer.tar"), base_layer.clone()),
+        (format!("{top_id}/VERSION"), b"1.0".to_vec()),
+        (
+            format!("{top_id}/json"),
+            v1(
+                &top_id,
+                Some(&base_id),
+                "2015-11-04T12:30:00.123456789Z",
+                "#(nop) COPY run /app/",
+                &top_layer,
+            ),
+        ),
+        (format!("{top_id}/layer.tar"), top_layer.clone()),
+    ];
+    let (dir, airlock, out) = load(&entries);
+    assert_eq!(out.trim(), "Loaded image: legacy/app:v1");
+    let got = airlock.inspect("legacy/app:v1");
+    assert_eq!(
+        got["RootFS"]["Layers"],
+        json!([sha256(&base_layer), sha256(&top_layer)])
+    );
+
+    let tar = dir.path().join("legacy.tar");
+    std::fs::write(&tar, tar_of(&entries)).unwrap();
+    let docker = |args: &[&str]| {
+        std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let loaded = docker(&["load", "-i", tar.to_str().unwrap()]);
+    assert!(
+        loaded.status.success(),
+        "docker load: {}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    let id = docker(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{.Id}} {{json .RootFS.Layers}}",
+        "legacy/app:v1",
+    ]);
+    let _ = docker(&["rmi", "-f", "legacy/app:v1"]);
+    let id = String::from_utf8_lossy(&id.stdout).to_string();
+    let (docker_id, docker_layers) = id.trim().split_once(' ').unwrap();
+    assert_eq!(
+        got["Id"], docker_id,
+        "the engine gives the image another ID"
+    );
+    assert_eq!(
+        got["RootFS"]["Layers"],
+        serde_json::from_str::<serde_json::Value>(docker_layers).unwrap()
+    );
+    // What airlock made of it saves and loads like any image.
+    let saved = dir.path().join("saved.tar");
+    airlock.ok(&["save", "-o", saved.to_str().unwrap(), "legacy/app:v1"]);
+    let back = Airlock::new(&dir.path().join("back"));
+    back.ok(&["load", "-q", "-i", saved.to_str().unwrap()]);
+    assert_eq!(back.inspect("legacy/app:v1")["Id"], got["Id"]);
+}

@@ -8,6 +8,7 @@
 //! diffID against the config; an artifact's blobs are checked by digest only.
 
 mod hybrid;
+mod legacy;
 mod lookup;
 
 use crate::compression::Compression;
@@ -36,6 +37,8 @@ pub enum Dialect {
     Oci,
     /// containers/image's `dir:` layout (`skopeo copy ... dir:PATH`).
     Dir,
+    /// Docker's format before 1.10: `repositories` and v1 image directories.
+    Legacy,
 }
 
 impl Dialect {
@@ -46,6 +49,7 @@ impl Dialect {
             Dialect::Hybrid => "docker/OCI hybrid archive",
             Dialect::Oci => "OCI archive",
             Dialect::Dir => "dir: layout",
+            Dialect::Legacy => "Docker < 1.10 archive",
         }
     }
 }
@@ -70,6 +74,7 @@ pub(crate) fn dialect_of(contents: &ArchiveContents) -> Dialect {
         md.contains_key("manifest.json"),
         md.contains_key("index.json"),
     ) {
+        (false, false) if md.contains_key("repositories") => Dialect::Legacy,
         (true, true) if manifest_is_document => Dialect::Oci,
         (true, true) => Dialect::Hybrid,
         (true, false) => Dialect::DockerArchive,
@@ -144,10 +149,11 @@ pub(crate) fn resolve(lookup: &BlobLookup) -> Result<(Dialect, Vec<SourceImage>)
         }
         return Ok((Dialect::Oci, merge_same_root(images)));
     }
-    if md.contains_key("repositories") {
-        return Err(Error::NoImage {
-            detail: "it has a 'repositories' file but no manifest.json: it was written by Docker older than 1.10; load it there and save it again".into(),
-        });
+    if let Some(repositories) = md.get("repositories") {
+        return Ok((
+            Dialect::Legacy,
+            legacy::from_repositories(lookup, repositories)?,
+        ));
     }
     Err(Error::NoImage {
         detail: "it has neither manifest.json nor index.json".into(),
