@@ -83,3 +83,92 @@ fn dir_layouts_skopeo_writes_load_and_the_ones_airlock_writes_skopeo_reads() {
     ]);
     assert!(err.contains("one image"), "{err}");
 }
+
+#[test]
+fn a_schema_1_dir_layout_loads_with_the_config_skopeo_and_docker_make_of_it() {
+    // Older registries served Docker's schema 1 manifests; skopeo keeps them as they are in
+    // a dir: layout. Converting one takes the config from the top history entry, with an
+    // empty layer for each `throwaway` entry: skopeo's conversion is the oracle.
+    require_tool("skopeo");
+    let work = scratch();
+    let dir = work.path().join("schema1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = layer_with_file("etc/base", b"base\n");
+    let top = layer_with_file("app/run", b"run <me> & see\n");
+    for l in [&base, &top] {
+        std::fs::write(dir.join(&sha256(l)[7..]), l).unwrap();
+    }
+    let empty_gz = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&[0u8; 1024]).unwrap();
+        e.finish().unwrap()
+    };
+    std::fs::write(dir.join(&sha256(&empty_gz)[7..]), &empty_gz).unwrap();
+    let v1 = |id: &str, parent: &str, created: &str, cmd: &str, throwaway: bool| {
+        let mut j = serde_json::json!({
+            "id": id, "created": created, "docker_version": "1.12.6", "architecture": "amd64", "os": "linux",
+            "container_config": {"Cmd": ["/bin/sh", "-c", cmd]},
+            "config": {"Cmd": ["/app/run"], "Env": ["PATH=/bin"]},
+        });
+        if !parent.is_empty() {
+            j["parent"] = parent.into();
+        }
+        if throwaway {
+            j["throwaway"] = true.into();
+        }
+        j.to_string()
+    };
+    let (a, b, c) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
+    let manifest = serde_json::json!({
+        "schemaVersion": 1, "name": "legacy/app", "tag": "1", "architecture": "amd64",
+        // Top first, as schema 1 lists them.
+        "fsLayers": [{"blobSum": sha256(&empty_gz)}, {"blobSum": sha256(&top)}, {"blobSum": sha256(&base)}],
+        "history": [
+            {"v1Compatibility": v1(&c, &b, "2017-05-01T10:00:02Z", "#(nop)  CMD [\"/app/run\"]", true)},
+            {"v1Compatibility": v1(&b, &a, "2017-05-01T10:00:01.25+02:00", "#(nop) COPY run <me> /app/", false)},
+            {"v1Compatibility": v1(&a, "", "2017-05-01T10:00:00Z", "#(nop) ADD file:base in /", false)},
+        ],
+    });
+    std::fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("version"), "Directory Transport Version: 1.1\n").unwrap();
+
+    let cli = Airlock::new(&work.path().join("store"));
+    let out = cli.ok(&["load", "-i", dir.to_str().unwrap()]);
+    let id = out
+        .trim()
+        .strip_prefix("Loaded image ID: ")
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    let got = cli.inspect(&id);
+    // The throwaway entry is history, not a layer.
+    assert_eq!(
+        got["RootFS"]["Layers"],
+        serde_json::json!([sha256(&base), sha256(&top)])
+    );
+    assert_eq!(got["History"].as_array().unwrap().len(), 3);
+
+    let converted = work.path().join("converted.tar");
+    sh(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--insecure-policy",
+        &format!("dir:{}", dir.display()),
+        &format!("docker-archive:{}:legacy/app:1", converted.display()),
+    ]));
+    let listed = sh(Command::new("tar")
+        .arg("-xOf")
+        .arg(&converted)
+        .arg("manifest.json"));
+    let entries: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let config = entries[0]["Config"].as_str().unwrap();
+    assert_eq!(
+        format!("sha256:{}", config.trim_end_matches(".json")),
+        id,
+        "skopeo made another config"
+    );
+}

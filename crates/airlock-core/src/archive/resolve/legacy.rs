@@ -31,6 +31,9 @@ struct V1Image {
     comment: Option<String>,
     #[serde(default)]
     container_config: Option<V1ContainerConfig>,
+    /// schema 1: a history entry without a layer of its own.
+    #[serde(default)]
+    throwaway: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -98,17 +101,22 @@ fn image_of(lookup: &BlobLookup, top: &str) -> Result<SourceImage> {
             missing: path.clone(),
         })?;
         let (codec, diff) = lookup.layer_facts(&f.digest, &path)?;
-        let mt = match codec {
-            Compression::Gzip => media_type::OCI_LAYER_GZIP,
-            Compression::Zstd => media_type::OCI_LAYER_ZSTD,
-            _ => media_type::OCI_LAYER,
-        };
-        layers.push(Descriptor::new(mt, f.digest.clone(), f.size));
+        layers.push(Descriptor::new(layer_type(codec), f.digest.clone(), f.size));
         diff_ids.push(diff);
-        history.push(history_entry(v1));
+        history.push(history_entry(v1, false));
     }
     let top_json = &chain.last().expect("the chain holds the top image").1;
     let config = make_config(top_json, &diff_ids, &history, top)?;
+    Ok(generated_image(lookup, config, layers, diff_ids))
+}
+
+/// An OCI manifest over a made config, both handed on as generated.
+fn generated_image(
+    lookup: &BlobLookup,
+    config: Vec<u8>,
+    layers: Vec<Descriptor>,
+    diff_ids: Vec<Digest>,
+) -> SourceImage {
     let config_digest = Digest::of(&config);
     let manifest = Manifest {
         schema_version: 2,
@@ -123,13 +131,13 @@ fn image_of(lookup: &BlobLookup, top: &str) -> Result<SourceImage> {
         artifact_type: None,
         subject: None,
     };
-    let bytes = serde_json::to_vec(&manifest).map_err(|e| Error::Usage(e.to_string()))?;
+    let bytes = serde_json::to_vec(&manifest).expect("a manifest encodes");
     let digest = Digest::of(&bytes);
     let descriptor = Descriptor::new(media_type::OCI_MANIFEST, digest.clone(), bytes.len() as u64);
     let mut generated = lookup.generated.borrow_mut();
     generated.insert(config_digest, config);
     generated.insert(digest, bytes);
-    Ok(SourceImage {
+    SourceImage {
         names: Vec::new(),
         root: descriptor.clone(),
         generated: true,
@@ -138,11 +146,78 @@ fn image_of(lookup: &BlobLookup, top: &str) -> Result<SourceImage> {
             manifest,
             diff_ids,
         }],
-    })
+    }
+}
+
+/// A registry's schema 1 manifest (as skopeo's `dir:` keeps it): `fsLayers` and
+/// `history` top first, each history entry a v1 image JSON. Made into an image the way
+/// Docker's schema 1 pull does: `throwaway` entries are empty layers, the config comes from
+/// the top entry. The manifest's own digest (over its signed payload) does not survive:
+/// Docker drops it too.
+pub(super) fn from_schema1(lookup: &BlobLookup, bytes: &[u8]) -> Result<SourceImage> {
+    #[derive(Deserialize)]
+    struct FsLayer {
+        #[serde(rename = "blobSum")]
+        blob_sum: Digest,
+    }
+    #[derive(Deserialize)]
+    struct History {
+        #[serde(rename = "v1Compatibility")]
+        v1_compatibility: String,
+    }
+    #[derive(Deserialize)]
+    struct Schema1 {
+        #[serde(rename = "fsLayers")]
+        fs_layers: Vec<FsLayer>,
+        history: Vec<History>,
+    }
+    let bad = |detail: String| Error::BadMetadata {
+        path_in_archive: "manifest.json".into(),
+        what: "schema 1 manifest",
+        detail,
+    };
+    let m: Schema1 = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    if m.fs_layers.len() != m.history.len() || m.history.is_empty() {
+        return Err(bad(format!(
+            "it lists {} layers but {} history entries",
+            m.fs_layers.len(),
+            m.history.len()
+        )));
+    }
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    let mut history = Vec::new();
+    for (layer, h) in m.fs_layers.iter().zip(&m.history).rev() {
+        let v1: V1Image =
+            serde_json::from_str(&h.v1_compatibility).map_err(|e| bad(e.to_string()))?;
+        history.push(history_entry(&v1, v1.throwaway));
+        if v1.throwaway {
+            continue;
+        }
+        let path = layer.blob_sum.hex().to_string();
+        let f = lookup.file(&path).ok_or_else(|| Error::MissingBlob {
+            referenced_by: "manifest.json".into(),
+            missing: layer.blob_sum.to_string(),
+        })?;
+        let (codec, diff) = lookup.layer_facts(&f.digest, &path)?;
+        layers.push(Descriptor::new(layer_type(codec), f.digest.clone(), f.size));
+        diff_ids.push(diff);
+    }
+    let top = m.history[0].v1_compatibility.as_bytes();
+    let config = make_config(top, &diff_ids, &history, "the top history entry")?;
+    Ok(generated_image(lookup, config, layers, diff_ids))
+}
+
+fn layer_type(codec: Compression) -> &'static str {
+    match codec {
+        Compression::Gzip => media_type::OCI_LAYER_GZIP,
+        Compression::Zstd => media_type::OCI_LAYER_ZSTD,
+        _ => media_type::OCI_LAYER,
+    }
 }
 
 /// Docker's `image.History` for one v1 image, its fields in Go's order.
-fn history_entry(v1: &V1Image) -> String {
+fn history_entry(v1: &V1Image, empty_layer: bool) -> String {
     let mut h = format!(
         "{{\"created\":{}",
         go_string(&go_time(v1.created.as_deref()))
@@ -160,6 +235,9 @@ fn history_entry(v1: &V1Image) -> String {
         .map(|c| c.join(" "));
     field("created_by", created_by.as_deref());
     field("comment", v1.comment.as_deref());
+    if empty_layer {
+        h.push_str(",\"empty_layer\":true");
+    }
     h.push('}');
     h
 }

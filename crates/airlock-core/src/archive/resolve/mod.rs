@@ -171,6 +171,11 @@ fn from_dir_layout(lookup: &BlobLookup) -> Result<SourceImage> {
         .ok_or_else(|| Error::NoImage {
             detail: "the dir: layout has no manifest.json".into(),
         })?;
+    if serde_json::from_slice::<serde_json::Value>(bytes)
+        .is_ok_and(|v| v.get("schemaVersion").and_then(|n| n.as_u64()) == Some(1))
+    {
+        return legacy::from_schema1(lookup, bytes);
+    }
     let digest = Digest::of(bytes);
     let media = match spec::parse_document(bytes, "manifest.json")? {
         Document::Manifest(m) => m
