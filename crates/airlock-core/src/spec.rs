@@ -369,7 +369,9 @@ pub struct ConfigView {
     /// Creation time (RFC 3339).
     #[serde(default)]
     pub created: Option<String>,
-    /// The layer diffIDs.
+    /// The layer diffIDs (absent in configs some artifact tools write: then empty, with
+    /// an empty `type`).
+    #[serde(default)]
     pub rootfs: RootFs,
 }
 

@@ -201,6 +201,11 @@ impl ArchiveWriter {
                         .is_none_or(|pl| crate::spec::Platform::host().matches(pl))
                 })
                 .unwrap_or(first);
+            if p.diff_ids.len() != p.manifest.layers.len() {
+                // No diffIDs to name its layers by (a config without rootfs): docker could
+                // not load it, so manifest.json leaves it out; index.json has it.
+                continue;
+            }
             let mut layers = Vec::new();
             for (layer, diff_id) in p.manifest.layers.iter().zip(&p.diff_ids) {
                 let plain_or_gzip = layer.media_type.ends_with("tar")

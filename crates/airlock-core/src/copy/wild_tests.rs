@@ -239,3 +239,39 @@ fn names_come_from_every_annotation_writers_use() {
         "{notes:?}"
     );
 }
+
+#[test]
+fn a_config_without_rootfs_is_checked_by_digest_and_said() {
+    // oras writes image manifests whose config is only `{"architecture":..,"os":..}`.
+    let layer = TarBuilder::new().file("hello", b"hello").bytes();
+    let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux"})).unwrap();
+    let d = |mt: &str, b: &[u8]| json!({"mediaType": mt, "digest": sha(b), "size": b.len()});
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": media_type::OCI_MANIFEST,
+        "config": d(media_type::OCI_CONFIG, &config),
+        "layers": [d(media_type::OCI_LAYER, &layer)],
+    }))
+    .unwrap();
+    let blob = |b: &[u8]| (format!("blobs/sha256/{}", Digest::of(b).hex()), b.to_vec());
+    let mut files = vec![
+        json_file("oci-layout", &json!({"imageLayoutVersion": "1.0.0"})),
+        json_file(
+            "index.json",
+            &json!({"schemaVersion": 2, "manifests": [d(media_type::OCI_MANIFEST, &manifest)]}),
+        ),
+        blob(&manifest),
+        blob(&config),
+        blob(&layer),
+    ];
+    let report = read_tar(&files).unwrap();
+    assert_eq!(report.images.len(), 1);
+    assert!(report.images[0].platforms[0].diff_ids.is_empty());
+    assert!(
+        report.notes.iter().any(|n| n.contains("has no rootfs")),
+        "{:?}",
+        report.notes
+    );
+    // Its layers are still required.
+    files.pop();
+    assert!(matches!(read_tar(&files), Err(Error::MissingBlob { .. })));
+}
