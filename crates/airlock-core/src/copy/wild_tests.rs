@@ -275,3 +275,30 @@ fn a_config_without_rootfs_is_checked_by_digest_and_said() {
     files.pop();
     assert!(matches!(read_tar(&files), Err(Error::MissingBlob { .. })));
 }
+
+#[test]
+fn a_descriptor_with_the_wrong_size_is_refused_as_written_so() {
+    // oc-mirror keeps a layout whose index gives a manifest two bytes more than it has;
+    // containerd and registries refuse such a descriptor, so a copy of it would fail later.
+    let mut files = oci_layout_files("app:1");
+    let index: Value = serde_json::from_slice(&files[1].1).unwrap();
+    let mut index = index;
+    let size = index["manifests"][0]["size"].as_u64().unwrap();
+    index["manifests"][0]["size"] = json!(size + 2);
+    files[1] = json_file("index.json", &index);
+    match read_tar(&files) {
+        Err(Error::BadMetadata {
+            path_in_archive,
+            detail,
+            ..
+        }) => {
+            assert_eq!(path_in_archive, "index.json");
+            assert!(
+                detail.contains(&format!("a size of {} bytes", size + 2))
+                    && detail.contains("digest matches"),
+                "{detail}"
+            );
+        }
+        other => panic!("{:?}", other.map(|r| r.images.len())),
+    }
+}

@@ -444,6 +444,9 @@ fn platform_from(
     m: Manifest,
     label: &str,
 ) -> Result<PlatformManifest> {
+    for d in [desc, &m.config].into_iter().chain(&m.layers) {
+        check_size(lookup, d, label)?;
+    }
     if m.artifact_type().is_some() {
         // An artifact (signature, SBOM, chart ...): its blobs are checked by digest as they
         // stream by; there are no diffIDs and its config need not be JSON at all.
@@ -493,6 +496,26 @@ fn check_artifact_blobs(lookup: &BlobLookup, m: &Manifest, label: &str) -> Resul
     Ok(())
 }
 
+/// A descriptor's size must be its blob's (containerd and registries refuse otherwise): a
+/// blob whose digest matches but whose size does not was described wrongly when written.
+fn check_size(lookup: &BlobLookup, d: &Descriptor, referenced_by: &str) -> Result<()> {
+    let found = lookup
+        .file(&format!("blobs/sha256/{}", d.digest.hex()))
+        .or_else(|| lookup.file(d.digest.hex()))
+        .map(|f| f.size);
+    match found {
+        Some(size) if size != d.size => Err(Error::BadMetadata {
+            path_in_archive: referenced_by.to_string(),
+            what: "metadata",
+            detail: format!(
+                "it gives {} a size of {} bytes, but that blob (its digest matches) is {size} bytes",
+                d.digest, d.size
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The bytes of the OCI empty descriptor.
 const EMPTY_JSON: &[u8] = b"{}";
 
@@ -507,6 +530,7 @@ fn from_oci_descriptor(
 ) -> Result<Option<SourceImage>> {
     let label = desc.digest.to_string();
     let bytes = lookup.read(&desc.digest, "index.json")?;
+    check_size(lookup, desc, "index.json")?;
     match spec::parse_document(&bytes, &label)? {
         Document::Manifest(m) => {
             let p = platform_from(lookup, desc, *m, &label)?;
