@@ -54,6 +54,7 @@ fn hint(e: &Error) -> Option<&'static str> {
         Error::AmbiguousId { .. } => "give more characters of the ID, or a name",
         Error::BadReference { .. } => "names look like `redis:alpine`, `registry.example.com/team/app:1.2`",
         Error::NoImage { .. } => "check that this is the archive you meant to load; a filesystem tar becomes an image with `airlock import FILE NAME:TAG`",
+        Error::AmbiguousArchive { .. } => "docker, podman, skopeo and containerd would not all read this archive the way airlock does, so it is not trusted; make it again with docker save, podman save, skopeo or airlock save; nothing was loaded",
         Error::NotAnImage { .. } => "`airlock artifacts` lists artifacts; `airlock save` and `push` carry them as they are",
         Error::BadStore { .. } => "point --store (or AIRLOCK_STORE) at an empty or an airlock store directory",
         _ => return None,

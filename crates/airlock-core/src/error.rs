@@ -113,6 +113,15 @@ pub enum Error {
         detail: String,
     },
 
+    /// An archive other loaders would read differently (a parser differential).
+    #[error("entry '{entry}' of the archive is refused: {detail}")]
+    AmbiguousArchive {
+        /// The entry's name as written.
+        entry: String,
+        /// What makes it ambiguous.
+        detail: String,
+    },
+
     /// A metadata file could not be parsed.
     #[error("{path_in_archive} is not valid {what}: {detail}")]
     BadMetadata {

@@ -9,6 +9,7 @@ pub mod file;
 pub mod reader;
 pub mod resolve;
 pub mod sniff;
+pub mod strict;
 pub mod tarball;
 pub mod writer;
 

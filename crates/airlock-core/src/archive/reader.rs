@@ -10,6 +10,7 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use super::sniff::{self, EntryKind};
+use super::strict::Kind;
 use crate::blob_reader::{BlobReader, Expect};
 use crate::compression::{self, Compression};
 use crate::digest::Digest;
@@ -341,26 +342,27 @@ pub fn read_archive(input: &mut dyn Read, dest: &dyn ImageDestination) -> Result
         hit_eof: false,
     });
     let mut ingest = Ingest::new(dest);
+    let mut strict = super::strict::Strict::default();
     for entry in archive.entries().map_err(bad_tar)? {
         let mut entry = entry.map_err(bad_tar)?;
         let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let path = normalize(&raw_path);
-        let kind = entry.header().entry_type();
-        if !ingest.wants(&raw_path, &path, kind.is_dir())? {
+        let kind = strict.check(&mut entry, &raw_path, &path)?;
+        if kind == Kind::Ignored || !ingest.wants(&raw_path, &path, kind == Kind::Dir)? {
             continue;
         }
-        if kind.is_symlink() || kind.is_hard_link() {
+        if kind == Kind::Symlink || kind == Kind::HardLink {
             let target = entry
                 .link_name_bytes()
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default();
-            let resolved = if kind.is_symlink() {
+            let resolved = if kind == Kind::Symlink {
                 resolve_relative(&path, &target)
             } else {
                 normalize(&target)
             };
             ingest.contents.links.insert(path, resolved);
-        } else if kind.is_file() {
+        } else if kind == Kind::File {
             let size = entry.size();
             ingest.file(path, size, &mut entry)?;
         }

@@ -211,24 +211,21 @@ pub fn first_entry_names(head: &[u8], max: usize) -> Vec<String> {
     names
 }
 
-/// Normalise an archive path: no leading `./` or `/`, no trailing `/`.
+/// Normalise an archive path as Go's `path.Clean` reads it (every loader but airlock is
+/// Go): no leading `./` or `/`, no trailing `/`, no empty or `.` parts, and `x/..` removed.
+/// A `..` that would leave the archive stays at the front (the strict reader refuses it).
 pub fn normalize(path: &str) -> String {
-    let mut p = path;
-    loop {
-        if let Some(rest) = p.strip_prefix("./") {
-            p = rest;
-        } else if let Some(rest) = p.strip_prefix('/') {
-            p = rest;
-        } else {
-            break;
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if parts.last().is_some_and(|p| *p != "..") => {
+                parts.pop();
+            }
+            p => parts.push(p),
         }
     }
-    let p = p.trim_end_matches('/');
-    if p == "." {
-        String::new()
-    } else {
-        p.to_string()
-    }
+    parts.join("/")
 }
 
 #[cfg(test)]

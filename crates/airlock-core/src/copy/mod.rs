@@ -15,6 +15,8 @@ pub mod stream;
 #[cfg(test)]
 mod archive_tests;
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod wild_tests;
 
 use std::collections::{BTreeMap, BTreeSet};
