@@ -7,6 +7,7 @@ mod cli;
 mod containerd;
 mod corruption;
 mod dialects;
+mod differentials;
 mod dir_layout;
 mod engine_layers;
 mod interop;
