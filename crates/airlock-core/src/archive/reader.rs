@@ -19,6 +19,9 @@ use crate::spec::Descriptor;
 use crate::store::{StagedBlob, Store};
 use crate::transport::ImageDestination;
 
+/// How much is read after the end-of-archive marker (tar blocking pads to 10 KiB; a
+/// compressed stream's trailer follows).
+const AFTER_END: u64 = 1 << 20;
 /// Metadata files larger than this are refused: real ones are a few KiB.
 const MAX_METADATA: u64 = 64 << 20;
 /// JSON blobs up to this size (configs, manifests) are also kept in memory for `resolve`.
@@ -372,9 +375,10 @@ pub fn read_archive(input: &mut dyn Read, dest: &dyn ImageDestination) -> Result
     // into the end of the stream instead means the archive was cut at a file boundary.
     let mut rest = archive.into_inner();
     ingest.contents.cut_short = rest.hit_eof;
-    // Read on to the end: a compressed stream's checksum sits in its last bytes, and a
-    // writer on the other end of a pipe should not die of SIGPIPE.
-    io::copy(&mut rest.inner, &mut io::sink())
+    // Read on a little: a compressed stream's checksum sits in its last bytes, and a writer
+    // on the other end of a pipe should not die of SIGPIPE over the tar's block padding. Not
+    // to the end: whatever follows the archive (`cat ok.tar /dev/zero`) is not read.
+    io::copy(&mut (&mut rest.inner).take(AFTER_END), &mut io::sink())
         .map_err(|e| Error::stream("read the end of the archive", e))?;
     Ok(ingest.contents)
 }

@@ -188,3 +188,38 @@ fn a_second_copy_of_an_entry_is_refused() {
     files.push(("index.json".into(), serde_json::to_vec(&other).unwrap()));
     refused(tar_with(&files, |_| {}), "index.json", "twice");
 }
+
+#[test]
+fn nothing_after_the_end_of_the_archive_is_read_on() {
+    // `cat ok.tar /dev/zero | airlock verify` must end: the zeros after the archive are not
+    // the archive's.
+    use std::io::Read;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    struct Counted<R>(R, Arc<AtomicU64>);
+    impl<R: Read> Read for Counted<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.read(buf)?;
+            self.1.fetch_add(n as u64, Ordering::Relaxed);
+            Ok(n)
+        }
+    }
+    let tar = tar_with(&layout(), |_| {});
+    let len = tar.len() as u64;
+    let read = Arc::new(AtomicU64::new(0));
+    let endless = Cursor::new(tar).chain(std::io::repeat(0).take(4 << 30));
+    let all = |images: Vec<SourceImage>| Ok(images);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let report = copy_archive(
+        ArchiveInput::Stream(Box::new(Counted(endless, read.clone()))),
+        Box::new(DiscardDestination),
+        &all,
+        Some(&store),
+        &CopyOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(report.images.len(), 1);
+    let read = read.load(Ordering::Relaxed);
+    assert!(read < len + (4 << 20), "read {read} bytes of a {len}-byte archive");
+}
