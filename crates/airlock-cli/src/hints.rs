@@ -55,6 +55,7 @@ fn hint(e: &Error) -> Option<&'static str> {
         Error::BadReference { .. } => "names look like `redis:alpine`, `registry.example.com/team/app:1.2`",
         Error::NoImage { .. } => "check that this is the archive you meant to load; a filesystem tar becomes an image with `airlock import FILE NAME:TAG`",
         Error::AmbiguousArchive { .. } => "docker, podman, skopeo and containerd would not all read this archive the way airlock does, so it is not trusted; make it again with docker save, podman save, skopeo or airlock save; nothing was loaded",
+        Error::OutsideInput { .. } => "a layout directory may hold links only within itself; copy the files it should hold into it",
         Error::NotAnImage { .. } => "`airlock artifacts` lists artifacts; `airlock save` and `push` carry them as they are",
         Error::BadStore { .. } => "point --store (or AIRLOCK_STORE) at an empty or an airlock store directory",
         _ => return None,

@@ -4,7 +4,9 @@
 
 use std::process::Command;
 
-use crate::util::{layer_with_file, require_tool, scratch, tree_hash, write_docker_archive, Airlock};
+use crate::util::{
+    layer_with_file, require_tool, scratch, tree_hash, write_docker_archive, Airlock,
+};
 
 fn docker(args: &[&str]) -> std::process::Output {
     Command::new("docker").args(args).output().unwrap()
@@ -16,10 +18,14 @@ fn an_image_hidden_behind_a_directory_header_is_what_docker_loads_and_airlock_re
     let dir = scratch();
     let inner = dir.path().join("inner.tar");
     let name = format!("airlock-hidden-{}:1", std::process::id());
-    write_docker_archive(&inner, &name, &[layer_with_file("hidden", b"what docker sees\n")]);
+    write_docker_archive(
+        &inner,
+        &name,
+        &[layer_with_file("hidden", b"what docker sees\n")],
+    );
     let mut hidden = std::fs::read(&inner).unwrap();
     hidden.truncate(hidden.len() - 1024); // its end-of-archive marker
-    // A directory header that claims the hidden entries as its data, then them, then the end.
+                                          // A directory header that claims the hidden entries as its data, then them, then the end.
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(tar::EntryType::Directory);
     h.set_path("docs/").unwrap();
@@ -36,7 +42,11 @@ fn an_image_hidden_behind_a_directory_header_is_what_docker_loads_and_airlock_re
     let loaded = docker(&["load", "-i", path.to_str().unwrap()]);
     let seen = docker(&["image", "inspect", "-f", "{{.Id}}", &name]);
     let _ = docker(&["rmi", "-f", &name]);
-    assert!(loaded.status.success(), "docker load: {}", String::from_utf8_lossy(&loaded.stderr));
+    assert!(
+        loaded.status.success(),
+        "docker load: {}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
     assert!(seen.status.success(), "docker did not load {name}");
 
     // airlock (whose tar reader would skip them as the directory's data) refuses, naming
@@ -46,7 +56,10 @@ fn an_image_hidden_behind_a_directory_header_is_what_docker_loads_and_airlock_re
     let before = tree_hash(&a.store);
     for cmd in ["verify", "load"] {
         let err = a.fails(&[cmd, "-i", path.to_str().unwrap()]);
-        assert!(err.contains("entry 'docs/'") && err.contains("claims"), "{cmd}: {err}");
+        assert!(
+            err.contains("entry 'docs/'") && err.contains("claims"),
+            "{cmd}: {err}"
+        );
     }
     assert_eq!(tree_hash(&a.store), before);
 }

@@ -122,6 +122,15 @@ pub enum Error {
         detail: String,
     },
 
+    /// An entry of an input directory that is not read: a link out of it, a device.
+    #[error("'{entry}' in the input directory is refused: {detail}")]
+    OutsideInput {
+        /// The entry, relative to the directory.
+        entry: String,
+        /// Why.
+        detail: String,
+    },
+
     /// A metadata file could not be parsed.
     #[error("{path_in_archive} is not valid {what}: {detail}")]
     BadMetadata {

@@ -404,6 +404,7 @@ impl<R: Read> Read for EofWatch<R> {
 pub fn read_directory(dir: &Path, dest: &dyn ImageDestination) -> Result<ArchiveContents> {
     let mut ingest = Ingest::new(dest);
     ingest.refuse_early = false;
+    let root = fs::canonicalize(dir).map_err(|e| Error::io("open", dir, e))?;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let mut entries: Vec<_> = fs::read_dir(&d)
@@ -418,7 +419,10 @@ pub fn read_directory(dir: &Path, dest: &dyn ImageDestination) -> Result<Archive
                 .unwrap_or(&p)
                 .to_string_lossy()
                 .into_owned();
-            let meta = fs::metadata(&p).map_err(|e| Error::io("stat", &p, e))?;
+            // A symbolic link is followed only while it stays inside the directory: a layout
+            // must not make airlock read (or print the digest of) files from elsewhere.
+            let real = inside(&root, &p, &rel)?;
+            let meta = fs::metadata(&real).map_err(|e| Error::io("stat", &real, e))?;
             if meta.is_dir() {
                 if sniff::classify(&rel, true) == EntryKind::ArchiveDir {
                     stack.push(p);
@@ -430,14 +434,48 @@ pub fn read_directory(dir: &Path, dest: &dyn ImageDestination) -> Result<Archive
             if !ingest.wants(&rel, &rel, false)? {
                 continue;
             }
-            if meta.is_file() {
-                let mut f = fs::File::open(&p).map_err(|e| Error::io("open", &p, e))?;
-                ingest.file(rel, meta.len(), &mut f)?;
+            if !meta.is_file() {
+                return Err(Error::OutsideInput {
+                    entry: rel,
+                    detail: "it is no regular file (a device or a FIFO)".into(),
+                });
             }
+            let f = open_no_follow(&real)?;
+            // Never more than the size stat gave: a file that grows is not read on.
+            ingest.file(rel, meta.len(), &mut f.take(meta.len()))?;
         }
     }
     ingest.judge()?;
     Ok(ingest.contents)
+}
+
+/// `path` if it is no symbolic link, else where it leads, when that is inside `root`.
+fn inside(root: &Path, path: &Path, rel: &str) -> Result<std::path::PathBuf> {
+    let link = fs::symlink_metadata(path).map_err(|e| Error::io("stat", path, e))?;
+    if !link.file_type().is_symlink() {
+        return Ok(path.to_path_buf());
+    }
+    let target = fs::canonicalize(path).map_err(|e| Error::io("follow the link", path, e))?;
+    if !target.starts_with(root) {
+        return Err(Error::OutsideInput {
+            entry: rel.to_string(),
+            detail: format!(
+                "it is a symbolic link to {}, outside the directory being read",
+                target.display()
+            ),
+        });
+    }
+    Ok(target)
+}
+
+/// Open a file without following a symbolic link put there since it was checked.
+fn open_no_follow(path: &Path) -> Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))
 }
 
 fn check_len(path: &str, expected: u64, actual: u64) -> Result<()> {

@@ -75,13 +75,15 @@ impl Strict {
                     "it is a GNU sparse file, which image loaders do not read alike",
                 ))
             }
-            other => return Err(ambiguous(
-                raw_path,
-                format!(
+            other => {
+                return Err(ambiguous(
+                    raw_path,
+                    format!(
                     "its entry type {:?} is one loaders treat differently (some as a regular file)",
                     other.as_byte() as char
                 ),
-            )),
+                ))
+            }
         };
         // Go reads no data after a header-only entry; the tar crate would skip `size` bytes,
         // hiding whatever entries sit there from one reader but not the other.

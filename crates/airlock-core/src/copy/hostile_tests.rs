@@ -221,5 +221,79 @@ fn nothing_after_the_end_of_the_archive_is_read_on() {
     .unwrap();
     assert_eq!(report.images.len(), 1);
     let read = read.load(Ordering::Relaxed);
-    assert!(read < len + (4 << 20), "read {read} bytes of a {len}-byte archive");
+    assert!(
+        read < len + (4 << 20),
+        "read {read} bytes of a {len}-byte archive"
+    );
+}
+
+#[test]
+fn a_layout_directory_is_read_only_within_itself() {
+    use std::os::unix::fs::symlink;
+    let write = |dir: &std::path::Path| {
+        for (p, data) in layout() {
+            let path = dir.join(&p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, data).unwrap();
+        }
+    };
+    let read_dir = |dir: &std::path::Path| {
+        let all = |images: Vec<SourceImage>| Ok(images);
+        let s = tempfile::tempdir().unwrap();
+        let store = Store::open(s.path().join("store")).unwrap();
+        copy_archive(
+            ArchiveInput::Dir(dir.to_path_buf()),
+            Box::new(DiscardDestination),
+            &all,
+            Some(&store),
+            &CopyOptions::default(),
+        )
+    };
+    // A link inside the layout is followed.
+    let ok = tempfile::tempdir().unwrap();
+    write(ok.path());
+    std::fs::rename(
+        ok.path().join("index.json"),
+        ok.path().join("real-index.json"),
+    )
+    .unwrap();
+    symlink("real-index.json", ok.path().join("index.json")).unwrap();
+    assert_eq!(read_dir(ok.path()).unwrap().images.len(), 1);
+    // One that leaves it is refused, and what it points at is not read.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(
+        outside.path().join("secret"),
+        b"{\"schemaVersion\":2,\"manifests\":[]}",
+    )
+    .unwrap();
+    let bad = tempfile::tempdir().unwrap();
+    write(bad.path());
+    std::fs::remove_file(bad.path().join("index.json")).unwrap();
+    symlink(outside.path().join("secret"), bad.path().join("index.json")).unwrap();
+    match read_dir(bad.path()) {
+        Err(Error::OutsideInput { entry, detail }) => {
+            assert_eq!(entry, "index.json");
+            assert!(detail.contains("outside the directory"), "{detail}");
+        }
+        other => panic!("{:?}", other.map(|r| r.images.len())),
+    }
+    // A FIFO where a blob should be is refused, not waited on.
+    let fifo = tempfile::tempdir().unwrap();
+    write(fifo.path());
+    let blob = std::fs::read_dir(fifo.path().join("blobs/sha256"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(&blob).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&blob)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    assert!(matches!(
+        read_dir(fifo.path()),
+        Err(Error::OutsideInput { .. })
+    ));
 }
