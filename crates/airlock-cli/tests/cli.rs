@@ -560,3 +560,50 @@ fn listing_into_a_closed_pipe_is_not_a_crash() {
         assert!(out.status.success(), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn gc_waiting_for_readers_does_not_hold_up_commits() {
+    // A reader (a save, a copy between stores, a load's staging area) holds gc.lock shared
+    // and may then need `lock` to commit. gc must wait for gc.lock before it takes `lock`,
+    // or the two wait for each other.
+    let (_dir, airlock) = loaded_multi();
+    let reader = std::fs::File::open(airlock.store.join("gc.lock")).unwrap();
+    reader.lock_shared().unwrap();
+    let mut gc = airlock
+        .cmd()
+        .arg("gc")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        gc.try_wait().unwrap().is_none(),
+        "gc ran while a reader held gc.lock"
+    );
+    // A commit (here a tag) goes through while gc waits.
+    let mut tag = airlock
+        .cmd()
+        .args(["tag", "localhost/airlock-test/app:1", "while-gc-waits:1"])
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let done = loop {
+        if let Some(s) = tag.try_wait().unwrap() {
+            break Some(s);
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(reader);
+    let gc_status = gc.wait().unwrap();
+    let Some(status) = done else {
+        let _ = tag.kill();
+        panic!("tag waited for gc, which waited for the reader");
+    };
+    assert!(status.success());
+    assert!(gc_status.success());
+    airlock.inspect("while-gc-waits:1");
+}

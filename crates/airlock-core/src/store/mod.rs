@@ -204,7 +204,8 @@ impl Store {
 
     /// A fresh staging area for blobs of an operation in progress.
     pub fn staging(&self) -> Result<Staging> {
-        Staging::new(&self.tmp_dir())
+        // The gc lock comes first, so gc cannot see the new area before its owner file.
+        Staging::new(&self.tmp_dir(), self.read_lock()?)
     }
 
     /// All images in the store, sorted by first name.
@@ -355,8 +356,10 @@ impl Store {
     /// Delete blobs no image (and no root in `also_keep`) references, and staging areas
     /// whose owner is gone. Returns the number of blobs and bytes freed.
     pub fn gc(&self, also_keep: &[Digest]) -> Result<(usize, u64)> {
-        let _w = self.write_lock()?;
+        // gc.lock before lock, the order every operation takes them in (a copy between
+        // stores holds gc.lock as a reader, then lock to commit).
         let _g = self.lock_file("gc.lock", true)?;
+        let _w = self.write_lock()?;
         let index = self.read_index()?;
         let mut keep = BTreeSet::new();
         for d in &index.manifests {

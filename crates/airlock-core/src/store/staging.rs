@@ -21,6 +21,9 @@ const OWNER_FILE: &str = ".owner";
 pub struct Staging {
     dir: tempfile::TempDir,
     _owner: File,
+    /// `gc.lock`, shared, for as long as the staging area lives: `gc` neither removes a blob
+    /// this operation decided to reuse nor its staging area (issue 10, E).
+    _gc: super::StoreLock,
     syncer: Mutex<Option<Syncer>>,
 }
 
@@ -54,7 +57,7 @@ pub struct StagedBlob {
 }
 
 impl Staging {
-    pub(crate) fn new(tmp_dir: &Path) -> Result<Staging> {
+    pub(crate) fn new(tmp_dir: &Path, gc: super::StoreLock) -> Result<Staging> {
         let dir = tempfile::Builder::new()
             .prefix("stage-")
             .tempdir_in(tmp_dir)
@@ -67,6 +70,7 @@ impl Staging {
         Ok(Staging {
             dir,
             _owner: owner,
+            _gc: gc,
             syncer: Mutex::new(None),
         })
     }
