@@ -170,6 +170,19 @@ pub fn find<T: Candidate>(images: &[T], query: &str) -> Result<(usize, Option<Re
                 .ok_or_else(not_found);
         }
         if let Some(i) = images.iter().position(|i| i.names().contains(&r)) {
+            // A name that also reads as the short ID of another image (an archive naming
+            // its image `3f4a9b2c`) would take that ID over: ambiguous, not a name match.
+            let looks_like_id = query.len() >= 4 && query.bytes().all(|b| b.is_ascii_hexdigit());
+            let other = images.iter().enumerate().any(|(n, o)| {
+                n != i
+                    && (o.image_id().hex().starts_with(query)
+                        || o.root_digest().hex().starts_with(query))
+            });
+            if looks_like_id && other {
+                return Err(Error::AmbiguousId {
+                    prefix: query.to_string(),
+                });
+            }
             return Ok((i, Some(r)));
         }
     }
@@ -231,6 +244,21 @@ mod tests {
             root,
             id,
         }
+    }
+
+    #[test]
+    fn a_name_cannot_take_over_another_images_id() {
+        let victim = fake(&["victim:1"], "v");
+        let short = victim.id.hex()[..8].to_string();
+        let images = [victim, fake(&[&short], "attacker")];
+        // The short ID is ambiguous now, not the attacker's name.
+        assert!(matches!(
+            find(&images, &short),
+            Err(Error::AmbiguousId { .. })
+        ));
+        // The full ID still finds the victim; a 64-hex name cannot exist.
+        assert_eq!(find(&images, &images[0].id.to_string()).unwrap().0, 0);
+        assert!(Reference::parse(images[0].id.hex()).is_err());
     }
 
     #[test]

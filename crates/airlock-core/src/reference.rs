@@ -55,6 +55,12 @@ impl Reference {
                 return Err(bad("the tag may hold only letters, digits, '_', '.', '-' (at most 128, not starting with '.' or '-')"));
             }
         }
+        if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            // Docker refuses it too: a name that is an image ID would take that ID over.
+            return Err(bad(
+                "a repository name may not be 64 hexadecimal characters (that is an image ID)",
+            ));
+        }
         let (domain, path) = match name.split_once('/') {
             Some((first, rest))
                 if first.contains('.') || first.contains(':') || first == "localhost" =>

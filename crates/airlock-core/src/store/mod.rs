@@ -375,6 +375,11 @@ impl Store {
         for entry in fs::read_dir(&dir).map_err(|e| Error::io("read", &dir, e))? {
             let entry = entry.map_err(|e| Error::io("read", &dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
+            // Only files are blobs; a stray directory is not ours to remove, nor a reason to
+            // stop.
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
             let keep_it = Digest::from_hex(&name).is_some_and(|d| keep.contains(&d));
             if !keep_it {
                 let size = entry.metadata().map(|m| m.len()).unwrap_or(0);

@@ -414,11 +414,11 @@ fn registry_message(body: &str) -> Option<String> {
     let e = v.get("errors")?.get(0)?;
     let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
     let msg = e.get("message").and_then(|m| m.as_str()).unwrap_or("");
-    Some(if code.is_empty() {
+    Some(redact(&if code.is_empty() {
         msg.to_string()
     } else {
         format!("{msg} ({code})")
-    })
+    }))
 }
 
 fn parse_challenge(header: &str) -> Option<Challenge> {
@@ -475,7 +475,39 @@ pub fn is_loopback(host: &str) -> bool {
     } else {
         host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
     };
-    name == "localhost" || name == "::1" || name.starts_with("127.")
+    // A real loopback address, not a name that merely starts like one (`127.evil.com`).
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// What a registry said, with anything shaped like a credential taken out: some echo the
+/// request's `Authorization` header back in their error text.
+fn redact(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut hide_next = false;
+    for word in text.split(' ') {
+        if hide_next && !word.is_empty() {
+            out.push("[redacted]".to_string());
+            hide_next = false;
+            continue;
+        }
+        let lower = word.to_ascii_lowercase();
+        hide_next = lower == "basic" || lower == "bearer";
+        let secretish = word.len() >= 24
+            && word
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=-_.".contains(&b))
+            && word.bytes().any(|b| b.is_ascii_digit())
+            && word.bytes().any(|b| b.is_ascii_alphabetic());
+        if secretish && !word.starts_with("sha256") {
+            out.push("[redacted]".to_string());
+        } else {
+            out.push(word.to_string());
+        }
+    }
+    out.join(" ")
 }
 
 /// TLS that accepts any certificate: only for `--insecure`.
@@ -613,6 +645,28 @@ mod tests {
         assert!(is_loopback("localhost:5000"));
         assert!(is_loopback("[::1]:5000"));
         assert!(!is_loopback("registry.example:5000"));
+        assert!(is_loopback("127.0.0.2:5000"));
+        assert!(!is_loopback("127.evil.example:5000"));
+        assert!(!is_loopback("127.0.0.1.nip.io:443"));
+    }
+
+    #[test]
+    fn credentials_in_registry_errors_are_not_printed() {
+        let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad header Basic dXNlcjpodW50ZXIy for user"}]}"#;
+        let said = registry_message(body).unwrap();
+        assert!(!said.contains("dXNlcjpodW50ZXIy"), "{said}");
+        assert!(
+            said.contains("[redacted]") && said.contains("UNAUTHORIZED"),
+            "{said}"
+        );
+        let token = r#"{"errors":[{"message":"token eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2ln expired"}]}"#;
+        assert!(!registry_message(token).unwrap().contains("eyJhbGci"));
+        // Digests and ordinary words stay.
+        let plain =
+            r#"{"errors":[{"message":"blob sha256:0123456789abcdef0123456789abcdef unknown"}]}"#;
+        assert!(registry_message(plain)
+            .unwrap()
+            .contains("sha256:0123456789abcdef"));
     }
 
     #[test]
