@@ -611,3 +611,44 @@ fn gc_waiting_for_readers_does_not_hold_up_commits() {
     assert!(gc_status.success());
     airlock.inspect("while-gc-waits:1");
 }
+
+#[test]
+fn a_store_whose_creation_was_cut_short_or_raced_still_opens() {
+    let dir = scratch();
+    // What a kill -9 during the first command can leave: the directories, no oci-layout.
+    let half = dir.path().join("half");
+    for d in ["blobs/sha256", "tmp"] {
+        std::fs::create_dir_all(half.join(d)).unwrap();
+    }
+    std::fs::write(half.join("lock"), b"").unwrap();
+    let a = Airlock::new(&half);
+    a.ok(&["images"]);
+    assert!(half.join("oci-layout").is_file());
+    // Several processes creating one new store at once all succeed.
+    let fresh = dir.path().join("fresh");
+    let kids: Vec<_> = (0..6)
+        .map(|_| {
+            Airlock::new(&fresh)
+                .cmd()
+                .arg("images")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for k in kids {
+        let out = k.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A directory of something else is still refused.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), b"mine").unwrap();
+    let err = Airlock::new(&other).fails(&["images"]);
+    assert!(err.contains("other files"), "{err}");
+}

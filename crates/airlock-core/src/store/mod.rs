@@ -80,25 +80,36 @@ impl Store {
         let layout = self.root.join(LAYOUT_FILE);
         if !layout.exists() {
             if self.root.exists() {
-                let non_empty = fs::read_dir(&self.root)
+                // Only what a store has is fine: a store whose creation was killed before
+                // its `oci-layout` landed, or one another process is creating right now.
+                let foreign = fs::read_dir(&self.root)
                     .map_err(|e| Error::io("read", &self.root, e))?
-                    .next()
-                    .is_some();
-                if non_empty {
+                    .filter_map(|e| e.ok())
+                    .any(|e| {
+                        !matches!(
+                            e.file_name().to_str(),
+                            Some("blobs" | "tmp" | "index.json" | "lock" | "gc.lock")
+                        )
+                    });
+                if foreign {
                     return Err(Error::BadStore {
                         path: self.root.clone(),
-                        detail: "the directory is not empty and has no oci-layout file".into(),
+                        detail: "the directory holds other files and has no oci-layout file".into(),
                     });
                 }
             }
             for dir in [self.blob_dir(), self.tmp_dir()] {
                 fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
             }
-            write_atomic(
-                &self.tmp_dir(),
-                &self.root.join("index.json"),
-                &index_bytes(&Index::empty())?,
-            )?;
+            // A half-made store has at most an empty index (nothing is committed before
+            // `oci-layout` exists); never replace one that holds images.
+            if !self.root.join("index.json").exists() {
+                write_atomic(
+                    &self.tmp_dir(),
+                    &self.root.join("index.json"),
+                    &index_bytes(&Index::empty())?,
+                )?;
+            }
             write_atomic(&self.tmp_dir(), &layout, LAYOUT_CONTENT)?;
         }
         for dir in [self.blob_dir(), self.tmp_dir()] {
