@@ -10,13 +10,12 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::BlobLookup;
-use crate::compression::Compression;
+use super::{layer_type, BlobLookup};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::reference::Reference;
-use crate::spec::{media_type, Descriptor, Manifest};
-use crate::transport::{PlatformManifest, SourceImage};
+use crate::spec::{media_type, Descriptor};
+use crate::transport::SourceImage;
 
 /// The fields of a v1 image JSON the loader reads.
 #[derive(Deserialize, Default)]
@@ -117,36 +116,10 @@ fn generated_image(
     layers: Vec<Descriptor>,
     diff_ids: Vec<Digest>,
 ) -> SourceImage {
-    let config_digest = Digest::of(&config);
-    let manifest = Manifest {
-        schema_version: 2,
-        media_type: Some(media_type::OCI_MANIFEST.to_string()),
-        config: Descriptor::new(
-            media_type::OCI_CONFIG,
-            config_digest.clone(),
-            config.len() as u64,
-        ),
-        layers,
-        annotations: None,
-        artifact_type: None,
-        subject: None,
-    };
-    let bytes = serde_json::to_vec(&manifest).expect("a manifest encodes");
-    let digest = Digest::of(&bytes);
-    let descriptor = Descriptor::new(media_type::OCI_MANIFEST, digest.clone(), bytes.len() as u64);
-    let mut generated = lookup.generated.borrow_mut();
-    generated.insert(config_digest, config);
-    generated.insert(digest, bytes);
-    SourceImage {
-        names: Vec::new(),
-        root: descriptor.clone(),
-        generated: true,
-        platforms: vec![PlatformManifest {
-            descriptor,
-            manifest,
-            diff_ids,
-        }],
-    }
+    let digest = Digest::of(&config);
+    let desc = Descriptor::new(media_type::OCI_CONFIG, digest.clone(), config.len() as u64);
+    lookup.generated.borrow_mut().insert(digest, config);
+    super::generated_image(lookup, desc, layers, diff_ids)
 }
 
 /// A registry's schema 1 manifest (as skopeo's `dir:` keeps it): `fsLayers` and
@@ -206,14 +179,6 @@ pub(super) fn from_schema1(lookup: &BlobLookup, bytes: &[u8]) -> Result<SourceIm
     let top = m.history[0].v1_compatibility.as_bytes();
     let config = make_config(top, &diff_ids, &history, "the top history entry")?;
     Ok(generated_image(lookup, config, layers, diff_ids))
-}
-
-fn layer_type(codec: Compression) -> &'static str {
-    match codec {
-        Compression::Gzip => media_type::OCI_LAYER_GZIP,
-        Compression::Zstd => media_type::OCI_LAYER_ZSTD,
-        _ => media_type::OCI_LAYER,
-    }
 }
 
 /// Docker's `image.History` for one v1 image, its fields in Go's order.

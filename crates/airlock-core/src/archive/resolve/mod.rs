@@ -322,40 +322,58 @@ fn from_docker_entry(
                 actual: diff,
             });
         }
-        let mt = match codec {
-            Compression::Gzip => media_type::OCI_LAYER_GZIP,
-            Compression::Zstd => media_type::OCI_LAYER_ZSTD,
-            _ => media_type::OCI_LAYER,
-        };
-        layers.push(Descriptor::new(mt, f.digest.clone(), f.size));
+        layers.push(Descriptor::new(layer_type(codec), f.digest.clone(), f.size));
     }
+    let desc = Descriptor::new(
+        media_type::OCI_CONFIG,
+        config_digest,
+        config_bytes.len() as u64,
+    );
+    let mut img = generated_image(lookup, desc, layers, config.rootfs.diff_ids.clone());
+    img.names = names;
+    Ok(img)
+}
+
+/// The OCI media type of a layer blob compressed with `codec`.
+fn layer_type(codec: Compression) -> &'static str {
+    match codec {
+        Compression::Gzip => media_type::OCI_LAYER_GZIP,
+        Compression::Zstd => media_type::OCI_LAYER_ZSTD,
+        _ => media_type::OCI_LAYER,
+    }
+}
+
+/// An unnamed image over an OCI manifest made here (a docker-archive and the older formats
+/// carry none), handed on as generated. The caller hands on the config if it made it too.
+fn generated_image(
+    lookup: &BlobLookup,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+    diff_ids: Vec<Digest>,
+) -> SourceImage {
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(media_type::OCI_MANIFEST.to_string()),
-        config: Descriptor::new(
-            media_type::OCI_CONFIG,
-            config_digest.clone(),
-            config_bytes.len() as u64,
-        ),
+        config,
         layers,
         annotations: None,
         artifact_type: None,
         subject: None,
     };
-    let bytes = serde_json::to_vec(&manifest).map_err(|e| Error::Usage(e.to_string()))?;
+    let bytes = serde_json::to_vec(&manifest).expect("a manifest encodes");
     let digest = Digest::of(&bytes);
     let descriptor = Descriptor::new(media_type::OCI_MANIFEST, digest.clone(), bytes.len() as u64);
     lookup.generated.borrow_mut().insert(digest, bytes);
-    Ok(SourceImage {
-        names,
+    SourceImage {
+        names: Vec::new(),
         root: descriptor.clone(),
         generated: true,
         platforms: vec![PlatformManifest {
             descriptor,
             manifest,
-            diff_ids: config.rootfs.diff_ids.clone(),
+            diff_ids,
         }],
-    })
+    }
 }
 
 fn bare(d: &Descriptor) -> Descriptor {
