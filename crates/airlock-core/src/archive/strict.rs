@@ -124,7 +124,11 @@ impl Strict {
             }
         }
         if raw_path.len() > MAX_NAME {
-            return Err(ambiguous(&raw_path[..64], "its name is longer than 1 MiB"));
+            let start: String = raw_path.chars().take(64).collect();
+            return Err(ambiguous(
+                &format!("{start}..."),
+                "its name is longer than 1 MiB",
+            ));
         }
         let trimmed = raw_path.trim_start_matches("./");
         if trimmed.starts_with('/') {
