@@ -317,7 +317,7 @@ fn platform(
             diff_ids: Vec::new(),
         });
     }
-    let config: ConfigView = spec::parse_json(&bytes, &cfg.to_string(), "image config")?;
+    let config: ConfigView = spec::parse_config(&bytes, &cfg.to_string())?;
     small.insert(cfg.clone(), bytes);
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
         return Err(RemoteError::Core(airlock_core::Error::LayerCountMismatch {

@@ -297,7 +297,7 @@ fn from_docker_entry(
     config_digest: Digest,
     config_bytes: &[u8],
 ) -> Result<SourceImage> {
-    let config: ConfigView = spec::parse_json(config_bytes, &entry.config, "image config")?;
+    let config: ConfigView = spec::parse_config(config_bytes, &entry.config)?;
     let label = label.to_string();
     // Otherwise build an OCI manifest from manifest.json's layer files.
     if entry.layers.len() != config.rootfs.diff_ids.len() {
@@ -476,10 +476,9 @@ fn platform_from(
         });
     }
     let config_bytes = lookup.read(&m.config.digest, label)?;
-    let config: ConfigView = spec::parse_json(
+    let config: ConfigView = spec::parse_config(
         &config_bytes,
         &format!("blobs/sha256/{}", m.config.digest.hex()),
-        "image config",
     )?;
     let diff_ids = verify_layers(lookup, &m, &config, label)?;
     Ok(PlatformManifest {
