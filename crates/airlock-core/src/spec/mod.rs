@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 
+mod go_keys;
+
 /// Media types of the documents and layers we meet.
 pub mod media_type {
     /// OCI image index.
@@ -402,7 +404,7 @@ pub fn parse_document(bytes: &[u8], path: &str) -> Result<Document> {
         detail,
     };
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
-    check_document_keys(&value, path)?;
+    go_keys::check_document(&value, path)?;
     let mt = value
         .get("mediaType")
         .and_then(|v| v.as_str())
@@ -418,83 +420,10 @@ pub fn parse_document(bytes: &[u8], path: &str) -> Result<Document> {
     }
 }
 
-/// Fields airlock reads, by object: Go's encoding/json (every other loader) also takes a key
-/// that matches one only ignoring case (`Layers`, `RootFS`); serde does not. Such a key would
-/// make the document mean one thing to docker and another to airlock, so it is refused.
-const DESCRIPTOR_KEYS: &[&str] = &[
-    "mediaType",
-    "digest",
-    "size",
-    "urls",
-    "annotations",
-    "platform",
-    "artifactType",
-];
-const PLATFORM_KEYS: &[&str] = &["architecture", "os", "variant", "os.version", "os.features"];
-const DOCUMENT_KEYS: &[&str] = &[
-    "schemaVersion",
-    "mediaType",
-    "config",
-    "layers",
-    "manifests",
-    "annotations",
-    "artifactType",
-    "subject",
-];
-const CONFIG_KEYS: &[&str] = &["architecture", "os", "variant", "created", "rootfs"];
-const ROOTFS_KEYS: &[&str] = &["type", "diff_ids"];
-
-fn check_keys(v: &serde_json::Value, known: &[&str], path: &str) -> Result<()> {
-    let Some(obj) = v.as_object() else {
-        return Ok(());
-    };
-    for k in obj.keys() {
-        if !known.contains(&k.as_str()) {
-            if let Some(field) = known.iter().find(|f| f.eq_ignore_ascii_case(k)) {
-                return Err(Error::BadMetadata {
-                    path_in_archive: path.to_string(),
-                    what: "JSON document",
-                    detail: format!(
-                        "its key \"{k}\" is \"{field}\" to Go-based loaders (docker, podman, containerd) but not to others; spell it \"{field}\""
-                    ),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-fn check_descriptor(d: &serde_json::Value, path: &str) -> Result<()> {
-    check_keys(d, DESCRIPTOR_KEYS, path)?;
-    if let Some(p) = d.get("platform") {
-        check_keys(p, PLATFORM_KEYS, path)?;
-    }
-    Ok(())
-}
-
-/// A manifest or index read as Go reads it, or refused (see [`DOCUMENT_KEYS`]).
-fn check_document_keys(v: &serde_json::Value, path: &str) -> Result<()> {
-    check_keys(v, DOCUMENT_KEYS, path)?;
-    for key in ["config", "subject"] {
-        if let Some(d) = v.get(key) {
-            check_descriptor(d, path)?;
-        }
-    }
-    for key in ["layers", "manifests"] {
-        for d in v.get(key).and_then(|l| l.as_array()).into_iter().flatten() {
-            check_descriptor(d, path)?;
-        }
-    }
-    Ok(())
-}
-
 /// Parse an image config, named `path` in messages, refusing keys Go would read otherwise.
 pub fn parse_config(bytes: &[u8], path: &str) -> Result<ConfigView> {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) {
-        check_keys(&v, CONFIG_KEYS, path)?;
-        if let Some(r) = v.get("rootfs") {
-            check_keys(r, ROOTFS_KEYS, path)?;
-        }
+        go_keys::check_config(&v, path)?;
     }
     parse_json(bytes, path, "image config")
 }
