@@ -63,11 +63,16 @@ fn oci_layout_files(name: &str) -> Vec<(String, Vec<u8>)> {
 /// The files of an OCI layout whose index descriptor carries `annotations`.
 fn oci_layout_annotated(annotations: Value) -> Vec<(String, Vec<u8>)> {
     let (config, layer) = image();
+    oci_layout_of(&config, &layer, annotations)
+}
+
+/// The files of an OCI layout of one image made of `config` and `layer` (the layer last).
+fn oci_layout_of(config: &[u8], layer: &[u8], annotations: Value) -> Vec<(String, Vec<u8>)> {
     let d = |mt: &str, b: &[u8]| json!({"mediaType": mt, "digest": sha(b), "size": b.len()});
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2, "mediaType": media_type::OCI_MANIFEST,
-        "config": d(media_type::OCI_CONFIG, &config),
-        "layers": [d(media_type::OCI_LAYER, &layer)],
+        "config": d(media_type::OCI_CONFIG, config),
+        "layers": [d(media_type::OCI_LAYER, layer)],
     }))
     .unwrap();
     let mut root = d(media_type::OCI_MANIFEST, &manifest);
@@ -80,8 +85,8 @@ fn oci_layout_annotated(annotations: Value) -> Vec<(String, Vec<u8>)> {
             &json!({"schemaVersion": 2, "manifests": [root]}),
         ),
         blob(&manifest),
-        blob(&config),
-        blob(&layer),
+        blob(config),
+        blob(layer),
     ]
 }
 
@@ -245,24 +250,7 @@ fn a_config_without_rootfs_is_checked_by_digest_and_said() {
     // oras writes image manifests whose config is only `{"architecture":..,"os":..}`.
     let layer = TarBuilder::new().file("hello", b"hello").bytes();
     let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux"})).unwrap();
-    let d = |mt: &str, b: &[u8]| json!({"mediaType": mt, "digest": sha(b), "size": b.len()});
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2, "mediaType": media_type::OCI_MANIFEST,
-        "config": d(media_type::OCI_CONFIG, &config),
-        "layers": [d(media_type::OCI_LAYER, &layer)],
-    }))
-    .unwrap();
-    let blob = |b: &[u8]| (format!("blobs/sha256/{}", Digest::of(b).hex()), b.to_vec());
-    let mut files = vec![
-        json_file("oci-layout", &json!({"imageLayoutVersion": "1.0.0"})),
-        json_file(
-            "index.json",
-            &json!({"schemaVersion": 2, "manifests": [d(media_type::OCI_MANIFEST, &manifest)]}),
-        ),
-        blob(&manifest),
-        blob(&config),
-        blob(&layer),
-    ];
+    let mut files = oci_layout_of(&config, &layer, json!({}));
     let report = read_tar(&files).unwrap();
     assert_eq!(report.images.len(), 1);
     assert!(report.images[0].platforms[0].diff_ids.is_empty());
