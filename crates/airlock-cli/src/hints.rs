@@ -57,6 +57,7 @@ fn hint(e: &Error) -> Option<&'static str> {
         Error::AmbiguousArchive { .. } => "docker, podman, skopeo and containerd would not all read this archive the way airlock does, so it is not trusted; make it again with docker save, podman save, skopeo or airlock save; nothing was loaded",
         Error::OutsideInput { .. } => "a layout directory may hold links only within itself; copy the files it should hold into it",
         Error::NotAnImage { .. } => "`airlock artifacts` lists artifacts; `airlock save` and `push` carry them as they are",
+        Error::DamagedBlob { .. } => "the store's disk copy changed after it was verified: `airlock fsck` lists the damage; load the image's archive again (it replaces damaged blobs) or `airlock fsck --repair` to drop what is broken",
         Error::BadStore { .. } => "point --store (or AIRLOCK_STORE) at an empty or an airlock store directory",
         _ => return None,
     })

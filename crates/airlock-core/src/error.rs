@@ -242,6 +242,15 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
+    /// A blob in the store no longer matches its digest (disk damage, or a hand edit).
+    #[error("the store's blob {digest} is damaged: its content hashes to {actual}")]
+    DamagedBlob {
+        /// The digest the blob is stored under.
+        digest: Digest,
+        /// What its content hashes to now.
+        actual: Digest,
+    },
+
     /// An option combination or value that cannot work.
     #[error("{0}")]
     Usage(String),
@@ -257,8 +266,26 @@ impl Error {
         }
     }
 
-    /// Wrap an I/O error on a stream.
+    /// Carry this error through an `io::Read` or `io::Write` (see [`Error::from_carried`]).
+    pub fn carried(self) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, self)
+    }
+
+    /// The error an I/O error carries (see [`Error::carried`]), or the I/O error back.
+    pub fn from_carried(e: std::io::Error) -> std::result::Result<Self, std::io::Error> {
+        if e.get_ref().is_some_and(|i| i.is::<Error>()) {
+            let inner = e.into_inner().expect("checked above");
+            return Ok(*inner.downcast::<Error>().expect("checked above"));
+        }
+        Err(e)
+    }
+
+    /// Wrap an I/O error on a stream (or unwrap the error it carries).
     pub fn stream(context: impl Into<String>, source: std::io::Error) -> Self {
+        let source = match Error::from_carried(source) {
+            Ok(e) => return e,
+            Err(e) => e,
+        };
         Error::Stream {
             context: context.into(),
             source,

@@ -189,7 +189,9 @@ impl<'a> Ingest<'a> {
             .or_else(|| Digest::from_hex(&path))
             .or_else(|| sniff::dir_instance_manifest(&path).and_then(Digest::from_hex));
         if let Some(d) = &named {
-            let stored = self.store.is_some_and(|s| s.has_blob(d));
+            // A stored copy is used only once it proves whole: a damaged one is replaced
+            // by this archive's (the commit prefers staged copies).
+            let stored = self.store.is_some_and(|s| s.blob_is_intact(d));
             if stored || self.contents.delivered.contains(d) {
                 // Already there and verified (or a second copy): skip the body.
                 io::copy(reader, &mut io::sink()).map_err(|e| read_err(&path, e))?;
@@ -278,7 +280,7 @@ impl<'a> Ingest<'a> {
             }
         }
         if !self.contents.delivered.contains(&digest)
-            && !self.store.is_some_and(|s| s.has_blob(&digest))
+            && !self.store.is_some_and(|s| s.blob_is_intact(&digest))
         {
             deliver_bytes(self.dest, &bytes, &digest, &path)?;
         }

@@ -183,8 +183,11 @@ pub fn flatten(
 }
 
 fn bad_tar(layer: usize) -> impl Fn(io::Error) -> Error {
-    move |e| Error::BadTar {
-        detail: format!("layer {layer}: {e}"),
+    move |e| match Error::from_carried(e) {
+        Ok(carried) => carried,
+        Err(e) => Error::BadTar {
+            detail: format!("layer {layer}: {e}"),
+        },
     }
 }
 
@@ -256,6 +259,9 @@ fn read_layer_headers(
             },
         ));
     }
+    // Read to the end: past the tar trailer, so a stored blob is proven whole (see
+    // `snapshot::open_layer`) before anything is written.
+    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(bad_tar(layer))?;
     // Whiteouts hide lower layers only, wherever they stand in this layer's tar.
     for dir in &opaque {
         remove_children(tree, dir);

@@ -116,6 +116,10 @@ fn process_ids(root: &Path) -> Result<(u64, u64)> {
 
 /// Map a tar reader error: a short stream is a truncation, anything else damage.
 fn tar_err(e: io::Error) -> Error {
+    let e = match Error::from_carried(e) {
+        Ok(carried) => return carried,
+        Err(e) => e,
+    };
     if e.kind() == io::ErrorKind::UnexpectedEof {
         Error::Truncated {
             detail: e.to_string(),
