@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cmd::{copy, load, registry, save, snapshots, store, verify};
+use cmd::{copy, fsck, load, registry, save, snapshots, store, verify};
 
 /// Move container images and filesystem snapshots across an air gap, without any engine.
 #[derive(Parser, Debug)]
@@ -63,6 +63,8 @@ enum Command {
     /// Delete blobs no image references, and staging left by interrupted runs.
     #[command(display_order = 8)]
     Gc,
+    #[command(display_order = 8)]
+    Fsck(fsck::FsckArgs),
     #[command(display_order = 9)]
     Export(snapshots::ExportArgs),
     #[command(display_order = 10)]
@@ -102,6 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tag(a) => store::tag(&ctx, a),
         Command::Rmi(a) => store::rmi(&ctx, a),
         Command::Gc => store::gc(&ctx),
+        Command::Fsck(a) => fsck::run(&ctx, a),
         Command::Inventory(a) => store::inventory(&ctx, a),
         Command::Export(a) => snapshots::run_export(&ctx, a),
         Command::Import(a) => snapshots::run_import(&ctx, a),

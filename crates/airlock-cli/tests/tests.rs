@@ -14,6 +14,7 @@ mod interop;
 mod layering;
 mod podman_service;
 mod registry;
+mod reliability;
 mod roundtrip;
 mod snapshots;
 mod streaming;

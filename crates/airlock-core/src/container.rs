@@ -26,7 +26,7 @@ use crate::layer::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::reference::Reference;
 use crate::snapshot::open_layer;
 use crate::spec::{self, media_type, Descriptor, Manifest};
-use crate::store::{write_atomic, NewImage, Store, TagChange};
+use crate::store::{sync_dir, write_atomic, NewImage, Store, TagChange};
 
 /// A work container's record.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -150,14 +150,16 @@ pub fn create(
     }
     let parent = containers_dir(store);
     fs::create_dir_all(&parent).map_err(|e| Error::io("create", &parent, e))?;
+    // Held before the temporary directory exists: `gc` (holding the lock exclusively) then
+    // knows every `.creating-*` it sees was left by a killed create.
+    let _lock = store.read_lock()?;
     // Build under a temporary name: a half-unpacked container never shows up.
     let tmp = tempfile::Builder::new()
-        .prefix(".creating-")
+        .prefix(CREATING)
         .tempdir_in(&parent)
         .map_err(|e| Error::io("create", &parent, e))?;
     let root = tmp.path().join("rootfs");
     fs::create_dir(&root).map_err(|e| Error::io("create", &root, e))?;
-    let _lock = store.read_lock()?;
     let mut ownership = BTreeMap::new();
     let mut xattrs: BTreeMap<String, Vec<(String, Vec<u8>)>> = BTreeMap::new();
     let mut notes = Vec::new();
@@ -207,7 +209,11 @@ pub fn create(
     write_json(tmp.path(), "base.json", &base)?;
     write_json(tmp.path(), "container.json", &info)?;
     let kept = tmp.keep();
-    fs::rename(&kept, &dir).map_err(|e| Error::io("rename", &dir, e))?;
+    if let Err(e) = fs::rename(&kept, &dir) {
+        discard(&kept);
+        return Err(Error::io("rename", &dir, e));
+    }
+    sync_dir(&parent)?;
     Ok((info, dir.join("rootfs"), notes))
 }
 
@@ -221,13 +227,60 @@ pub fn image_roots(store: &Store) -> Result<Vec<crate::Digest>> {
     Ok(list(store)?.into_iter().map(|c| c.image_manifest).collect())
 }
 
-/// Remove a container and its files.
+/// Remove a container and its files. The directory is first renamed aside, so a kill
+/// leaves either the whole container or none of it (plus a hidden leftover `gc` removes);
+/// never a listed container with half its files.
 pub fn remove(store: &Store, name: &str) -> Result<()> {
-    info(store, name)?;
     let dir = container_dir(store, name)?;
+    // A directory without a readable record (left by an older airlock) is removed too:
+    // `create --name` would otherwise refuse the name forever.
+    if let Err(e) = info(store, name) {
+        if !dir.is_dir() {
+            return Err(e);
+        }
+    }
+    let _lock = store.read_lock()?;
+    let parent = containers_dir(store);
+    let aside = parent.join(format!("{REMOVING}{}-{name}", std::process::id()));
+    fs::rename(&dir, &aside).map_err(|e| Error::io("move aside", &dir, e))?;
+    sync_dir(&parent)?;
+    discard(&aside);
+    if aside.exists() {
+        return Err(Error::io(
+            "remove",
+            &aside,
+            std::io::Error::other("some files could not be deleted; `airlock gc` retries"),
+        ));
+    }
+    Ok(())
+}
+
+const CREATING: &str = ".creating-";
+const REMOVING: &str = ".removing-";
+
+/// Delete a directory tree that is no container (any more), read-only parts included.
+fn discard(dir: &Path) {
     // Read-only directories from the image would stop remove_dir_all.
-    make_writable(&dir);
-    fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))
+    make_writable(dir);
+    let _ = fs::remove_dir_all(dir);
+}
+
+/// Delete what killed `create`s and `rm`s left (hidden `.creating-*` and `.removing-*`
+/// directories). Called by `gc` while it holds the store's gc lock exclusively, so no
+/// create or rm is running. Returns how many were removed.
+pub fn remove_leftovers(store: &Store) -> Result<usize> {
+    let Ok(entries) = fs::read_dir(containers_dir(store)) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(CREATING) || name.starts_with(REMOVING) {
+            discard(&e.path());
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 fn make_writable(dir: &Path) {

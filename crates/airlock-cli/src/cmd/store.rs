@@ -111,8 +111,10 @@ pub fn rmi(ctx: &Context, args: RmiArgs) -> Result<()> {
 /// Run `airlock gc`.
 pub fn gc(ctx: &Context) -> Result<()> {
     let store = ctx.store()?;
-    let roots = airlock_core::container::image_roots(&store)?;
-    let (blobs, bytes) = store.gc(&roots)?;
+    use airlock_core::container;
+    let (blobs, bytes) = store.gc(&|| container::image_roots(&store), &|| {
+        container::remove_leftovers(&store).map(|_| ())
+    })?;
     println!(
         "Deleted {blobs} unreferenced blobs, freed {}",
         output::human_size(bytes)

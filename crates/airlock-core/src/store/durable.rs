@@ -7,6 +7,8 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 
@@ -90,4 +92,62 @@ impl Drop for SyncingFile {
     fn drop(&mut self) {
         let _ = self.stop();
     }
+}
+
+/// What every temporary output file airlock writes beside its destination is named with.
+pub const OUTPUT_TEMP_PREFIX: &str = ".airlock-";
+
+/// A temporary file in `dir` for an output that will be renamed into place. It is locked
+/// while its writer lives, so [`sweep_abandoned_outputs`] can tell it from one a killed
+/// run left behind; the directory is swept of those first.
+pub fn output_temp(dir: &Path, kind: &str) -> io::Result<tempfile::NamedTempFile> {
+    sweep_abandoned_outputs(dir);
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("{OUTPUT_TEMP_PREFIX}{kind}"))
+        .tempfile_in(dir)?;
+    tmp.as_file().lock()?;
+    Ok(tmp)
+}
+
+/// Remove `.airlock-*` temporary files in `dir` that no running airlock holds (left by a
+/// killed save or export). Best effort: a file that cannot be removed stays.
+pub fn sweep_abandoned_outputs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let is_ours = name
+            .to_str()
+            .is_some_and(|n| n.starts_with(OUTPUT_TEMP_PREFIX));
+        if !is_ours || !e.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let Ok(f) = File::open(e.path()) else {
+            continue;
+        };
+        if f.try_lock().is_ok() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Give a finished temporary output its name: readable by others (a temp file is 0600, an
+/// archive or layout is meant to be handed on), fsynced, renamed, and the rename made
+/// durable by an fsync of the directory.
+pub fn publish(tmp: tempfile::NamedTempFile, dest: &Path) -> io::Result<()> {
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(dest).map_err(|e| e.error)?;
+    sync_parent(dest)
+}
+
+/// fsync the directory holding `path`.
+pub fn sync_parent(path: &Path) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(dir)?.sync_all()
 }

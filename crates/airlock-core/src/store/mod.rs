@@ -18,10 +18,14 @@
 //! held shared by readers of blobs (save, export) and exclusively by `gc`, the only thing
 //! that deletes blobs.
 
+mod checked;
 pub mod durable;
+mod fsck;
 mod records;
 mod staging;
 
+pub use checked::{BlobCheck, CheckedBlob, VerifiedAtEnd};
+pub use fsck::FsckReport;
 pub use records::{ImageRecord, PlatformImage, TagChange};
 pub(crate) use staging::copy_plain;
 pub use staging::{StagedBlob, Staging};
@@ -161,10 +165,8 @@ impl Store {
         let bytes = fs::read(&p).map_err(|e| Error::io("read blob", &p, e))?;
         let actual = Digest::of(&bytes);
         if &actual != digest {
-            return Err(Error::DigestMismatch {
-                what: "stored blob",
-                path_in_archive: p.display().to_string(),
-                expected: digest.clone(),
+            return Err(Error::DamagedBlob {
+                digest: digest.clone(),
                 actual,
             });
         }
@@ -246,13 +248,17 @@ impl Store {
         }
         let mut moved_any = false;
         for d in &needed {
-            if self.has_blob(d) {
-                continue;
-            }
-            let from = staging.path_of(d).ok_or_else(|| Error::MissingBlob {
-                referenced_by: "the images being committed".into(),
-                missing: d.to_string(),
-            })?;
+            // A staged copy was verified by this operation; it also replaces a stored one
+            // (which may be damaged: loading a good archive repairs the store).
+            let Some(from) = staging.path_of(d) else {
+                if self.has_blob(d) {
+                    continue;
+                }
+                return Err(Error::MissingBlob {
+                    referenced_by: "the images being committed".into(),
+                    missing: d.to_string(),
+                });
+            };
             let to = self.blob_path(d);
             fs::rename(&from, &to).map_err(|e| Error::io("move into store", &to, e))?;
             moved_any = true;
@@ -364,13 +370,22 @@ impl Store {
         Ok(said)
     }
 
-    /// Delete blobs no image (and no root in `also_keep`) references, and staging areas
-    /// whose owner is gone. Returns the number of blobs and bytes freed.
-    pub fn gc(&self, also_keep: &[Digest]) -> Result<(usize, u64)> {
+    /// Delete blobs no image (and no root `also_keep` returns) references, and staging
+    /// areas whose owner is gone. Both callbacks run with every reader locked out:
+    /// `also_keep` names roots to keep (the images of work containers), `clean_up` removes
+    /// what killed operations outside the store proper left. Returns the number of blobs
+    /// and bytes freed.
+    pub fn gc(
+        &self,
+        also_keep: &dyn Fn() -> Result<Vec<Digest>>,
+        clean_up: &dyn Fn() -> Result<()>,
+    ) -> Result<(usize, u64)> {
         // gc.lock before lock, the order every operation takes them in (a copy between
         // stores holds gc.lock as a reader, then lock to commit).
         let _g = self.lock_file("gc.lock", true)?;
         let _w = self.write_lock()?;
+        clean_up()?;
+        let also_keep = also_keep()?;
         let index = self.read_index()?;
         let mut keep = BTreeSet::new();
         for d in &index.manifests {
@@ -379,7 +394,11 @@ impl Store {
         // Images work containers were made from stay, even once untagged or removed: commit
         // builds on them.
         for d in also_keep.iter().filter(|d| self.has_blob(d)) {
-            self.reachable(d, "a work container", None, &mut keep)?;
+            // An image `fsck --repair` broke under a container keeps what is left of it.
+            match self.reachable(d, "a work container", None, &mut keep) {
+                Ok(()) | Err(Error::MissingBlob { .. } | Error::DamagedBlob { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         let mut freed = (0usize, 0u64);
         let dir = self.blob_dir();
@@ -433,6 +452,11 @@ pub fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::io("create temp file in", tmp_dir, e))?;
     tmp.write_all(bytes)
         .map_err(|e| Error::io("write", tmp.path(), e))?;
+    // A temp file is private (0600); `index.json` and `oci-layout` are read by other tools
+    // and users, like every other file of a layout.
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .map_err(|e| Error::io("chmod", tmp.path(), e))?;
     tmp.as_file()
         .sync_all()
         .map_err(|e| Error::io("sync", tmp.path(), e))?;
