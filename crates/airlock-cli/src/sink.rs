@@ -2,12 +2,12 @@
 //! complete and on disk, or standard output (never a terminal).
 
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::os::unix::fs::PermissionsExt;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use airlock_core::store::durable::SyncingFile;
+use airlock_core::store::durable::{self, SyncingFile};
 
 use crate::hints::UsageError;
 
@@ -33,18 +33,12 @@ pub fn write_output(
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            let tmp = tempfile::Builder::new()
-                .prefix(".airlock-")
-                .tempfile_in(dir)
+            let tmp = durable::output_temp(dir, "")
                 .with_context(|| format!("cannot create a file in {}", dir.display()))?;
             // Writeback runs in the background so the final fsync has little left to do.
             let out = SyncingFile::new(tmp.as_file().try_clone()?)?;
             body(Box::new(BufWriter::with_capacity(1 << 20, out)))?;
-            // A temp file is private (0600); an archive is meant to be handed on.
-            tmp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-            tmp.as_file().sync_all()?;
-            tmp.persist(&path)
+            durable::publish(tmp, &path)
                 .with_context(|| format!("cannot rename the output to {}", path.display()))?;
             Ok(())
         }

@@ -3,7 +3,6 @@
 //! removable media, or over standard output.
 
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -97,9 +96,7 @@ impl ArchiveFileDestination {
             }
             ArchiveTarget::File(path) => {
                 let dir = dir_of(path);
-                let tmp = tempfile::Builder::new()
-                    .prefix(".airlock-")
-                    .tempfile_in(dir)
+                let tmp = crate::store::durable::output_temp(dir, "")
                     .map_err(|e| Error::io("create a file in", dir, e))?;
                 let file = tmp
                     .as_file()
@@ -180,14 +177,8 @@ impl ImageDestination for ArchiveFileDestination {
         let changes = Box::new(writer).finish(images)?;
         let paths = match output {
             Output::File(tmp, path) => {
-                let fail = |e| Error::io("finish", tmp.path(), e);
-                // A temp file is private (0600); an archive is meant to be handed on.
-                tmp.as_file()
-                    .set_permissions(std::fs::Permissions::from_mode(0o644))
-                    .map_err(fail)?;
-                tmp.as_file().sync_all().map_err(fail)?;
-                tmp.persist(&path)
-                    .map_err(|e| Error::io("rename the output to", &path, e.error))?;
+                crate::store::durable::publish(tmp, &path)
+                    .map_err(|e| Error::io("write the output to", &path, e))?;
                 vec![path]
             }
             Output::Special(path) => vec![path],

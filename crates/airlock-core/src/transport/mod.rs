@@ -232,6 +232,10 @@ pub(crate) fn write_blob_file(
     let digest = data.verified_digest().ok_or_else(|| Error::Truncated {
         detail: format!("{} was not read to its end", data.label()),
     })?;
+    // Layout blobs are read by other tools and users; a temp file is private (0600).
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .map_err(|e| Error::io("chmod", tmp.path(), e))?;
     tmp.as_file()
         .sync_all()
         .map_err(|e| Error::io("sync", tmp.path(), e))?;

@@ -3,6 +3,7 @@
 //! `-i X` when only the volumes exist) joins them back. Volumes are plain byte slices of one
 //! archive, so `cat X.* > X` joins them too.
 
+use crate::store::durable;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -119,28 +120,37 @@ impl SplitWriter {
         }
     }
 
-    /// fsync every volume, give them their names, and remove volumes of an older, longer
-    /// archive of the same name (they would be joined by mistake). Returns the paths.
+    /// fsync every volume and give them their names, so that a kill at any point leaves
+    /// either the whole new archive or no first volume (`X.000`) at all: never a set that
+    /// looks whole but is not. Volumes of an older archive of the same name go first (they
+    /// would be joined by mistake); then the new ones are renamed last to first. Returns
+    /// the paths.
     pub fn finish(self) -> Result<Vec<PathBuf>> {
-        let mut names = Vec::new();
-        for (i, part) in self.parts.into_iter().enumerate() {
+        for part in &self.parts {
             part.as_file()
                 .set_permissions(std::fs::Permissions::from_mode(0o644))
                 .map_err(|e| Error::io("chmod", part.path(), e))?;
             part.as_file()
                 .sync_all()
                 .map_err(|e| Error::io("sync", part.path(), e))?;
-            let dest = volume_path(&self.base, i);
-            part.persist(&dest)
-                .map_err(|e| Error::io("rename a volume to", &dest, e.error))?;
-            names.push(dest);
         }
-        let mut stale = names.len();
-        while volume_path(&self.base, stale).exists() {
-            let p = volume_path(&self.base, stale);
+        let mut old = 0;
+        while volume_path(&self.base, old).exists() {
+            let p = volume_path(&self.base, old);
             std::fs::remove_file(&p).map_err(|e| Error::io("remove", &p, e))?;
-            stale += 1;
+            old += 1;
         }
+        if old > 0 {
+            durable::sync_parent(&self.base).map_err(|e| Error::io("sync", &self.dir, e))?;
+        }
+        let names: Vec<PathBuf> = (0..self.parts.len())
+            .map(|i| volume_path(&self.base, i))
+            .collect();
+        for (part, dest) in self.parts.into_iter().zip(&names).rev() {
+            part.persist(dest)
+                .map_err(|e| Error::io("rename a volume to", dest, e.error))?;
+        }
+        durable::sync_parent(&self.base).map_err(|e| Error::io("sync", &self.dir, e))?;
         Ok(names)
     }
 }
@@ -151,9 +161,7 @@ impl Write for SplitWriter {
             return Ok(0);
         }
         if self.parts.is_empty() || self.in_current == self.size {
-            let part = tempfile::Builder::new()
-                .prefix(".airlock-volume-")
-                .tempfile_in(&self.dir)?;
+            let part = durable::output_temp(&self.dir, "volume-")?;
             self.parts.push(part);
             self.in_current = 0;
         }
