@@ -122,9 +122,14 @@ impl Reference {
         format!("{}/{}", self.domain, self.path)
     }
 
-    /// The repository as docker shows it (`redis`, `user/app`, `quay.io/x/y`).
+    /// The repository as docker shows it (`redis`, `user/app`, `quay.io/x/y`). A Docker Hub
+    /// path whose first part looks like a host (`docker.io/ex.docker.x/y`) keeps its
+    /// `docker.io/`: shortened, it would name another registry.
     pub fn familiar_repository(&self) -> String {
-        if self.domain == DEFAULT_DOMAIN {
+        let first = self.path.split('/').next().unwrap_or("");
+        let looks_like_host = self.path.contains('/')
+            && (first.contains('.') || first.contains(':') || first == "localhost");
+        if self.domain == DEFAULT_DOMAIN && !looks_like_host {
             self.path
                 .strip_prefix(OFFICIAL_PREFIX)
                 .filter(|rest| !rest.contains('/'))
@@ -244,6 +249,17 @@ mod tests {
         assert_eq!(f("docker.io/library/redis:alpine"), "redis:alpine");
         assert_eq!(f("docker.io/user/app:1"), "user/app:1");
         assert_eq!(f("localhost/airlock/app:1"), "localhost/airlock/app:1");
+        // Shortened, these would name the registry ex.docker.x (or localhost).
+        assert_eq!(
+            f("docker.io/ex.docker.x/y"),
+            "docker.io/ex.docker.x/y:latest"
+        );
+        assert_eq!(f("docker.io/localhost/y:1"), "docker.io/localhost/y:1");
+        assert_eq!(f("docker.io/my.app:1"), "my.app:1");
+        for s in ["docker.io/ex.docker.x/y", "docker.io/localhost/y", "redis"] {
+            let r = Reference::parse(s).unwrap();
+            assert_eq!(Reference::parse(&r.familiar()).unwrap(), r, "{s}");
+        }
     }
 
     #[test]
