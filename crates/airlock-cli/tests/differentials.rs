@@ -63,3 +63,143 @@ fn an_image_hidden_behind_a_directory_header_is_what_docker_loads_and_airlock_re
     }
     assert_eq!(tree_hash(&a.store), before);
 }
+
+/// (path, type, content or link) of the entries of a tar under the given top directories.
+fn shape(tar_bytes: &[u8], tops: &[&str]) -> std::collections::BTreeSet<String> {
+    let mut ar = tar::Archive::new(tar_bytes);
+    let mut out = std::collections::BTreeSet::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let p = e
+            .path()
+            .unwrap()
+            .to_string_lossy()
+            .trim_end_matches('/')
+            .to_string();
+        let p = p.trim_start_matches("./").to_string();
+        if !tops
+            .iter()
+            .any(|t| p == *t || p.starts_with(&format!("{t}/")))
+        {
+            continue;
+        }
+        let link = e
+            .link_name()
+            .unwrap()
+            .map(|l| l.to_string_lossy().into_owned());
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        let kind = e.header().entry_type();
+        out.insert(format!(
+            "{p} {kind:?} {link:?} {}",
+            String::from_utf8_lossy(&data)
+        ));
+    }
+    out
+}
+
+/// The same shape for a directory tree (a work container's rootfs).
+fn dir_shape(root: &std::path::Path, tops: &[&str]) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            if !tops
+                .iter()
+                .any(|t| rel == *t || rel.starts_with(&format!("{t}/")))
+            {
+                continue;
+            }
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let line = if md.file_type().is_symlink() {
+                let l = std::fs::read_link(&p)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                format!("{rel} Symlink Some({l:?}) ")
+            } else if md.is_dir() {
+                stack.push(p.clone());
+                format!("{rel} Directory None ")
+            } else {
+                let data = std::fs::read(&p).unwrap();
+                format!("{rel} Regular None {}", String::from_utf8_lossy(&data))
+            };
+            out.insert(line);
+        }
+    }
+    out
+}
+
+#[test]
+fn an_entry_below_a_lower_layers_symlink_or_file_makes_it_a_directory_as_in_docker() {
+    require_tool("docker");
+    let dir = scratch();
+    let name = format!("airlock-shadow-{}:1", std::process::id());
+    let mut lower = tar::Builder::new(Vec::new());
+    let add = |b: &mut tar::Builder<Vec<u8>>,
+                   path: &str,
+                   kind: tar::EntryType,
+                   data: &[u8],
+                   link: Option<&str>| {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+        h.set_mtime(1_700_000_000);
+        h.set_size(data.len() as u64);
+        match link {
+            Some(l) => b.append_link(&mut h, path, l).unwrap(),
+            None => b.append_data(&mut h, path, data).unwrap(),
+        }
+    };
+    add(&mut lower, "usr/", tar::EntryType::Directory, b"", None);
+    add(&mut lower, "usr/lib/", tar::EntryType::Directory, b"", None);
+    add(&mut lower, "usr/lib/a", tar::EntryType::Regular, b"a", None);
+    add(
+        &mut lower,
+        "lib",
+        tar::EntryType::Symlink,
+        b"",
+        Some("usr/lib"),
+    );
+    add(&mut lower, "f", tar::EntryType::Regular, b"f", None);
+    let mut upper = tar::Builder::new(Vec::new());
+    add(&mut upper, "lib/b", tar::EntryType::Regular, b"b", None);
+    add(&mut upper, "f/x", tar::EntryType::Regular, b"x", None);
+    let archive = dir.path().join("shadow.tar");
+    write_docker_archive(
+        &archive,
+        &name,
+        &[lower.into_inner().unwrap(), upper.into_inner().unwrap()],
+    );
+    let tops = ["usr", "lib", "f"];
+
+    let loaded = docker(&["load", "-i", archive.to_str().unwrap()]);
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    let created = docker(&["create", &name, "/x"]);
+    let id = String::from_utf8_lossy(&created.stdout).trim().to_string();
+    let exported = docker(&["export", &id]);
+    let _ = docker(&["rm", &id]);
+    let _ = docker(&["rmi", "-f", &name]);
+    assert!(exported.status.success());
+    let docker_sees = shape(&exported.stdout, &tops);
+    assert!(
+        docker_sees.contains("lib Directory None "),
+        "{docker_sees:?}"
+    );
+
+    let a = Airlock::new(&dir.path().join("store"));
+    a.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    let out = dir.path().join("export.tar");
+    a.ok(&["export", &name, "-o", out.to_str().unwrap()]);
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(shape(&bytes, &tops), docker_sees, "airlock export");
+    a.ok(&["create", &name, "--name", "w"]);
+    let root = a.store.join("containers/w/rootfs");
+    assert_eq!(dir_shape(&root, &tops), docker_sees, "airlock create");
+}

@@ -271,11 +271,29 @@ fn read_layer_headers(
         remove_children(tree, path);
     }
     for (path, node) in added {
-        if node.kind != Kind::Dir {
-            // A non-directory replaces a directory and everything below it.
-            if tree.get(&path).is_some_and(|n| n.kind == Kind::Dir) {
-                remove_children(tree, &path);
+        // An entry below a lower layer's non-directory turns it into a directory, as
+        // overlayfs shows it (docker export agrees). Below this layer's own, every Go
+        // reader fails ("not a directory"): so does this.
+        let mut ancestor = path.as_str();
+        while let Some((parent, _)) = ancestor.rsplit_once('/') {
+            ancestor = parent;
+            match tree.get(parent) {
+                Some(n) if n.kind != Kind::Dir && n.layer == layer => {
+                    return Err(Error::BadTar {
+                        detail: format!(
+                            "layer {layer}: entry '{path}' lies below '{parent}', which the same layer makes a non-directory"
+                        ),
+                    });
+                }
+                Some(n) if n.kind != Kind::Dir => {
+                    tree.remove(parent);
+                }
+                _ => {}
             }
+        }
+        if node.kind != Kind::Dir {
+            // A non-directory replaces a directory (named or implied) and all below it.
+            remove_children(tree, &path);
         }
         tree.insert(path, node);
     }

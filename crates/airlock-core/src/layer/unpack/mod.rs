@@ -114,6 +114,16 @@ fn process_ids(root: &Path) -> Result<(u64, u64)> {
     Ok((u64::from(md.uid()), u64::from(md.gid())))
 }
 
+/// A numeric header field, where an empty one (all NULs or spaces) is 0 as Go's
+/// archive/tar reads it; anything else unparsable is refused, as Go refuses it.
+fn numeric<T: Into<u64>>(parsed: io::Result<T>, raw: &[u8], name: &str) -> Result<u64> {
+    match parsed {
+        Ok(v) => Ok(v.into()),
+        Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        Err(e) => Err(bad(name, e)),
+    }
+}
+
 /// Map a tar reader error: a short stream is a truncation, anything else damage.
 fn tar_err(e: io::Error) -> Error {
     let e = match Error::from_carried(e) {
@@ -171,9 +181,9 @@ impl Unpacker<'_> {
             return self.whiteout(parents, last.as_bytes(), &name);
         }
         let header = entry.header();
-        let mode = header.mode().map_err(|e| bad(&name, e))? & 0o7777;
-        let uid = header.uid().map_err(|e| bad(&name, e))?;
-        let gid = header.gid().map_err(|e| bad(&name, e))?;
+        let mode = numeric(header.mode(), &header.as_old().mode, &name)? as u32 & 0o7777;
+        let uid = numeric(header.uid(), &header.as_old().uid, &name)?;
+        let gid = numeric(header.gid(), &header.as_old().gid, &name)?;
         let mtime = entry_mtime(entry);
         let link = entry.link_name_bytes().map(|l| l.into_owned());
         let xattrs = entry_xattrs(entry);

@@ -1,6 +1,8 @@
 //! Root-confined path resolution for [`super::unpack_layer`]: entry names are split into
 //! normal components (`..` refused) and parent directories are walked one component at a
-//! time, a symlink met on the way being resolved inside the root, chroot style.
+//! time, a symlink this layer made being resolved inside the root, chroot style. A lower
+//! layer's file or symlink standing where this layer has a directory is replaced by the
+//! directory, the way overlayfs (docker, podman, containerd) shows such an image.
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
@@ -53,6 +55,17 @@ impl Unpacker<'_> {
             let full = self.root.join(&next);
             match fs::symlink_metadata(&full) {
                 Ok(md) if md.is_dir() => resolved = next,
+                // A lower layer's file or symlink where this layer has a directory: the
+                // directory hides it, as overlayfs shows it (the layer is unpacked into an
+                // empty directory there, so nothing of the lower one is followed).
+                Ok(_) if create && !self.created.contains(&next) => {
+                    fs::remove_file(&full).map_err(|e| Error::io("replace", &full, e))?;
+                    DirBuilder::new()
+                        .mode(0o755)
+                        .create(&full)
+                        .map_err(|e| Error::io("create directory", &full, e))?;
+                    resolved = next;
+                }
                 Ok(md) if md.file_type().is_symlink() => {
                     links += 1;
                     if links > MAX_SYMLINKS {
