@@ -84,6 +84,16 @@ impl Reference {
         } else {
             path
         };
+        // `library/<64 hex>` is shown (and typed back) as the bare hex: an image ID.
+        let shown = path.strip_prefix(OFFICIAL_PREFIX).unwrap_or(&path);
+        if domain == DEFAULT_DOMAIN
+            && shown.len() == 64
+            && shown.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(bad(
+                "a repository name may not be 64 hexadecimal characters (that is an image ID)",
+            ));
+        }
         let tag = match (tag, &digest) {
             (Some(t), _) => Some(t.to_string()),
             (None, Some(_)) => None,
