@@ -139,10 +139,10 @@ fn an_entry_below_a_lower_layers_symlink_or_file_makes_it_a_directory_as_in_dock
     let name = format!("airlock-shadow-{}:1", std::process::id());
     let mut lower = tar::Builder::new(Vec::new());
     let add = |b: &mut tar::Builder<Vec<u8>>,
-                   path: &str,
-                   kind: tar::EntryType,
-                   data: &[u8],
-                   link: Option<&str>| {
+               path: &str,
+               kind: tar::EntryType,
+               data: &[u8],
+               link: Option<&str>| {
         let mut h = tar::Header::new_ustar();
         h.set_entry_type(kind);
         h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });

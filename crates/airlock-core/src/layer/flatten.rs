@@ -37,7 +37,9 @@ pub struct FlattenReport {
 enum Kind {
     Dir,
     File,
-    HardLink(String),
+    /// A hardlink: its target, and the position in the same layer of the entry it links
+    /// to (the target's latest entry before it; None when the target is a lower layer's).
+    HardLink(String, Option<usize>),
     Other,
 }
 
@@ -49,6 +51,9 @@ struct Node {
     kind: Kind,
     /// Header and xattrs of directories, so they can be written ahead of their children.
     dir_meta: Option<Box<Meta>>,
+    /// A directory no entry declares but one implies (a child, a whiteout in it): it
+    /// exists once unpacked, so it is written even when nothing below it survives.
+    implied: bool,
 }
 
 #[derive(Clone)]
@@ -57,7 +62,8 @@ struct Meta {
     pax: Vec<(String, Vec<u8>)>,
 }
 
-/// An orphaned hardlink group: the data entry (`target`) was deleted or replaced above.
+/// An orphaned hardlink group: its data entry was deleted or replaced (above, or later in
+/// the same layer). Keyed by (layer, position of the data entry).
 struct Orphan {
     /// The surviving name that becomes a regular file.
     primary: String,
@@ -77,20 +83,16 @@ pub fn flatten(
     }
     // Winners by (layer, ord), and orphaned hardlink groups by (layer, target).
     let mut winners: HashMap<(usize, usize), String> = HashMap::new();
-    for (path, node) in &tree {
+    for (path, node) in tree.iter().filter(|(_, n)| !n.implied) {
         winners.insert((node.layer, node.ord), path.clone());
     }
-    let mut orphans: BTreeMap<(usize, String), Orphan> = BTreeMap::new();
+    let mut orphans: BTreeMap<(usize, usize), Orphan> = BTreeMap::new();
     let mut report = FlattenReport::default();
     for (path, node) in &tree {
-        if let Kind::HardLink(target) = &node.kind {
-            let valid = tree.get(target).is_some_and(|t| {
-                t.kind == Kind::File
-                    && (t.layer < node.layer || (t.layer == node.layer && t.ord < node.ord))
-            });
-            if !valid {
+        if let Kind::HardLink(target, Some(data)) = &node.kind {
+            if !link_is_valid(&tree, node, target, Some(*data)) {
                 orphans
-                    .entry((node.layer, target.clone()))
+                    .entry((node.layer, *data))
                     .or_insert_with(|| Orphan {
                         primary: path.clone(),
                     });
@@ -103,22 +105,34 @@ pub fn flatten(
     // Orphan groups whose data entry has been written under the primary name. A tar puts a
     // link's data before the link, so by the time a link is reached its group is here or
     // never will be.
-    let mut orphans_written: BTreeSet<(usize, String)> = BTreeSet::new();
+    let mut orphans_written: BTreeSet<(usize, usize)> = BTreeSet::new();
     for layer in 0..layer_count {
         let reader = open_layer(layer)?;
         let mut archive = tar::Archive::new(reader);
         for (ord, entry) in archive.entries().map_err(bad_tar(layer))?.enumerate() {
             let mut entry = entry.map_err(bad_tar(layer))?;
-            let path = entry_path(&entry);
             let winner = winners.get(&(layer, ord)).cloned();
             // The data entry of an orphaned hardlink group: write it under the surviving name.
-            if let Some(orphan) = orphans.get(&(layer, path.clone())) {
-                if winner.is_none() && entry.header().entry_type().is_file() {
+            if let Some(orphan) = orphans.get(&(layer, ord)) {
+                let t = entry.header().entry_type();
+                if winner.is_none() && !t.is_dir() && !t.is_hard_link() {
+                    // A file, or a symlink or device a link was made to.
                     let primary = orphan.primary.clone();
                     ensure_parents(&mut builder, &tree, &mut emitted_dirs, &primary)?;
                     let meta = meta_of(&mut entry)?;
-                    write_entry(&mut builder, meta, &primary, Some(&mut entry), None)?;
-                    orphans_written.insert((layer, path));
+                    let link = entry
+                        .link_name()
+                        .ok()
+                        .flatten()
+                        .map(|l| l.to_string_lossy().into_owned());
+                    write_entry(
+                        &mut builder,
+                        meta,
+                        &primary,
+                        Some(&mut entry),
+                        link.as_deref(),
+                    )?;
+                    orphans_written.insert((layer, ord));
                     report.entries += 1;
                     continue;
                 }
@@ -139,20 +153,18 @@ pub fn flatten(
                     write_entry(&mut builder, meta, &format!("{path}/"), None, None)?;
                     emitted_dirs.insert(path);
                 }
-                Kind::HardLink(target) => {
-                    let key = (layer, target.clone());
-                    let link_to = match orphans.get(&key) {
-                        // No data for the group (it sat in a lower layer): linking to the
+                Kind::HardLink(target, data) => {
+                    let key = data.map(|d| (layer, d));
+                    let link_to = match key.and_then(|k| orphans.get(&k).map(|o| (k, o))) {
+                        // No data for the group (it was no regular file): linking to the
                         // primary name would dangle, as the primary was never written.
-                        Some(_) if !orphans_written.contains(&key) => {
+                        Some((k, _)) if !orphans_written.contains(&k) => {
                             report.dropped_links += 1;
                             continue;
                         }
-                        Some(o) if o.primary == path => continue, // written with the data
-                        Some(o) => o.primary.clone(),
-                        None if tree.get(target).is_some_and(|t| t.kind == Kind::File) => {
-                            target.clone()
-                        }
+                        Some((_, o)) if o.primary == path => continue, // written with the data
+                        Some((_, o)) => o.primary.clone(),
+                        None if link_is_valid(&tree, node, target, *data) => target.clone(),
                         None => {
                             report.dropped_links += 1;
                             continue;
@@ -173,6 +185,21 @@ pub fn flatten(
                     write_entry(&mut builder, meta, &path, Some(&mut entry), link.as_deref())?;
                 }
             }
+            report.entries += 1;
+        }
+    }
+    // Implied directories nothing below survived in: they exist all the same.
+    for (path, _) in tree.iter().filter(|(_, n)| n.implied) {
+        if !emitted_dirs.contains(path) {
+            ensure_parents(&mut builder, &tree, &mut emitted_dirs, path)?;
+            write_entry(
+                &mut builder,
+                implicit_dir(),
+                &format!("{path}/"),
+                None,
+                None,
+            )?;
+            emitted_dirs.insert(path.clone());
             report.entries += 1;
         }
     }
@@ -204,7 +231,15 @@ fn read_layer_headers(
     let mut archive = tar::Archive::new(reader);
     let mut whiteouts: Vec<String> = Vec::new();
     let mut opaque: Vec<String> = Vec::new();
-    let mut added: Vec<(String, Node)> = Vec::new();
+    // Each path's latest entry in this layer so far: its position, and for a hardlink what
+    // it links to.
+    type LinkTo = Option<(String, Option<usize>)>;
+    let mut latest: HashMap<String, (usize, LinkTo)> = HashMap::new();
+    // This layer's entries in order; `None` for the directory a whiteout stands in, which
+    // the layer has (docker creates it) even when nothing else names it.
+    let mut added: Vec<(String, Option<Node>)> = Vec::new();
+    // Paths this layer has made files, links or devices so far.
+    let mut non_dirs: BTreeSet<String> = BTreeSet::new();
     for (ord, entry) in archive.entries().map_err(bad_tar(layer))?.enumerate() {
         let mut entry = entry.map_err(bad_tar(layer))?;
         let path = entry_path(&entry);
@@ -220,13 +255,30 @@ fn read_layer_headers(
             Some((p, n)) => (p.to_string(), n.to_string()),
             None => (String::new(), path.clone()),
         };
+        if name == OPAQUE_MARKER || name.starts_with(WHITEOUT_PREFIX) {
+            // Below a symlink this layer made, unpackers follow it or not depending on
+            // the order of entries: too ambiguous to flatten (unpack refuses it too).
+            let mut dir = parent.as_str();
+            while !dir.is_empty() {
+                if non_dirs.contains(dir) {
+                    return Err(Error::BadTar {
+                        detail: format!(
+                            "layer {layer}: whiteout '{path}' lies below '{dir}', which the same layer made a non-directory"
+                        ),
+                    });
+                }
+                dir = dir.rsplit_once('/').map_or("", |(p, _)| p);
+            }
+        }
         if name == OPAQUE_MARKER {
+            added.push((parent.clone(), None));
             opaque.push(parent);
             continue;
         }
         if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
             if !hidden.is_empty() {
                 whiteouts.push(join(&parent, hidden));
+                added.push((parent.clone(), None));
             }
             continue;
         }
@@ -238,7 +290,12 @@ fn read_layer_headers(
                 .link_name_bytes()
                 .map(|b| normalize_path(&String::from_utf8_lossy(&b)))
                 .unwrap_or_default();
-            Kind::HardLink(target)
+            // A link to a link is a link to what that one links to.
+            match latest.get(&target) {
+                Some((_, Some((t, d)))) => Kind::HardLink(t.clone(), *d),
+                Some((d, None)) => Kind::HardLink(target, Some(*d)),
+                None => Kind::HardLink(target, None),
+            }
         } else if t.is_file() || t == tar::EntryType::Continuous {
             Kind::File
         } else {
@@ -249,14 +306,25 @@ fn read_layer_headers(
         } else {
             None
         };
+        let link = match &kind {
+            Kind::HardLink(t, d) => Some((t.clone(), *d)),
+            _ => None,
+        };
+        latest.insert(path.clone(), (ord, link));
+        if kind == Kind::Dir {
+            non_dirs.remove(&path);
+        } else {
+            non_dirs.insert(path.clone());
+        }
         added.push((
             path,
-            Node {
+            Some(Node {
                 layer,
                 ord,
                 kind,
                 dir_meta,
-            },
+                implied: false,
+            }),
         ));
     }
     // Read to the end: past the tar trailer, so a stored blob is proven whole (see
@@ -271,25 +339,12 @@ fn read_layer_headers(
         remove_children(tree, path);
     }
     for (path, node) in added {
-        // An entry below a lower layer's non-directory turns it into a directory, as
-        // overlayfs shows it (docker export agrees). Below this layer's own, every Go
-        // reader fails ("not a directory"): so does this.
-        let mut ancestor = path.as_str();
-        while let Some((parent, _)) = ancestor.rsplit_once('/') {
-            ancestor = parent;
-            match tree.get(parent) {
-                Some(n) if n.kind != Kind::Dir && n.layer == layer => {
-                    return Err(Error::BadTar {
-                        detail: format!(
-                            "layer {layer}: entry '{path}' lies below '{parent}', which the same layer makes a non-directory"
-                        ),
-                    });
-                }
-                Some(n) if n.kind != Kind::Dir => {
-                    tree.remove(parent);
-                }
-                _ => {}
-            }
+        let Some(node) = node else {
+            imply_dirs(tree, layer, &path, &path)?;
+            continue;
+        };
+        if let Some((parent, _)) = path.rsplit_once('/') {
+            imply_dirs(tree, layer, parent, &path)?;
         }
         if node.kind != Kind::Dir {
             // A non-directory replaces a directory (named or implied) and all below it.
@@ -298,6 +353,64 @@ fn read_layer_headers(
         tree.insert(path, node);
     }
     Ok(())
+}
+
+/// Make `dir` and its ancestors directories of the tree, for `entry` of `layer` that lies
+/// in it. A missing one becomes an implied directory. A lower layer's non-directory there
+/// is replaced by one, as overlayfs shows it (docker export agrees); one of this layer's
+/// own is refused, as every Go reader fails there ("not a directory").
+fn imply_dirs(
+    tree: &mut BTreeMap<String, Node>,
+    layer: usize,
+    dir: &str,
+    entry: &str,
+) -> Result<()> {
+    let mut prefix = String::new();
+    for part in dir.split('/').filter(|p| !p.is_empty()) {
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        prefix.push_str(part);
+        match tree.get(&prefix) {
+            Some(n) if n.kind == Kind::Dir => continue,
+            Some(n) if n.layer == layer => {
+                return Err(Error::BadTar {
+                    detail: format!(
+                        "layer {layer}: entry '{entry}' lies below '{prefix}', which the same layer makes a non-directory"
+                    ),
+                });
+            }
+            _ => {}
+        }
+        tree.insert(
+            prefix.clone(),
+            Node {
+                layer,
+                ord: usize::MAX,
+                kind: Kind::Dir,
+                dir_meta: Some(Box::new(implicit_dir())),
+                implied: true,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// True when the target a hardlink was made against is still what the tree holds at its
+/// name: the very entry (same layer), or a lower layer's file, symlink or device.
+fn link_is_valid(
+    tree: &BTreeMap<String, Node>,
+    link: &Node,
+    target: &str,
+    data: Option<usize>,
+) -> bool {
+    tree.get(target).is_some_and(|t| {
+        matches!(t.kind, Kind::File | Kind::Other)
+            && match data {
+                Some(d) => t.layer == link.layer && t.ord == d,
+                None => t.layer < link.layer,
+            }
+    })
 }
 
 fn join(parent: &str, name: &str) -> String {

@@ -289,16 +289,39 @@ impl Unpacker<'_> {
     fn whiteout(&mut self, parents: &[OsString], last: &[u8], name: &str) -> Result<()> {
         let is_opaque = last == OPAQUE_MARKER.as_bytes();
         let victim = &last[WHITEOUT_PREFIX.len()..];
+        if !is_opaque && matches!(victim, b"" | b"." | b"..") {
+            return Err(bad(name, "invalid whiteout"));
+        }
+        // Below a symlink this layer made, readers follow it or not depending on the order
+        // of entries: refused (flatten refuses it too).
+        let mut lexical = PathBuf::new();
+        for c in parents {
+            lexical.push(c);
+            let is_link =
+                fs::symlink_metadata(self.root.join(&lexical)).is_ok_and(|md| !md.is_dir());
+            if is_link && self.created.contains(&lexical) {
+                return Err(bad(
+                    name,
+                    format!(
+                        "a whiteout below '{}', which the same layer made a non-directory",
+                        lexical.display()
+                    ),
+                ));
+            }
+        }
+        // The directory a whiteout stands in exists in the layer (docker creates it
+        // before it looks at the name), even when there is nothing below it to hide.
+        let Some(dir) = self.resolve_dir(parents, true, name)? else {
+            return Ok(());
+        };
+        // ... and so belongs to this layer: another of its markers does not hide it.
+        if !dir.as_os_str().is_empty() {
+            self.created.insert(dir.clone());
+        }
         if !is_opaque && victim.starts_with(WHITEOUT_PREFIX.as_bytes()) {
             // Other `.wh..wh.*` names are aufs bookkeeping (e.g. `.wh..wh.plnk`): ignore.
             return Ok(());
         }
-        if !is_opaque && matches!(victim, b"" | b"." | b"..") {
-            return Err(bad(name, "invalid whiteout"));
-        }
-        let Some(dir) = self.resolve_dir(parents, false, name)? else {
-            return Ok(()); // nothing below to hide
-        };
         if is_opaque {
             return self.remove_lower(&dir);
         }

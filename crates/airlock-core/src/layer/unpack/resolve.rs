@@ -36,7 +36,7 @@ impl Unpacker<'_> {
     /// created (0755, like docker) when `create`; otherwise a missing or non-directory
     /// component gives `None`.
     pub(super) fn resolve_dir(
-        &self,
+        &mut self,
         comps: &[OsString],
         create: bool,
         name: &str,
@@ -64,6 +64,7 @@ impl Unpacker<'_> {
                         .mode(0o755)
                         .create(&full)
                         .map_err(|e| Error::io("create directory", &full, e))?;
+                    self.created.insert(next.clone());
                     resolved = next;
                 }
                 Ok(md) if md.file_type().is_symlink() => {
@@ -98,6 +99,8 @@ impl Unpacker<'_> {
                         .mode(0o755)
                         .create(&full)
                         .map_err(|e| Error::io("create directory", &full, e))?;
+                    // Made by this layer: its own whiteouts do not hide it.
+                    self.created.insert(next.clone());
                     resolved = next;
                 }
                 Err(e) if is_not_found(&e) => return Ok(None),

@@ -313,14 +313,24 @@ fn symlinked_parents_resolve_inside_the_root() {
     let x2 = fs::symlink_metadata(env.root().join("x2")).unwrap();
     assert!(x2.is_file(), "the link was replaced, not written through");
     assert_eq!(env.read("x2"), "replaced");
-    // Whiteouts and opaque markers through a link pointing outside.
+    // Whiteouts and opaque markers through a link this layer made are refused; through a
+    // lower layer's link, the link gives way to the directory (overlayfs semantics).
+    assert!(is_bad_tar(
+        env.apply(
+            Tar::default()
+                .symlink("w", &out)
+                .file("w/.wh.secret", "")
+                .file("w/.wh..wh..opq", ""),
+        )
+    ));
+    env.apply(Tar::default().symlink("w2", &out)).unwrap();
     env.apply(
         Tar::default()
-            .symlink("w", &out)
-            .file("w/.wh.secret", "")
-            .file("w/.wh..wh..opq", ""),
+            .file("w2/.wh.secret", "")
+            .file("w2/.wh..wh..opq", ""),
     )
     .unwrap();
+    assert!(env.root().join("w2").is_dir());
     // Loops end in an error, not a hang.
     let loops = Tar::default()
         .symlink("l1", "l2")
@@ -348,4 +358,19 @@ fn hardlinks_cannot_reach_outside() {
     let h2 = fs::symlink_metadata(env.root().join("h2")).unwrap();
     assert!(h2.file_type().is_symlink());
     env.assert_outside_untouched();
+}
+
+#[test]
+fn a_whiteout_makes_the_directory_it_stands_in() {
+    let env = Env::new();
+    env.apply(
+        Tar::default()
+            .file("x/.wh.y", "")
+            .file("lib/.wh.y", "")
+            .file("o/p/.wh..wh..opq", ""),
+    )
+    .unwrap();
+    assert!(env.root().join("x").is_dir());
+    assert!(env.root().join("lib").is_dir());
+    assert!(env.root().join("o/p").is_dir());
 }
