@@ -60,6 +60,12 @@ impl TarBuilder {
         self
     }
 
+    /// A symlink at `path` to `target`.
+    pub(crate) fn symlink(mut self, path: &str, target: &str) -> Self {
+        self.entry(EntryType::Symlink, path, target, 0o777, b"");
+        self
+    }
+
     /// The whiteout that deletes `path` from the layers below (`dir/.wh.name`).
     pub(crate) fn whiteout(self, path: &str) -> Self {
         let name = match path.rsplit_once('/') {
