@@ -9,6 +9,7 @@ pub mod pull;
 pub mod push;
 pub mod referrers;
 pub mod target;
+pub mod token;
 
 pub use client::{Registry, RegistryOptions};
 pub use target::RegistryTarget;

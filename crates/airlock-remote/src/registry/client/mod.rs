@@ -11,9 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine as _;
-
 use super::auth::Credentials;
+use super::token::{self, basic_header, parse_challenge, Challenge, TokenRequest};
 pub use crate::http::percent_encode as encode;
 use crate::{RemoteError, Result};
 
@@ -37,16 +36,17 @@ pub struct Registry {
     challenge: Mutex<Option<Challenge>>,
     /// Bytes of blob bodies received, for a progress display.
     received: Option<Arc<AtomicU64>>,
+    /// `--insecure` was given.
+    insecure: bool,
+    /// A body that delivers fewer bytes than this in a window of this length has stalled.
+    stall: (Duration, u64),
 }
 
-#[derive(Clone, Debug)]
-enum Challenge {
-    Basic,
-    Bearer {
-        realm: String,
-        service: Option<String>,
-    },
-}
+/// How long a body may run below [`STALL_MIN_BYTES`] before it is given up: a registry
+/// that drips a byte every few seconds must not keep a pull alive for hours.
+const STALL_WINDOW: Duration = Duration::from_secs(60);
+/// 16 KiB a minute: far below any link a pull is worth making over.
+const STALL_MIN_BYTES: u64 = 16 << 10;
 
 /// A request body that can be produced again for a retry.
 pub type BodyFn<'a> = &'a (dyn Fn() -> Result<(Box<dyn Read + Send + 'a>, u64)> + Sync);
@@ -79,6 +79,8 @@ impl Registry {
             tokens: Mutex::new(HashMap::new()),
             challenge: Mutex::new(None),
             received: None,
+            insecure: opts.insecure,
+            stall: (STALL_WINDOW, STALL_MIN_BYTES),
         };
         // --insecure: prefer TLS without verification, fall back to plain HTTP (what docker
         // does for an "insecure registry"), but only when no TLS connection could be made.
@@ -101,7 +103,14 @@ impl Registry {
 
     /// A response body as a reader, counted when a progress counter is set.
     pub fn body(&self, r: ureq::Response) -> Box<dyn Read + Send> {
-        let inner = r.into_reader();
+        let inner = StallGuard {
+            inner: r.into_reader(),
+            host: self.host.clone(),
+            window: self.stall.0,
+            min_bytes: self.stall.1,
+            started: std::time::Instant::now(),
+            in_window: 0,
+        };
         match &self.received {
             Some(c) => Box::new(Counting {
                 inner,
@@ -165,8 +174,12 @@ impl Registry {
             for (k, v) in headers {
                 req = req.set(k, v);
             }
-            if let Some(a) = self.authorization(scope) {
-                req = req.set("Authorization", &a);
+            // Credentials and tokens go to the registry itself only: not to another host an
+            // upload `Location` names, nor to it over plain HTTP when it speaks HTTPS.
+            if same_origin(&url, &self.base) {
+                if let Some(a) = self.authorization(scope) {
+                    req = req.set("Authorization", &a);
+                }
             }
             let result = match body {
                 Some(produce) => {
@@ -251,50 +264,21 @@ impl Registry {
             what: "authenticate".into(),
         })?;
         if let Challenge::Bearer { realm, service } = &challenge {
-            let mut url = realm.clone();
-            let mut sep = if url.contains('?') { '&' } else { '?' };
-            if let Some(s) = service {
-                url.push_str(&format!("{sep}service={}", encode(s)));
-                sep = '&';
-            }
-            for s in scope.split(' ').filter(|s| !s.is_empty()) {
-                url.push_str(&format!("{sep}scope={}", encode(s)));
-                sep = '&';
-            }
-            let mut req = self.agent.get(&url);
-            if let Some(c) = &self.credentials {
-                req = req.set("Authorization", &basic_header(c));
-            }
-            let resp = req.call().map_err(|e| match e {
-                ureq::Error::Status(code, _) => RemoteError::Registry {
-                    host: self.host.clone(),
-                    status: code,
-                    message: if code == 401 || code == 403 {
-                        "the token service refused the credentials".into()
-                    } else {
-                        format!("the token service answered HTTP {code}")
-                    },
-                    what: "get a token".into(),
+            let token = token::fetch(
+                &self.agent,
+                &TokenRequest {
+                    registry: &self.host,
+                    realm,
+                    service: service.as_deref(),
+                    scope,
+                    credentials: self.credentials.as_ref(),
+                    insecure: self.insecure,
                 },
-                ureq::Error::Transport(t) => RemoteError::Registry {
-                    host: self.host.clone(),
-                    status: 0,
-                    message: transport_message(&t),
-                    what: "get a token".into(),
-                },
-            })?;
-            let v: serde_json::Value = resp
-                .into_json()
-                .map_err(|e| RemoteError::Protocol(format!("token answer: {e}")))?;
-            let token = v
-                .get("token")
-                .or_else(|| v.get("access_token"))
-                .and_then(|t| t.as_str())
-                .ok_or_else(|| RemoteError::Protocol("the token answer holds no token".into()))?;
+            )?;
             self.tokens
                 .lock()
                 .map_err(|_| RemoteError::Protocol("token cache poisoned".into()))?
-                .insert(scope.to_string(), token.to_string());
+                .insert(scope.to_string(), token);
         } else if self.credentials.is_none() {
             return Err(RemoteError::Registry {
                 host: self.host.clone(),
@@ -311,6 +295,49 @@ impl Registry {
     }
 }
 
+/// A response body that fails once it delivers fewer than `min_bytes` in a `window`.
+struct StallGuard<R> {
+    inner: R,
+    host: String,
+    window: Duration,
+    min_bytes: u64,
+    started: std::time::Instant,
+    in_window: u64,
+}
+
+impl<R: Read> Read for StallGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.in_window += n as u64;
+        if n > 0 && self.started.elapsed() >= self.window {
+            if self.in_window < self.min_bytes {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "{} sent only {} bytes in {} s: the transfer has stalled",
+                        self.host,
+                        self.in_window,
+                        self.window.as_secs()
+                    ),
+                ));
+            }
+            self.started = std::time::Instant::now();
+            self.in_window = 0;
+        }
+        Ok(n)
+    }
+}
+
+/// True when `url` has the scheme, host and port of `base` (the registry's own address).
+fn same_origin(url: &str, base: &str) -> bool {
+    fn origin(u: &str) -> Option<(String, String)> {
+        let (scheme, rest) = u.split_once("://")?;
+        let authority = rest.split(['/', '?', '#']).next()?;
+        Some((scheme.to_ascii_lowercase(), authority.to_ascii_lowercase()))
+    }
+    origin(url).is_some_and(|o| Some(o) == origin(base))
+}
+
 struct Counting<R> {
     inner: R,
     counter: Arc<AtomicU64>,
@@ -322,14 +349,6 @@ impl<R: Read> Read for Counting<R> {
         self.counter.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
-}
-
-fn basic_header(c: &Credentials) -> String {
-    let raw = format!("{}:{}", c.username, c.password);
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    )
 }
 
 /// What probing a registry's `/v2/` got.
@@ -421,53 +440,6 @@ fn registry_message(body: &str) -> Option<String> {
     }))
 }
 
-fn parse_challenge(header: &str) -> Option<Challenge> {
-    let (scheme, rest) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
-    if scheme.eq_ignore_ascii_case("basic") {
-        return Some(Challenge::Basic);
-    }
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let mut realm = None;
-    let mut service = None;
-    for part in split_params(rest) {
-        if let Some((k, v)) = part.split_once('=') {
-            let v = v.trim().trim_matches('"').to_string();
-            match k.trim().to_ascii_lowercase().as_str() {
-                "realm" => realm = Some(v),
-                "service" => service = Some(v),
-                _ => {}
-            }
-        }
-    }
-    Some(Challenge::Bearer {
-        realm: realm?,
-        service,
-    })
-}
-
-/// Split `a="x,y",b=z` on commas outside quotes.
-fn split_params(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    for c in s.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                cur.push(c);
-            }
-            ',' if !quoted => out.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    if !cur.trim().is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
 /// True for registries on this machine, which may speak plain HTTP.
 pub fn is_loopback(host: &str) -> bool {
     let name = if let Some(rest) = host.strip_prefix('[') {
@@ -556,125 +528,4 @@ fn insecure_tls() -> rustls::ClientConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_bearer_and_basic_challenges() {
-        match parse_challenge(
-            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a:pull""#,
-        ) {
-            Some(Challenge::Bearer { realm, service }) => {
-                assert_eq!(realm, "https://auth.example/token");
-                assert_eq!(service.as_deref(), Some("registry.example"));
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            parse_challenge(r#"Basic realm="Registry""#),
-            Some(Challenge::Basic)
-        ));
-        assert!(parse_challenge("Negotiate").is_none());
-    }
-
-    #[test]
-    fn insecure_registries_fall_back_to_plain_http_only_without_a_tls_connection() {
-        use ureq::ErrorKind;
-        assert!(falls_back_to_plain_http(Probe::NoAnswer(
-            ErrorKind::ConnectionFailed
-        )));
-        for status in [200, 301, 401, 403, 404, 500, 503] {
-            assert!(
-                !falls_back_to_plain_http(Probe::Answered(status)),
-                "HTTP {status}"
-            );
-        }
-        for kind in [ErrorKind::Dns, ErrorKind::Io, ErrorKind::BadStatus] {
-            assert!(!falls_back_to_plain_http(Probe::NoAnswer(kind)), "{kind:?}");
-        }
-    }
-
-    /// A server on 127.0.0.1 that speaks plain HTTP: it gives `answer` to whatever arrives
-    /// (a TLS ClientHello included), then hangs up; `connections` times.
-    fn plain_http_server(answer: &'static [u8], connections: usize) -> u16 {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().take(connections) {
-                let Ok(mut conn) = conn else { continue };
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-                let _ = std::io::Read::read(&mut conn, &mut [0u8; 4096]);
-                let _ = std::io::Write::write_all(&mut conn, answer);
-            }
-        });
-        port
-    }
-
-    #[test]
-    fn probes_tell_a_missing_tls_connection_from_an_answer() {
-        let port = plain_http_server(
-            b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            2,
-        );
-        let agent = agent(true, 0);
-        // TLS to a plain HTTP server: the handshake fails, no TLS connection.
-        let tls = probe_once(&agent, &format!("https://127.0.0.1:{port}/v2/"));
-        assert_eq!(tls, Probe::NoAnswer(ureq::ErrorKind::ConnectionFailed));
-        assert!(falls_back_to_plain_http(tls));
-        // The same server in plain HTTP: an answer, the 401 included.
-        let plain = probe_once(&agent, &format!("http://127.0.0.1:{port}/v2/"));
-        assert_eq!(plain, Probe::Answered(401));
-        assert!(!falls_back_to_plain_http(plain));
-    }
-
-    #[test]
-    fn probes_do_not_follow_redirects() {
-        // Where the redirect leads cannot be reached: following it would look like no
-        // connection at all.
-        let port = plain_http_server(
-            b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:1/v2/\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            1,
-        );
-        let plain = probe_once(&agent(true, 0), &format!("http://127.0.0.1:{port}/v2/"));
-        assert_eq!(plain, Probe::Answered(307));
-    }
-
-    #[test]
-    fn loopback_hosts() {
-        assert!(is_loopback("127.0.0.1:5000"));
-        assert!(is_loopback("localhost:5000"));
-        assert!(is_loopback("[::1]:5000"));
-        assert!(!is_loopback("registry.example:5000"));
-        assert!(is_loopback("127.0.0.2:5000"));
-        assert!(!is_loopback("127.evil.example:5000"));
-        assert!(!is_loopback("127.0.0.1.nip.io:443"));
-    }
-
-    #[test]
-    fn credentials_in_registry_errors_are_not_printed() {
-        let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad header Basic dXNlcjpodW50ZXIy for user"}]}"#;
-        let said = registry_message(body).unwrap();
-        assert!(!said.contains("dXNlcjpodW50ZXIy"), "{said}");
-        assert!(
-            said.contains("[redacted]") && said.contains("UNAUTHORIZED"),
-            "{said}"
-        );
-        let token = r#"{"errors":[{"message":"token eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2ln expired"}]}"#;
-        assert!(!registry_message(token).unwrap().contains("eyJhbGci"));
-        // Digests and ordinary words stay.
-        let plain =
-            r#"{"errors":[{"message":"blob sha256:0123456789abcdef0123456789abcdef unknown"}]}"#;
-        assert!(registry_message(plain)
-            .unwrap()
-            .contains("sha256:0123456789abcdef"));
-    }
-
-    #[test]
-    fn registry_errors_read_the_json_message() {
-        let body = r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#;
-        assert_eq!(
-            registry_message(body).unwrap(),
-            "manifest unknown (MANIFEST_UNKNOWN)"
-        );
-    }
-}
+mod tests;
