@@ -122,17 +122,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that write an archive or a filesystem to standard output: when its reader
+    // goes away, what it got is incomplete, and that is an error. For listings (`images |
+    // head`) it is not.
+    let writes_a_stream = matches!(
+        cli.command,
+        Command::Save(_) | Command::Export(_) | Command::Copy(_) | Command::Inventory(_)
+    );
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if e.chain().any(|c| {
+            let broken_pipe = e.chain().any(|c| {
                 c.downcast_ref::<airlock_core::Error>()
                     .is_some_and(|e| e.is_broken_pipe())
                     || c.downcast_ref::<std::io::Error>()
                         .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-            }) {
+            });
+            if broken_pipe && !writes_a_stream {
                 // The reader went away (`| head`): not an error.
                 return ExitCode::SUCCESS;
+            }
+            if broken_pipe {
+                eprintln!("airlock: error: the program reading standard output stopped before the output was complete; nothing was changed, run the command again into a reader that takes it all (or use -o FILE)");
+                return ExitCode::FAILURE;
             }
             hints::report(&e);
             ExitCode::FAILURE

@@ -14,7 +14,8 @@ fn store_with_app() -> (tempfile::TempDir, Airlock, std::path::PathBuf) {
     write_docker_archive(
         &archive,
         "app:1",
-        &[layer_with_file("f.bin", &noise(50_000, 7))],
+        // Larger than a pipe's buffer: a closed reader is always noticed.
+        &[layer_with_file("f.bin", &noise(300_000, 7))],
     );
     let airlock = Airlock::new(&dir.path().join("store"));
     airlock.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
@@ -99,4 +100,37 @@ fn layout_files_are_readable_by_others() {
         let mode = e.unwrap().metadata().unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o644);
     }
+}
+
+#[test]
+fn an_archive_into_a_closed_pipe_is_an_error_and_a_bare_output_name_works() {
+    // `airlock save img | consumer` where the consumer dies: the archive never arrived
+    // whole, which a script must be able to see.
+    let (dir, airlock, _) = store_with_app();
+    for args in [&["save", "app:1"][..], &["export", "app:1"]] {
+        let mut child = airlock
+            .cmd()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("stopped before the output was complete"),
+            "{stderr}"
+        );
+    }
+    // A bare file name is written in the current directory.
+    let status = airlock
+        .cmd()
+        .args(["inventory", "-o", "inv.json"])
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(dir.path().join("inv.json").is_file());
 }

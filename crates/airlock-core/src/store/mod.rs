@@ -462,10 +462,8 @@ pub fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::io("sync", tmp.path(), e))?;
     tmp.persist(dest)
         .map_err(|e| Error::io("replace", dest, e.error))?;
-    if let Some(parent) = dest.parent() {
-        sync_dir(parent)?;
-    }
-    Ok(())
+    // A bare file name's directory is ".", not "".
+    durable::sync_parent(dest).map_err(|e| Error::io("sync the directory of", dest, e))
 }
 
 /// fsync a directory so renames into it survive a crash.
