@@ -203,3 +203,62 @@ fn an_entry_below_a_lower_layers_symlink_or_file_makes_it_a_directory_as_in_dock
     let root = a.store.join("containers/w/rootfs");
     assert_eq!(dir_shape(&root, &tops), docker_sees, "airlock create");
 }
+
+#[test]
+fn a_layer_at_a_path_of_its_own_choosing_loads_as_skopeo_reads_it() {
+    require_tool("skopeo");
+    let dir = scratch();
+    let layer = layer_with_file("hello", b"hi\n");
+    let diff_id = crate::util::sha256(&layer);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": "config.json", "RepoTags": ["paths:1"], "Layers": ["layers/layer0.tar"],
+    }]))
+    .unwrap();
+    let archive = dir.path().join("paths.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&archive).unwrap());
+    for (p, data) in [
+        ("config.json", &config),
+        ("layers/layer0.tar", &layer),
+        ("manifest.json", &manifest),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, p, &data[..]).unwrap();
+    }
+    b.finish().unwrap();
+    drop(b);
+
+    let out = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            &format!("docker-archive:{}", archive.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let skopeo: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a = Airlock::new(&dir.path().join("store"));
+    a.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    let img = a.inspect("paths:1");
+    assert_eq!(
+        img["Layers"][0]["Digest"].as_str(),
+        skopeo["layers"][0]["digest"].as_str(),
+        "{img}"
+    );
+    assert_eq!(
+        img["Config"]["Digest"].as_str().or(img["Id"].as_str()),
+        skopeo["config"]["digest"].as_str()
+    );
+}

@@ -5,4 +5,5 @@
 mod damage;
 mod kills;
 mod leftovers;
+mod limits;
 mod races;

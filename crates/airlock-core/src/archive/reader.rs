@@ -130,9 +130,11 @@ impl<'a> Ingest<'a> {
                     .get_or_insert_with(|| raw_path.to_string());
                 self.saw_rootfs |= sniff::is_rootfs_path(path);
                 self.saw_registry_storage |= path.starts_with("docker/registry/v2");
-                // A top-level JSON file may be a config manifest.json names by any name
-                // (jib writes `config.json`): kept, without making the input an archive.
-                Ok(!is_dir && !path.contains('/') && path.ends_with(".json"))
+                // manifest.json may name a config or layer by any path (jib writes
+                // `config.json`, others `layers/layer0.tar`; skopeo reads them): a file
+                // outside a root filesystem's directories is kept, without making the input
+                // an archive.
+                Ok(!is_dir && !sniff::is_rootfs_path(path))
             }
             EntryKind::ArchiveDir => Ok(false),
             EntryKind::ImageArchive => {

@@ -16,6 +16,8 @@ use crate::digest::{self, CopyError, Digest};
 use crate::error::{Error, Result};
 
 const OWNER_FILE: &str = ".owner";
+/// Staged blobs waiting for their fsync at most (each holds an open file).
+const SYNC_QUEUE: usize = 64;
 
 /// A directory of verified blobs waiting to be committed. Removed when dropped.
 pub struct Staging {
@@ -30,13 +32,15 @@ pub struct Staging {
 /// fsyncs staged blobs on a helper thread, so flushing blob N to disk overlaps with
 /// writing blob N+1; [`Staging::wait_synced`] waits for all of it before a commit.
 struct Syncer {
-    files: mpsc::Sender<(File, PathBuf)>,
+    files: mpsc::SyncSender<(File, PathBuf)>,
     done: JoinHandle<Result<()>>,
 }
 
 impl Syncer {
     fn start() -> Syncer {
-        let (files, rx) = mpsc::channel::<(File, PathBuf)>();
+        // Bounded: each queued blob is an open file, and 100,000 small blobs would run out
+        // of descriptors (EMFILE). A full queue makes the writer wait for the disk.
+        let (files, rx) = mpsc::sync_channel::<(File, PathBuf)>(SYNC_QUEUE);
         let done = std::thread::spawn(move || {
             for (f, path) in rx {
                 f.sync_all().map_err(|e| Error::io("sync", path, e))?;

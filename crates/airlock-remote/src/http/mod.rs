@@ -445,3 +445,17 @@ impl<R: BufRead> Read for ChunkedReader<R> {
 
 #[cfg(test)]
 mod tests;
+
+/// True for registries on this machine, which may speak plain HTTP.
+pub fn is_loopback(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+    };
+    // A real loopback address, not a name that merely starts like one (`127.evil.com`).
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}

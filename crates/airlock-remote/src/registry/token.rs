@@ -10,7 +10,7 @@ use std::io::Read;
 use base64::Engine as _;
 
 use super::auth::Credentials;
-use super::client::{encode, is_loopback};
+use crate::http::{is_loopback, percent_encode as encode};
 use crate::{RemoteError, Result};
 
 /// The largest token answer read (real ones are a few KiB).

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use super::auth::Credentials;
 use super::token::{self, basic_header, parse_challenge, Challenge, TokenRequest};
+pub use crate::http::is_loopback;
 pub use crate::http::percent_encode as encode;
 use crate::{RemoteError, Result};
 
@@ -438,20 +439,6 @@ fn registry_message(body: &str) -> Option<String> {
     } else {
         format!("{msg} ({code})")
     }))
-}
-
-/// True for registries on this machine, which may speak plain HTTP.
-pub fn is_loopback(host: &str) -> bool {
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
-    } else {
-        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
-    };
-    // A real loopback address, not a name that merely starts like one (`127.evil.com`).
-    name == "localhost"
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// What a registry said, with anything shaped like a credential taken out: some echo the
