@@ -6,6 +6,7 @@
 //! [`crate::transport::ImageDestination`].
 
 pub mod file;
+pub mod guard;
 pub mod reader;
 pub mod resolve;
 pub mod sniff;

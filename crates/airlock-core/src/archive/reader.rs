@@ -344,10 +344,10 @@ pub fn read_archive(input: &mut dyn Read, dest: &dyn ImageDestination) -> Result
             looks_like: sniff::describe_non_tar(&head, head.len()),
         });
     }
-    let mut archive = tar::Archive::new(EofWatch {
+    let mut archive = tar::Archive::new(super::guard::RecordCap::new(EofWatch {
         inner: rest,
         hit_eof: false,
-    });
+    }));
     let mut ingest = Ingest::new(dest);
     let mut strict = super::strict::Strict::default();
     for entry in archive.entries().map_err(bad_tar)? {
@@ -377,7 +377,7 @@ pub fn read_archive(input: &mut dyn Read, dest: &dyn ImageDestination) -> Result
     ingest.judge()?;
     // The tar reader stops at the end-of-archive marker without reading past it; running
     // into the end of the stream instead means the archive was cut at a file boundary.
-    let mut rest = archive.into_inner();
+    let mut rest = archive.into_inner().inner;
     ingest.contents.cut_short = rest.hit_eof;
     // Read on a little: a compressed stream's checksum sits in its last bytes, and a writer
     // on the other end of a pipe should not die of SIGPIPE over the tar's block padding. Not
@@ -492,6 +492,10 @@ fn check_len(path: &str, expected: u64, actual: u64) -> Result<()> {
 }
 
 fn bad_tar(e: io::Error) -> Error {
+    let e = match Error::from_carried(e) {
+        Ok(carried) => return carried,
+        Err(e) => e,
+    };
     if e.kind() == io::ErrorKind::UnexpectedEof {
         Error::Truncated {
             detail: "the stream ended inside a tar header".into(),

@@ -297,3 +297,23 @@ fn a_layout_directory_is_read_only_within_itself() {
         Err(Error::OutsideInput { .. })
     ));
 }
+
+#[test]
+fn a_long_name_record_claiming_gigabytes_is_refused_before_it_is_read() {
+    // 3 GiB claimed, a few KiB present: the tar crate would allocate and read it whole.
+    let mut h = tar::Header::new_gnu();
+    h.set_path("././@LongLink").unwrap();
+    h.set_size(3 << 30);
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.set_cksum();
+    let mut tar = h.as_bytes().to_vec();
+    tar.extend(vec![b'x'; 8192]);
+    match read_bytes(tar) {
+        Err(Error::AmbiguousArchive { entry, detail }) => {
+            assert!(entry.ends_with("@LongLink"), "{entry}");
+            assert!(detail.contains("1 MiB"), "{detail}");
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("read"),
+    }
+}
