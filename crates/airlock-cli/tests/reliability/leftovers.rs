@@ -134,3 +134,32 @@ fn an_archive_into_a_closed_pipe_is_an_error_and_a_bare_output_name_works() {
     assert!(status.success());
     assert!(dir.path().join("inv.json").is_file());
 }
+
+#[test]
+fn a_layout_whose_blobs_directory_is_a_link_elsewhere_is_refused() {
+    let (dir, airlock, _) = store_with_app();
+    let layout = dir.path().join("layout");
+    let elsewhere = dir.path().join("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    fs::create_dir_all(&layout).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, layout.join("blobs")).unwrap();
+    let err = airlock.fails(&["copy", "app:1", &format!("oci:{}", layout.display())]);
+    assert!(err.contains("is a symbolic link"), "{err}");
+    assert_eq!(
+        walk(&elsewhere),
+        Vec::<String>::new(),
+        "written through the link"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        out.push(e.file_name().to_string_lossy().into_owned());
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}

@@ -211,6 +211,25 @@ impl crate::graph::Candidate for SourceImage {
     }
 }
 
+/// Refuse a destination directory whose `rels` (below `base`) are symbolic links: blobs
+/// written "into the layout" would land wherever the link points.
+pub(crate) fn refuse_linked_dirs(base: &std::path::Path, rels: &[&str]) -> Result<()> {
+    for rel in rels {
+        let p = base.join(rel);
+        if fs_is_symlink(&p) {
+            return Err(Error::Usage(format!(
+                "{} is a symbolic link; a layout airlock writes holds its files itself: remove the link or write to another directory",
+                p.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn fs_is_symlink(p: &std::path::Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
+}
+
 /// Write a blob the copy engine is verifying into `dir` under a temporary name, fsync it,
 /// and rename it to `name_of(digest)` once the reader has proved the digest: what every
 /// directory destination (an OCI layout, a `dir:` layout) does with a blob.

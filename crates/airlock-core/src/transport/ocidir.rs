@@ -59,6 +59,7 @@ impl ImageDestination for OciDirDestination {
 
     fn begin(&mut self, _images: &[SourceImage]) -> Result<()> {
         let blobs = self.dir.join("blobs/sha256");
+        super::refuse_linked_dirs(&self.dir, &["blobs", "blobs/sha256"])?;
         fs::create_dir_all(&blobs).map_err(|e| Error::io("create", &blobs, e))?;
         Ok(())
     }
