@@ -3,13 +3,13 @@
 //! `-i X` when only the volumes exist) joins them back. Volumes are plain byte slices of one
 //! archive, so `cat X.* > X` joins them too.
 
-use crate::store::durable;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::store::durable;
 
 fn usage(msg: String) -> Error {
     Error::Usage(msg)
@@ -45,6 +45,28 @@ pub fn parse_size(s: &str) -> Result<u64> {
         return Err(usage("--split needs a size above zero".into()));
     }
     Ok(n * mult)
+}
+
+/// The volumes (`X.000`, `X.001`, ...) of any archive named `base` in `dir`.
+fn old_volumes(base: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
+    let Some(stem) = base.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Ok(Vec::new());
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("read", dir, e)),
+    };
+    Ok(entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix(&stem)
+                .and_then(|rest| rest.strip_prefix('.'))
+                .is_some_and(|n| n.len() >= 3 && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(|e| e.path())
+        .collect())
 }
 
 fn volume_path(base: &Path, i: usize) -> PathBuf {
@@ -134,13 +156,14 @@ impl SplitWriter {
                 .sync_all()
                 .map_err(|e| Error::io("sync", part.path(), e))?;
         }
-        let mut old = 0;
-        while volume_path(&self.base, old).exists() {
-            let p = volume_path(&self.base, old);
-            std::fs::remove_file(&p).map_err(|e| Error::io("remove", &p, e))?;
-            old += 1;
+        // Every `X.NNN`, not only an unbroken run from `X.000`: a save killed while it
+        // removed them leaves a gap, and a later, shorter archive must not be joined with
+        // what lies beyond it.
+        let stale = old_volumes(&self.base, &self.dir)?;
+        for p in &stale {
+            std::fs::remove_file(p).map_err(|e| Error::io("remove", p, e))?;
         }
-        if old > 0 {
+        if !stale.is_empty() {
             durable::sync_parent(&self.base).map_err(|e| Error::io("sync", &self.dir, e))?;
         }
         let names: Vec<PathBuf> = (0..self.parts.len())
@@ -247,5 +270,22 @@ mod tests {
             assert_eq!(back, data);
             assert_eq!(total, data.len() as u64);
         }
+    }
+
+    #[test]
+    fn stale_volumes_beyond_a_gap_are_removed_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("x.tar");
+        // What a save killed while removing an older, longer set leaves: no X.000.
+        for i in [1, 2] {
+            std::fs::write(volume_path(&base, i), b"stale").unwrap();
+        }
+        std::fs::write(dir.path().join("x.tar.notes"), b"not a volume").unwrap();
+        let mut w = SplitWriter::new(&base, 1 << 20);
+        w.write_all(b"new archive").unwrap();
+        let names = w.finish().unwrap();
+        assert_eq!(names, vec![volume_path(&base, 0)]);
+        assert!(!volume_path(&base, 1).exists() && !volume_path(&base, 2).exists());
+        assert!(dir.path().join("x.tar.notes").exists());
     }
 }
