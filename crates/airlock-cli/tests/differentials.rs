@@ -262,3 +262,155 @@ fn a_layer_at_a_path_of_its_own_choosing_loads_as_skopeo_reads_it() {
         skopeo["config"]["digest"].as_str()
     );
 }
+
+/// The files of a one-image docker-archive (config, layer) and its manifest.json entry.
+fn docker_image_files(tag: &str, content: &[u8]) -> (Vec<(String, Vec<u8>)>, serde_json::Value) {
+    let layer = layer_with_file("f", content);
+    let diff_id = crate::util::sha256(&layer);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    }))
+    .unwrap();
+    let cfg = format!("{}.json", &crate::util::sha256(&config)[7..]);
+    let lay = format!("{}/layer.tar", &diff_id[7..]);
+    let entry = serde_json::json!({"Config": cfg, "RepoTags": [tag], "Layers": [lay]});
+    (vec![(cfg, config), (lay, layer)], entry)
+}
+
+#[test]
+fn two_manifest_json_entries_are_read_differently_by_docker_and_skopeo_and_airlock_refuses() {
+    require_tool("docker");
+    require_tool("skopeo");
+    let dir = scratch();
+    let tag = format!("airlock-dup-{}:1", std::process::id());
+    let (mut files, first) = docker_image_files(&tag, b"first\n");
+    let (second_files, second) = docker_image_files(&tag, b"second\n");
+    files.extend(second_files);
+    files.push((
+        "manifest.json".into(),
+        serde_json::to_vec(&[&first]).unwrap(),
+    ));
+    files.push((
+        "manifest.json".into(),
+        serde_json::to_vec(&[&second]).unwrap(),
+    ));
+    let archive = dir.path().join("dup.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&archive).unwrap());
+    for (p, data) in &files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, p, &data[..]).unwrap();
+    }
+    b.finish().unwrap();
+    drop(b);
+    let config_of = |entry: &serde_json::Value| {
+        format!(
+            "sha256:{}",
+            entry["Config"].as_str().unwrap().trim_end_matches(".json")
+        )
+    };
+
+    // skopeo takes the first manifest.json ...
+    let out = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--config",
+            "--raw",
+            &format!("docker-archive:{}", archive.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        crate::util::sha256(&out.stdout),
+        config_of(&first),
+        "skopeo"
+    );
+    // ... docker the last: the same bytes are two images.
+    let loaded = docker(&["load", "-i", archive.to_str().unwrap()]);
+    let id = docker(&["image", "inspect", "-f", "{{.Id}}", &tag]);
+    let _ = docker(&["rmi", "-f", &tag]);
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&id.stdout).trim(),
+        config_of(&second),
+        "docker"
+    );
+
+    // airlock refuses, naming the entry, and loads nothing.
+    let a = Airlock::new(&dir.path().join("store"));
+    a.ok(&["images"]);
+    let before = tree_hash(&a.store);
+    for cmd in ["verify", "load"] {
+        let err = a.fails(&[cmd, "-i", archive.to_str().unwrap()]);
+        assert!(
+            err.contains("entry 'manifest.json'") && err.contains("twice"),
+            "{err}"
+        );
+    }
+    assert_eq!(tree_hash(&a.store), before);
+}
+
+#[test]
+fn an_absolute_manifest_json_is_loaded_by_docker_not_by_skopeo_and_airlock_refuses() {
+    require_tool("docker");
+    require_tool("skopeo");
+    let dir = scratch();
+    let tag = format!("airlock-abs-{}:1", std::process::id());
+    let (mut files, entry) = docker_image_files(&tag, b"absolute\n");
+    files.push((
+        "/manifest.json".into(),
+        serde_json::to_vec(&[&entry]).unwrap(),
+    ));
+    let archive = dir.path().join("abs.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&archive).unwrap());
+    for (p, data) in &files {
+        let mut h = tar::Header::new_ustar();
+        // Written as given: the tar crate would refuse to write an absolute name.
+        h.as_old_mut().name[..p.len()].copy_from_slice(p.as_bytes());
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, &data[..]).unwrap();
+    }
+    b.finish().unwrap();
+    drop(b);
+
+    let skopeo = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            &format!("docker-archive:{}", archive.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !skopeo.status.success(),
+        "skopeo found the absolute manifest.json"
+    );
+    let loaded = docker(&["load", "-i", archive.to_str().unwrap()]);
+    let _ = docker(&["rmi", "-f", &tag]);
+    assert!(
+        loaded.status.success(),
+        "docker: {}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+
+    let a = Airlock::new(&dir.path().join("store"));
+    let err = a.fails(&["verify", "-i", archive.to_str().unwrap()]);
+    assert!(
+        err.contains("'/manifest.json'") && err.contains("absolute"),
+        "{err}"
+    );
+}
