@@ -414,3 +414,62 @@ fn an_absolute_manifest_json_is_loaded_by_docker_not_by_skopeo_and_airlock_refus
         "{err}"
     );
 }
+
+#[test]
+fn a_contiguous_file_entry_is_read_by_skopeo_refused_by_docker_and_by_airlock() {
+    require_tool("docker");
+    require_tool("skopeo");
+    let dir = scratch();
+    let tag = format!("airlock-contig-{}:1", std::process::id());
+    let (mut files, entry) = docker_image_files(&tag, b"contiguous\n");
+    files.push((
+        "manifest.json".into(),
+        serde_json::to_vec(&[&entry]).unwrap(),
+    ));
+    let archive = dir.path().join("contig.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&archive).unwrap());
+    for (p, data) in &files {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(p).unwrap();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Continuous); // type '7'
+        h.set_cksum();
+        b.append(&h, &data[..]).unwrap();
+    }
+    b.finish().unwrap();
+    drop(b);
+    let config = format!(
+        "sha256:{}",
+        entry["Config"].as_str().unwrap().trim_end_matches(".json")
+    );
+
+    // skopeo reads the entries as regular files ...
+    let skopeo = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--config",
+            "--raw",
+            &format!("docker-archive:{}", archive.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        skopeo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&skopeo.stderr)
+    );
+    assert_eq!(crate::util::sha256(&skopeo.stdout), config);
+    // ... docker refuses the archive.
+    let loaded = docker(&["load", "-i", archive.to_str().unwrap()]);
+    let _ = docker(&["rmi", "-f", &tag]);
+    assert!(
+        !loaded.status.success(),
+        "docker loaded a contiguous-file archive"
+    );
+
+    // airlock, which promises the far side loads what it verified, refuses.
+    let a = Airlock::new(&dir.path().join("store"));
+    let err = a.fails(&["verify", "-i", archive.to_str().unwrap()]);
+    assert!(err.contains("contiguous"), "{err}");
+}

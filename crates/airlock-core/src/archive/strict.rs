@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 /// What an entry is, once it passed the checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// Regular file (also the `7` contiguous type, which Go reads as one).
+    /// Regular file.
     File,
     /// Directory.
     Dir,
@@ -62,7 +62,13 @@ impl Strict {
             .size()
             .map_err(|e| ambiguous(raw_path, format!("its size field is unreadable ({e})")))?;
         let kind = match header.entry_type() {
-            EntryType::Regular | EntryType::Continuous => Kind::File,
+            EntryType::Regular => Kind::File,
+            EntryType::Continuous => {
+                return Err(ambiguous(
+                    raw_path,
+                    "it is a contiguous file (entry type '7'): docker refuses such an archive while podman and skopeo read the entry as a regular file",
+                ))
+            }
             EntryType::Directory => Kind::Dir,
             EntryType::Symlink => Kind::Symlink,
             EntryType::Link => Kind::HardLink,
