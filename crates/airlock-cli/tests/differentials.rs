@@ -278,6 +278,33 @@ fn docker_image_files(tag: &str, content: &[u8]) -> (Vec<(String, Vec<u8>)>, ser
     (vec![(cfg, config), (lay, layer)], entry)
 }
 
+/// The config digest a manifest.json entry names (`<hex>.json`).
+fn config_digest(entry: &serde_json::Value) -> String {
+    format!(
+        "sha256:{}",
+        entry["Config"].as_str().unwrap().trim_end_matches(".json")
+    )
+}
+
+/// The digest of the config skopeo reads from a docker-archive.
+fn skopeo_config_digest(archive: &std::path::Path) -> String {
+    let out = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--config",
+            "--raw",
+            &format!("docker-archive:{}", archive.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    crate::util::sha256(&out.stdout)
+}
+
 #[test]
 fn two_manifest_json_entries_are_read_differently_by_docker_and_skopeo_and_airlock_refuses() {
     require_tool("docker");
@@ -306,33 +333,10 @@ fn two_manifest_json_entries_are_read_differently_by_docker_and_skopeo_and_airlo
     }
     b.finish().unwrap();
     drop(b);
-    let config_of = |entry: &serde_json::Value| {
-        format!(
-            "sha256:{}",
-            entry["Config"].as_str().unwrap().trim_end_matches(".json")
-        )
-    };
+    let config_of = config_digest;
 
     // skopeo takes the first manifest.json ...
-    let out = Command::new("skopeo")
-        .args([
-            "inspect",
-            "--config",
-            "--raw",
-            &format!("docker-archive:{}", archive.display()),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        crate::util::sha256(&out.stdout),
-        config_of(&first),
-        "skopeo"
-    );
+    assert_eq!(skopeo_config_digest(&archive), config_of(&first), "skopeo");
     // ... docker the last: the same bytes are two images.
     let loaded = docker(&["load", "-i", archive.to_str().unwrap()]);
     let id = docker(&["image", "inspect", "-f", "{{.Id}}", &tag]);
@@ -439,27 +443,10 @@ fn a_contiguous_file_entry_is_read_by_skopeo_refused_by_docker_and_by_airlock() 
     }
     b.finish().unwrap();
     drop(b);
-    let config = format!(
-        "sha256:{}",
-        entry["Config"].as_str().unwrap().trim_end_matches(".json")
-    );
+    let config = config_digest(&entry);
 
     // skopeo reads the entries as regular files ...
-    let skopeo = Command::new("skopeo")
-        .args([
-            "inspect",
-            "--config",
-            "--raw",
-            &format!("docker-archive:{}", archive.display()),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        skopeo.status.success(),
-        "{}",
-        String::from_utf8_lossy(&skopeo.stderr)
-    );
-    assert_eq!(crate::util::sha256(&skopeo.stdout), config);
+    assert_eq!(skopeo_config_digest(&archive), config);
     // ... docker refuses the archive.
     let loaded = docker(&["load", "-i", archive.to_str().unwrap()]);
     let _ = docker(&["rmi", "-f", &tag]);
