@@ -34,12 +34,17 @@ impl Ctr {
         }
     }
 
-    pub(crate) fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("ctr")
+    /// Run `ctr` in this namespace, whatever it answers.
+    pub(crate) fn output(&self, args: &[&str]) -> std::process::Output {
+        Command::new("ctr")
             .args(["--address", SOCKET, "-n", &self.namespace])
             .args(args)
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    pub(crate) fn run(&self, args: &[&str]) -> String {
+        let out = self.output(args);
         assert!(
             out.status.success(),
             "ctr {args:?} failed: {}{}",

@@ -79,3 +79,45 @@ pub(super) fn check_config(v: &serde_json::Value, path: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// The deepest nesting airlock reads: serde_json's own limit, so that every document read
+/// also parses whole (and gets the key checks above). Go stops at 10,000, so what Go refuses
+/// airlock refuses too; real manifests and configs nest a few levels.
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// Refuse a document nested deeper than [`MAX_JSON_DEPTH`], before a parser that skips
+/// unknown fields without counting their depth would accept what Go refuses.
+pub fn check_depth(bytes: &[u8], path: &str, what: &'static str) -> Result<()> {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if deepest > MAX_JSON_DEPTH {
+        return Err(Error::BadMetadata {
+            path_in_archive: path.to_string(),
+            what,
+            detail: format!(
+                "it is nested {deepest} levels deep; airlock reads at most {MAX_JSON_DEPTH} (docker refuses past 10000), and no image tool writes such a document"
+            ),
+        });
+    }
+    Ok(())
+}

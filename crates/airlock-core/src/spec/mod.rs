@@ -403,6 +403,7 @@ pub fn parse_document(bytes: &[u8], path: &str) -> Result<Document> {
         what: "image manifest or index",
         detail,
     };
+    go_keys::check_depth(bytes, path, "image manifest or index")?;
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
     go_keys::check_document(&value, path)?;
     let mt = value
@@ -422,10 +423,12 @@ pub fn parse_document(bytes: &[u8], path: &str) -> Result<Document> {
 
 /// Parse an image config, named `path` in messages, refusing keys Go would read otherwise.
 pub fn parse_config(bytes: &[u8], path: &str) -> Result<ConfigView> {
-    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) {
-        go_keys::check_config(&v, path)?;
-    }
-    parse_json(bytes, path, "image config")
+    let view = parse_json(bytes, path, "image config")?;
+    // parse_json checked the depth, so valid JSON also parses as a Value: the key check
+    // is never skipped.
+    let value: serde_json::Value = parse_json(bytes, path, "image config")?;
+    go_keys::check_config(&value, path)?;
+    Ok(view)
 }
 
 /// Parse JSON bytes into `T`, naming the file and what it should be in the error.
@@ -434,6 +437,7 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
     path: &str,
     what: &'static str,
 ) -> Result<T> {
+    go_keys::check_depth(bytes, path, what)?;
     serde_json::from_slice(bytes).map_err(|e| Error::BadMetadata {
         path_in_archive: path.to_string(),
         what,
@@ -451,115 +455,4 @@ pub fn uncompressed_layer_type(manifest_media_type: &str) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn manifest_json_keys_match_as_docker_matches_them() {
-        // jib's spelling, a duplicate (the last wins, as in Go) and nulls for lists.
-        let text = br#"[{"config":"a.json","repoTags":null,"Layers":["x.tar"],"layers":["y.tar"]},
-                        {"CONFIG":"b.json","Layers":null}]"#;
-        let entries: Vec<DockerArchiveEntry> = serde_json::from_slice(text).unwrap();
-        assert_eq!(entries[0].config, "a.json");
-        assert!(entries[0].repo_tags.is_empty());
-        assert_eq!(entries[0].layers, ["y.tar"]);
-        assert_eq!(entries[1].config, "b.json");
-        assert!(entries[1].layers.is_empty());
-        let e =
-            serde_json::from_slice::<Vec<DockerArchiveEntry>>(br#"[{"Layers":[]}]"#).unwrap_err();
-        assert!(e.to_string().contains("Config"), "{e}");
-        // Written back with Docker's own names.
-        let out = serde_json::to_string(&entries[0]).unwrap();
-        assert!(
-            out.contains(r#""Config":"a.json""#) && out.contains(r#""RepoTags":[]"#),
-            "{out}"
-        );
-    }
-
-    #[test]
-    fn artifacts_are_told_from_images_by_type_config_and_layers() {
-        let m = |artifact: Option<&str>, config: &str, layer: &str| Manifest {
-            schema_version: 2,
-            media_type: Some(media_type::OCI_MANIFEST.into()),
-            config: Descriptor::new(config, Digest::of(b"c"), 1),
-            layers: vec![Descriptor::new(layer, Digest::of(b"l"), 1)],
-            annotations: None,
-            artifact_type: artifact.map(str::to_string),
-            subject: None,
-        };
-        let tar = media_type::OCI_LAYER_GZIP;
-        assert_eq!(m(None, media_type::OCI_CONFIG, tar).artifact_type(), None);
-        assert_eq!(
-            m(
-                None,
-                media_type::DOCKER_CONFIG,
-                media_type::DOCKER_LAYER_GZIP
-            )
-            .artifact_type(),
-            None
-        );
-        // Old writers leave the config's media type out: still an image.
-        assert_eq!(m(None, "", tar).artifact_type(), None);
-        // OCI 1.1 artifactType wins.
-        let sbom = m(
-            Some("application/spdx+json"),
-            media_type::OCI_EMPTY,
-            "application/spdx+json",
-        );
-        assert_eq!(
-            sbom.artifact_type().as_deref(),
-            Some("application/spdx+json")
-        );
-        // Without it, the config's type (a Helm chart) ...
-        let helm = "application/vnd.cncf.helm.config.v1+json";
-        assert_eq!(m(None, helm, tar).artifact_type().as_deref(), Some(helm));
-        // ... or, under an image config, a layer that is no filesystem (cosign, in-toto).
-        let cosign = "application/vnd.dev.cosign.simplesigning.v1+json";
-        assert_eq!(
-            m(None, media_type::OCI_CONFIG, cosign)
-                .artifact_type()
-                .as_deref(),
-            Some(cosign)
-        );
-    }
-
-    #[test]
-    fn keys_go_would_match_ignoring_case_are_refused() {
-        let d = format!(
-            r#"{{"mediaType":"x","digest":"{}","size":1}}"#,
-            Digest::of(b"c")
-        );
-        // docker reads `Layers` as the layers; serde would not: refused, naming the key.
-        let m = format!(r#"{{"schemaVersion":2,"config":{d},"layers":[],"Layers":[{d}]}}"#);
-        let e = parse_document(m.as_bytes(), "m").err().unwrap().to_string();
-        assert!(e.contains("\"Layers\"") && e.contains("\"layers\""), "{e}");
-        let m = format!(
-            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"x","Digest":"{}","size":1}}]}}"#,
-            Digest::of(b"c")
-        );
-        assert!(parse_document(m.as_bytes(), "i").is_err());
-        let c =
-            br#"{"architecture":"amd64","os":"linux","RootFS":{"type":"layers","diff_ids":[]}}"#;
-        assert!(parse_config(c, "c").is_err());
-        // What airlock does not read (labels, annotations) may be spelt any way.
-        let c = br#"{"architecture":"amd64","os":"linux","config":{"Labels":{"OS":"x","Layers":"y"}},"rootfs":{"type":"layers","diff_ids":[]}}"#;
-        assert!(parse_config(c, "c").is_ok());
-        let m = format!(
-            r#"{{"schemaVersion":2,"config":{d},"layers":[],"annotations":{{"Layers":"x"}}}}"#
-        );
-        assert!(parse_document(m.as_bytes(), "m").is_ok());
-    }
-
-    #[test]
-    fn null_lists_are_empty_lists() {
-        let idx: Index =
-            serde_json::from_slice(br#"{"schemaVersion":2,"manifests":null}"#).unwrap();
-        assert!(idx.manifests.is_empty());
-        let c = format!(
-            r#"{{"schemaVersion":2,"config":{{"mediaType":"x","digest":"{}","size":1}},"layers":null}}"#,
-            Digest::of(b"c")
-        );
-        let m: Manifest = serde_json::from_str(&c).unwrap();
-        assert!(m.layers.is_empty());
-    }
-}
+mod tests;

@@ -7,6 +7,7 @@
 //! with its config). Every image config is checked against its name and every layer's
 //! diffID against the config; an artifact's blobs are checked by digest only.
 
+mod blobs;
 mod hybrid;
 mod legacy;
 mod lookup;
@@ -23,6 +24,7 @@ use crate::store::ANNOTATION_GENERATED;
 use crate::transport::{PlatformManifest, SourceImage};
 
 use super::reader::ArchiveContents;
+use blobs::{check_artifact_blobs, check_descriptor, EMPTY_JSON};
 use hybrid::{index_roots, match_entries};
 pub(crate) use lookup::BlobLookup;
 
@@ -463,7 +465,7 @@ fn platform_from(
     label: &str,
 ) -> Result<PlatformManifest> {
     for d in [desc, &m.config].into_iter().chain(&m.layers) {
-        check_size(lookup, d, label)?;
+        check_descriptor(lookup, d, label)?;
     }
     if m.artifact_type().is_some() {
         // An artifact (signature, SBOM, chart ...): its blobs are checked by digest as they
@@ -488,54 +490,6 @@ fn platform_from(
     })
 }
 
-/// Every blob an artifact names must be here, except foreign ones (with urls) and the empty
-/// config `{}`, which writers may leave out because everyone knows its bytes: it is made.
-fn check_artifact_blobs(lookup: &BlobLookup, m: &Manifest, label: &str) -> Result<()> {
-    for d in std::iter::once(&m.config).chain(&m.layers) {
-        if lookup.has(&d.digest)
-            || d.urls.is_some()
-            || lookup.generated.borrow().contains_key(&d.digest)
-        {
-            continue;
-        }
-        if d.digest == Digest::of(EMPTY_JSON) {
-            lookup
-                .generated
-                .borrow_mut()
-                .insert(d.digest.clone(), EMPTY_JSON.to_vec());
-            continue;
-        }
-        return Err(Error::MissingBlob {
-            referenced_by: format!("manifest {label}"),
-            missing: d.digest.to_string(),
-        });
-    }
-    Ok(())
-}
-
-/// A descriptor's size must be its blob's (containerd and registries refuse otherwise): a
-/// blob whose digest matches but whose size does not was described wrongly when written.
-fn check_size(lookup: &BlobLookup, d: &Descriptor, referenced_by: &str) -> Result<()> {
-    let found = lookup
-        .file(&format!("blobs/sha256/{}", d.digest.hex()))
-        .or_else(|| lookup.file(d.digest.hex()))
-        .map(|f| f.size);
-    match found {
-        Some(size) if size != d.size => Err(Error::BadMetadata {
-            path_in_archive: referenced_by.to_string(),
-            what: "metadata",
-            detail: format!(
-                "it gives {} a size of {} bytes, but that blob (its digest matches) is {size} bytes",
-                d.digest, d.size
-            ),
-        }),
-        _ => Ok(()),
-    }
-}
-
-/// The bytes of the OCI empty descriptor.
-const EMPTY_JSON: &[u8] = b"{}";
-
 /// One image from an `index.json` descriptor of an OCI-only archive. An index is kept as
 /// the root even when some of its manifests are absent (a one-platform save of a
 /// multi-platform image): its digest is the image's identity; `platforms` says which of
@@ -547,7 +501,7 @@ fn from_oci_descriptor(
 ) -> Result<Option<SourceImage>> {
     let label = desc.digest.to_string();
     let bytes = lookup.read(&desc.digest, "index.json")?;
-    check_size(lookup, desc, "index.json")?;
+    check_descriptor(lookup, desc, "index.json")?;
     match spec::parse_document(&bytes, &label)? {
         Document::Manifest(m) => {
             let p = platform_from(lookup, desc, *m, &label)?;

@@ -2,6 +2,10 @@
 //! Docker Engine as the oracle for what a Go reader sees: airlock refuses them, naming the
 //! entry, rather than verify one image while docker loads another.
 
+mod documents;
+mod readers;
+mod tar_headers;
+
 use std::process::Command;
 
 use crate::util::{
@@ -264,7 +268,10 @@ fn a_layer_at_a_path_of_its_own_choosing_loads_as_skopeo_reads_it() {
 }
 
 /// The files of a one-image docker-archive (config, layer) and its manifest.json entry.
-fn docker_image_files(tag: &str, content: &[u8]) -> (Vec<(String, Vec<u8>)>, serde_json::Value) {
+pub(super) fn docker_image_files(
+    tag: &str,
+    content: &[u8],
+) -> (Vec<(String, Vec<u8>)>, serde_json::Value) {
     let layer = layer_with_file("f", content);
     let diff_id = crate::util::sha256(&layer);
     let config = serde_json::to_vec(&serde_json::json!({
@@ -279,7 +286,7 @@ fn docker_image_files(tag: &str, content: &[u8]) -> (Vec<(String, Vec<u8>)>, ser
 }
 
 /// The config digest a manifest.json entry names (`<hex>.json`).
-fn config_digest(entry: &serde_json::Value) -> String {
+pub(super) fn config_digest(entry: &serde_json::Value) -> String {
     format!(
         "sha256:{}",
         entry["Config"].as_str().unwrap().trim_end_matches(".json")
