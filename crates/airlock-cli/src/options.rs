@@ -74,10 +74,26 @@ pub struct SelectArgs {
     /// Every image of the source.
     #[arg(long)]
     pub all: bool,
+    #[command(flatten)]
+    pub referrers: ReferrerArgs,
+}
+
+/// Which referrers (signatures, SBOMs, attestations) go with the chosen images: shared by
+/// `save`, `copy`, `pull` and `push`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ReferrerArgs {
     /// Leave behind the signatures, SBOMs and attestations that refer to the chosen
     /// images (by default they go with them).
     #[arg(long)]
     pub no_referrers: bool,
+    /// Keep only referrers of this artifact type (repeat for more), e.g.
+    /// `application/spdx+json` or `application/vnd.dev.cosign.simplesigning.v1+json`.
+    #[arg(
+        long = "referrer-type",
+        value_name = "TYPE",
+        conflicts_with = "no_referrers"
+    )]
+    pub referrer_types: Vec<String>,
 }
 
 /// Which platforms of a registry image: shared by `pull` and `copy`.

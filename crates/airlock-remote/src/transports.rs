@@ -27,6 +27,7 @@ use airlock_core::transport::store::{StoreDestination, StoreSource};
 use airlock_core::transport::{select, volumes, ImageDestination, ImageSource, SourceImage};
 use airlock_core::{Error, Reference};
 
+use crate::registry::discover::ReferrerChoice;
 use crate::registry::pull::{blame_registry, pull, PlatformChoice};
 use crate::registry::push::{PushReport, RegistryDestination};
 use crate::registry::{Registry, RegistryOptions, RegistryTarget};
@@ -44,6 +45,8 @@ pub struct Selection {
     /// Leave out the referrers (signatures, SBOMs, attestations with a `subject`) the
     /// source holds for the chosen images; by default they travel with them.
     pub without_referrers: bool,
+    /// Keep only referrers of these artifact types (all when empty).
+    pub referrer_types: Vec<String>,
 }
 
 impl Selection {
@@ -319,7 +322,11 @@ fn open_source<'a>(
         TransportName::Registry(r) => {
             let reference = Reference::parse(r)?;
             let reg = registry.expect("a registry client for a registry source");
-            let source = pull(reg, &reference, &req.platform, Some(store))?;
+            let referrers = ReferrerChoice {
+                drop: req.selection.without_referrers,
+                types: req.selection.referrer_types.clone(),
+            };
+            let source = pull(reg, &reference, &req.platform, Some(store), &referrers)?;
             let images = source.images().to_vec();
             set_total(progress, &images);
             Opened::Planned(Box::new(source), images)
@@ -355,7 +362,10 @@ fn select_images(
             .map(|(n, _)| n)
             .collect();
         for n in airlock_core::graph::referrers(images, &chosen) {
-            picked.push(images[n].clone());
+            let kind = images[n].artifact_type().unwrap_or_default();
+            if sel.referrer_types.is_empty() || sel.referrer_types.contains(&kind) {
+                picked.push(images[n].clone());
+            }
         }
     }
     if picked.is_empty() {

@@ -13,7 +13,7 @@ use airlock_remote::transports;
 
 use crate::context::Context;
 use crate::hints::UsageError;
-use crate::options::PlatformArgs;
+use crate::options::{PlatformArgs, ReferrerArgs, SelectArgs};
 use crate::output::{print_lines, report_moves};
 use crate::progress::Meter;
 
@@ -24,6 +24,8 @@ pub struct PullArgs {
     pub reference: String,
     #[command(flatten)]
     pub platform: PlatformArgs,
+    #[command(flatten)]
+    pub referrers: ReferrerArgs,
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
@@ -47,10 +49,10 @@ pub struct PushArgs {
     /// A path put before each repository (`docker.io/library/redis` -> HOST/PREFIX/library/redis).
     #[arg(long, value_name = "PATH")]
     pub prefix: Option<String>,
-    /// Leave behind the signatures, SBOMs and attestations the store holds for the image
-    /// (by default they are pushed to its repository too).
-    #[arg(long)]
-    pub no_referrers: bool,
+    /// The signatures, SBOMs and attestations the store holds for the image are pushed to
+    /// its repository too, unless these say otherwise.
+    #[command(flatten)]
+    pub referrers: ReferrerArgs,
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
@@ -80,16 +82,26 @@ pub struct LogoutArgs {
 pub fn pull(ctx: &Context, args: PullArgs) -> Result<()> {
     let r = Reference::parse(&args.reference)?;
     let store = ctx.store()?;
-    let req = crate::cmd::request::build(ctx, Vec::new(), None, None, Some(&args.platform))?;
+    let select = SelectArgs {
+        referrers: args.referrers,
+        ..SelectArgs::default()
+    };
+    let req =
+        crate::cmd::request::build(ctx, Vec::new(), Some(&select), None, Some(&args.platform))?;
     let meter = Meter::start("Pulling", &req.progress, args.quiet);
     let src = TransportName::Registry(args.reference.clone());
     let outcome = transports::copy(&store, &src, Some(&TransportName::Store(None)), &req)?;
     drop(meter);
     report_moves(&outcome.changes);
+    // The image first, then what came with it (signatures, SBOMs).
     let lines: Vec<String> = outcome
         .images
         .iter()
-        .map(|img| format!("Pulled {} ({})", r.familiar(), img.root.digest))
+        .enumerate()
+        .map(|(i, img)| match (i, img.artifact_type()) {
+            (0, _) | (_, None) => format!("Pulled {} ({})", r.familiar(), img.root.digest),
+            (_, Some(kind)) => format!("  with {kind} {}", img.root.digest),
+        })
         .collect();
     print_lines(&lines, args.quiet);
     Ok(())
@@ -126,10 +138,10 @@ pub fn push(ctx: &Context, args: PushArgs) -> Result<()> {
         };
         (TransportName::Store(Some(q)), dest, false)
     };
-    let select = crate::options::SelectArgs {
+    let select = SelectArgs {
         matches: Vec::new(),
         all,
-        no_referrers: args.no_referrers,
+        referrers: args.referrers,
     };
     let mut req = crate::cmd::request::build(ctx, Vec::new(), Some(&select), None, None)?;
     // `push IMAGE HOST/REPO` is exactly that name, with or without a tag.

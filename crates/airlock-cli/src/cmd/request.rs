@@ -27,7 +27,10 @@ pub fn build(
         queries,
         patterns: select.map(|s| s.matches.clone()).unwrap_or_default(),
         all: select.is_some_and(|s| s.all),
-        without_referrers: select.is_some_and(|s| s.no_referrers),
+        without_referrers: select.is_some_and(|s| s.referrers.no_referrers),
+        referrer_types: select
+            .map(|s| s.referrers.referrer_types.clone())
+            .unwrap_or_default(),
     };
     if let Some((a, format)) = archive {
         req.archive = ArchiveOptions {

@@ -1,13 +1,14 @@
 //! Artifacts and referrers through the real distribution registry (2.x: no referrers API).
 //! A pushed image takes its signature (under cosign's tag) and its SBOM (by digest, listed
 //! in the OCI fallback tag `sha256-<hex>` that oras and regctl read); an artifact pushes and
-//! pulls byte for byte; `--no-referrers` leaves them behind.
+//! pulls byte for byte; `--no-referrers` leaves them behind. A pull finds them again (the
+//! referrers API, else the fallback tag, and cosign's tags) and brings them along.
 
 use std::process::Command;
 
 use serde_json::Value;
 
-use crate::artifacts::gallery::{Gallery, APP, CHART, SPDX};
+use crate::artifacts::gallery::{Gallery, APP, CHART, COSIGN, SPDX};
 use crate::util::sha256;
 
 use super::*;
@@ -98,4 +99,89 @@ fn pushing_an_image_takes_its_signature_and_sbom_and_readers_find_them() {
         "the signature went along: {}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+#[test]
+fn pulling_an_image_brings_its_signature_and_sbom_which_travel_across_and_push_back() {
+    // The registry holds the image, its cosign signature under cosign's tag and its SBOM
+    // listed in the fallback tag (distribution 2.x has no referrers API); skopeo checks
+    // that in the test above.
+    let reg = RegistryServer::start();
+    let sb = Sandbox::new();
+    let g = Gallery::new();
+    g.write(&sb.path().join("layout"));
+    let near = sb.store("near");
+    near.ok(&[
+        "load",
+        "-q",
+        "-i",
+        sb.path().join("layout").to_str().unwrap(),
+    ]);
+    let host = reg.host();
+    near.ok(&["push", APP, &format!("{host}/team/app:1")]);
+    let app_hex = &g.app_manifest[7..];
+
+    let has_both = |cli: &Cli, repo: &str| {
+        let sig = cli.inspect(&format!("{host}/{repo}:sha256-{app_hex}.sig"));
+        assert_eq!(
+            sig["ManifestDigest"],
+            g.signature.as_str(),
+            "{repo}: signature"
+        );
+        let sbom = cli.inspect(&g.sbom);
+        assert_eq!(sbom["ManifestDigest"], g.sbom.as_str(), "{repo}: SBOM");
+    };
+
+    // Pulled: the image, its signature (named by its tag) and its SBOM (by its subject).
+    let pulled = sb.store("pulled");
+    let out = pulled.ok(&["pull", &format!("{host}/team/app:1")]);
+    assert!(out.contains(&format!("with {SPDX} {}", g.sbom)), "{out}");
+    assert!(
+        out.contains(&format!("with {COSIGN} {}", g.signature)),
+        "{out}"
+    );
+    has_both(&pulled, "team/app");
+
+    // They travel in the archive and load on the far side ...
+    let archive = sb.path().join("across.tar");
+    pulled.ok(&[
+        "save",
+        "-o",
+        archive.to_str().unwrap(),
+        &format!("{host}/team/app:1"),
+    ]);
+    let far = sb.store("far");
+    far.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    has_both(&far, "team/app");
+
+    // ... and push puts them back, where a second pull finds them again.
+    far.ok(&[
+        "push",
+        &format!("{host}/team/app:1"),
+        &format!("{host}/mirror/app:1"),
+    ]);
+    let again = sb.store("again");
+    again.ok(&["pull", &format!("{host}/mirror/app:1")]);
+    has_both(&again, "mirror/app");
+
+    // --referrer-type keeps only that type, --no-referrers none.
+    let sboms = sb.store("sboms");
+    let out = sboms.ok(&[
+        "pull",
+        "--referrer-type",
+        SPDX,
+        &format!("{host}/team/app:1"),
+    ]);
+    assert!(
+        out.contains(&g.sbom) && !out.contains(&g.signature),
+        "{out}"
+    );
+    let bare = sb.store("bare");
+    let out = bare.ok(&["pull", "--no-referrers", &format!("{host}/team/app:1")]);
+    assert!(
+        !out.contains(&g.sbom) && !out.contains(&g.signature),
+        "{out}"
+    );
+    let err = bare.fails(&["inspect", &g.sbom]);
+    assert!(err.contains("no image"), "{err}");
 }

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod discover;
 pub mod pull;
 pub mod push;
 pub mod referrers;

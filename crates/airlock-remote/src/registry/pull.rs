@@ -12,6 +12,7 @@ use airlock_core::store::Store;
 use airlock_core::transport::{ImageSource, PlatformManifest, SourceImage};
 use airlock_core::{Digest, Reference};
 
+use super::discover::{referrers_of, ReferrerChoice};
 use super::{Registry, MANIFEST_ACCEPT};
 use crate::{RemoteError, Result};
 
@@ -37,17 +38,39 @@ pub struct RegistrySource<'r> {
     /// Layers with `urls`: not distributed by the registry.
     foreign: std::collections::BTreeSet<Digest>,
     label: String,
+    /// The digest of what the reference named (an index even when one platform is kept).
+    requested: Digest,
 }
 
 /// Resolve `reference` on `reg`: its manifests and configs are fetched now, layers when the
-/// copy engine reads them.
+/// copy engine reads them. The referrers `referrers` keeps (signatures, SBOMs) of the image
+/// and of each platform kept come along as images of their own.
 pub fn pull<'r>(
     reg: &'r Registry,
     reference: &Reference,
     choice: &PlatformChoice,
     store: Option<&Store>,
+    referrers: &ReferrerChoice,
 ) -> Result<RegistrySource<'r>> {
-    resolve(reg, reference, choice, store).map_err(|e| blame_registry(reg.host(), e))
+    let mut source =
+        resolve(reg, reference, choice, store).map_err(|e| blame_registry(reg.host(), e))?;
+    let image = &source.images[0];
+    // What a signer signed may be the index even when one platform is kept.
+    let mut subjects = vec![source.requested.clone(), image.root.digest.clone()];
+    subjects.extend(image.platforms.iter().map(|p| p.descriptor.digest.clone()));
+    subjects.sort();
+    subjects.dedup();
+    let found = referrers_of(
+        reg,
+        reference,
+        &subjects,
+        referrers,
+        &mut source.small,
+        store,
+    )
+    .map_err(|e| blame_registry(reg.host(), e))?;
+    source.images.extend(found);
+    Ok(source)
 }
 
 /// Bytes that do not hash to their name came from the registry (or the path to it), not
@@ -159,6 +182,7 @@ fn resolve<'r>(
         scope,
         images: vec![image],
         small,
+        requested: root_digest,
     })
 }
 
@@ -226,7 +250,7 @@ impl ImageSource for RegistrySource<'_> {
 }
 
 /// GET a manifest; its digest must match the one asked for and the one the registry states.
-fn fetch_manifest(
+pub(super) fn fetch_manifest(
     reg: &Registry,
     path: &str,
     scope: &str,
@@ -273,7 +297,7 @@ fn fetch_manifest(
 
 /// A platform manifest with its config fetched (and checked against its digest); its
 /// layers are left for the copy engine.
-fn platform(
+pub(super) fn platform(
     reg: &Registry,
     path: &str,
     scope: &str,
