@@ -106,3 +106,30 @@ pub struct PlatformArgs {
     #[arg(long)]
     pub all_platforms: bool,
 }
+
+/// Which signatures images must carry: shared by `load` and `verify`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TrustArgs {
+    /// Require every image to carry a cosign signature by this public key (PEM: ECDSA
+    /// P-256, RSA or Ed25519); repeat to accept any of several keys. Checked offline,
+    /// before anything is loaded: one unsigned image and nothing is.
+    #[arg(long = "key", value_name = "PUB")]
+    pub keys: Vec<std::path::PathBuf>,
+}
+
+impl TrustArgs {
+    /// The signature policy these options ask for, if any.
+    pub fn policy(&self) -> anyhow::Result<Option<std::sync::Arc<airlock_core::trust::KeyPolicy>>> {
+        if self.keys.is_empty() {
+            return Ok(None);
+        }
+        let keys = self
+            .keys
+            .iter()
+            .map(|k| airlock_core::trust::PublicKey::from_file(k))
+            .collect::<airlock_core::Result<Vec<_>>>()?;
+        Ok(Some(std::sync::Arc::new(
+            airlock_core::trust::KeyPolicy::new(keys),
+        )))
+    }
+}

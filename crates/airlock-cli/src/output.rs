@@ -369,3 +369,14 @@ pub fn inspect(store: &Store, queries: &[String]) -> Result<()> {
     self::out(&serde_json::to_string_pretty(&out)?)?;
     Ok(())
 }
+
+/// One line per image checked against a signature policy.
+pub fn verdict_lines(verdicts: &[(String, airlock_core::trust::Verdict)]) -> Vec<String> {
+    verdicts
+        .iter()
+        .map(|(name, v)| match &v.signed_by {
+            Some(key) => format!("Signature verified: {name}, signed by {key}"),
+            None => format!("Not signed: {name} ({})", v.problems.join("; ")),
+        })
+        .collect()
+}

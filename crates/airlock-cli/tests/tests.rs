@@ -18,4 +18,6 @@ mod reliability;
 mod roundtrip;
 mod snapshots;
 mod streaming;
+
 mod synthetic;
+mod trust;

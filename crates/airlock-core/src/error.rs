@@ -175,6 +175,13 @@ pub enum Error {
         detail: String,
     },
 
+    /// Images the signature policy requires to be signed are not.
+    #[error("the signature policy is not met: {detail}")]
+    NotSigned {
+        /// Each image refused and why.
+        detail: String,
+    },
+
     /// An OCI artifact was asked for where only a container image will do.
     #[error("{reference} is an OCI artifact ({artifact_type}), not a container image: it has no filesystem to {action}")]
     NotAnImage {

@@ -9,6 +9,7 @@
 //!   all of them load (written metadata first).
 //! - [`transport`]: the source/destination abstraction and the one copy path every command
 //!   uses.
+//! - [`trust`]: signatures checked offline against the keys given, before anything loads.
 //! - [`compression`], [`digest`], [`reference`], [`spec`]: the building blocks.
 //!
 //! Nothing here prints, parses command lines or starts an async runtime; errors are one
@@ -32,6 +33,7 @@ pub mod snapshot;
 pub mod spec;
 pub mod store;
 pub mod transport;
+pub mod trust;
 
 #[cfg(test)]
 pub(crate) mod testtar;

@@ -82,6 +82,8 @@ pub struct CopyRequest {
     /// A `docker://` destination is one exact reference even without a tag (`push IMAGE
     /// HOST/REPO`), not a host and prefix to rename onto.
     pub exact_destination: bool,
+    /// What the chosen images must pass (a signature policy) before any becomes visible.
+    pub gate: Option<Arc<dyn airlock_core::copy::Gate>>,
 }
 
 impl Default for CopyRequest {
@@ -94,6 +96,7 @@ impl Default for CopyRequest {
             registry: RegistryOptions::default(),
             progress: Progress::default(),
             exact_destination: false,
+            gate: None,
         }
     }
 }
@@ -147,6 +150,7 @@ fn copy_between(
     });
     let opts = CopyOptions {
         progress: Some(req.progress.done.clone()),
+        gate: req.gate.clone(),
     };
     let mut outcome = CopyOutcome::default();
     let run = |dest: Box<dyn ImageDestination + '_>| -> airlock_core::Result<Ran> {
@@ -422,7 +426,10 @@ fn run_copy(
                 Ok(images)
             };
             // Stream bytes were counted as they came in, not again at the destination.
-            let stream_opts = CopyOptions { progress: None };
+            let stream_opts = CopyOptions {
+                progress: None,
+                gate: opts.gate.clone(),
+            };
             let report = copy_archive(input, dest, &choose, Some(store), &stream_opts)?;
             Ok(Ran {
                 images: report.images,

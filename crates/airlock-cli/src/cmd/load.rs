@@ -28,6 +28,8 @@ pub struct LoadArgs {
     /// streams through airlock's checks into the engine, in the form every Docker loads.
     #[arg(long, value_name = "DEST")]
     pub into: Option<String>,
+    #[command(flatten)]
+    pub trust: crate::options::TrustArgs,
 }
 
 /// The transport an `-i` argument names: a layout directory, an archive file (or its split
@@ -58,7 +60,9 @@ pub fn run(ctx: &Context, args: LoadArgs) -> Result<()> {
     };
     let src = input_name(args.input.as_deref(), "load")?;
     let store = ctx.store()?;
-    let req = crate::cmd::request::build(ctx, Vec::new(), None, None, None)?;
+    let mut req = crate::cmd::request::build(ctx, Vec::new(), None, None, None)?;
+    let policy = args.trust.policy()?;
+    req.gate = policy.clone().map(|p| p as _);
     let meter = Meter::start("Loading", &req.progress, args.quiet);
     let outcome = transports::copy(&store, &src, Some(&dest), &req)?;
     drop(meter);
@@ -68,5 +72,8 @@ pub fn run(ctx: &Context, args: LoadArgs) -> Result<()> {
         _ => loaded_lines(&outcome.changes),
     };
     print_lines(&lines, args.quiet);
+    if let Some(p) = policy {
+        print_lines(&crate::output::verdict_lines(&p.verdicts()), args.quiet);
+    }
     Ok(())
 }

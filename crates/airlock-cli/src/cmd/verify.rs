@@ -24,6 +24,8 @@ pub struct VerifyArgs {
     /// Print nothing on success.
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub trust: crate::options::TrustArgs,
 }
 
 /// Run `airlock verify`.
@@ -34,7 +36,9 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> Result<()> {
         _ => "standard input".to_string(),
     };
     let store = ctx.store()?;
-    let req = crate::cmd::request::build(ctx, Vec::new(), None, None, None)?;
+    let mut req = crate::cmd::request::build(ctx, Vec::new(), None, None, None)?;
+    let policy = args.trust.policy()?;
+    req.gate = policy.clone().map(|p| p as _);
     let meter = Meter::start("Verifying", &req.progress, args.quiet);
     let outcome = transports::copy(&store, &src, None, &req)?;
     drop(meter);
@@ -78,6 +82,9 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> Result<()> {
             layers,
             human_size(size)
         );
+    }
+    if let Some(p) = policy {
+        crate::output::print_lines(&crate::output::verdict_lines(&p.verdicts()), false);
     }
     Ok(())
 }

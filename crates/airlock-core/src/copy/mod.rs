@@ -37,6 +37,49 @@ use crate::transport::{ImageDestination, ImageSource, SourceImage};
 pub struct CopyOptions {
     /// Bytes read from the source are added here (a progress display reads it).
     pub progress: Option<Arc<AtomicU64>>,
+    /// What the chosen images must pass before the destination makes any visible.
+    pub gate: Option<Arc<dyn Gate>>,
+}
+
+/// A check the chosen images must pass before a destination makes any of them visible (a
+/// signature policy). `read` gives the bytes of a small blob (a signature payload), checked
+/// against its digest.
+pub trait Gate: Send + Sync + std::fmt::Debug {
+    /// Refuse the copy (nothing becomes visible) or let it go on.
+    fn check(
+        &self,
+        images: &[SourceImage],
+        read: &dyn Fn(&Digest) -> Result<Vec<u8>>,
+    ) -> Result<()>;
+}
+
+/// The most a gate reads of one blob: payloads are small JSON documents.
+const GATE_READ_LIMIT: u64 = 1 << 20;
+
+/// Ask `opts`' gate about `images`, reading blobs from `source`.
+fn pass_gate(opts: &CopyOptions, source: &dyn ImageSource, images: &[SourceImage]) -> Result<()> {
+    let Some(gate) = &opts.gate else {
+        return Ok(());
+    };
+    let read = |d: &Digest| -> Result<Vec<u8>> {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        source
+            .open_blob(d)?
+            .take(GATE_READ_LIMIT)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::stream(format!("read {d}"), e))?;
+        if Digest::of(&bytes) != *d {
+            return Err(Error::DigestMismatch {
+                what: "blob",
+                path_in_archive: source.describe(),
+                expected: d.clone(),
+                actual: Digest::of(&bytes),
+            });
+        }
+        Ok(bytes)
+    };
+    gate.check(images, &read)
 }
 
 /// Every blob `images` need, each once, in the order a reader wants them: root, manifests,
@@ -67,6 +110,7 @@ pub fn copy_images(
     mut dest: Box<dyn ImageDestination + '_>,
     opts: &CopyOptions,
 ) -> Result<Vec<TagChange>> {
+    pass_gate(opts, source, images)?;
     dest.begin(images)?;
     let check_diffs = (!source.diff_ids_verified()).then(|| expected_diff_ids(images));
     let blobs: Vec<Descriptor> = blobs_of(images)

@@ -83,6 +83,7 @@ pub fn copy_archive(
         let images = choose(all)?;
         let notes = lookup.notes.take();
         let source = StagedSource::new(&staging, Some(store), images.clone());
+        // copy_images asks the gate, reading from the staging area.
         let changes = copy_images(&source, &images, dest, opts)?;
         return Ok(StreamReport {
             dialect,
@@ -101,6 +102,9 @@ pub fn copy_archive(
     };
     let all = resolve_images(&lookup)?;
     let images = choose(all)?;
+    if let Some(gate) = &opts.gate {
+        gate.check(&images, &|d| lookup.read(d, "a signature"))?;
+    }
     // Manifests made for docker-archive images (and the empty `{}` config an artifact's
     // writer left out) go last, once the images are known.
     let generated = lookup.generated.into_inner();

@@ -22,7 +22,7 @@ pub(crate) struct BlobLookup<'a> {
 }
 
 impl BlobLookup<'_> {
-    pub(super) fn read(&self, d: &Digest, label: &str) -> Result<Vec<u8>> {
+    pub(crate) fn read(&self, d: &Digest, label: &str) -> Result<Vec<u8>> {
         if let Some(b) = self.contents.small.get(d) {
             return Ok(b.clone());
         }

@@ -1,0 +1,83 @@
+//! Trust across the gap: signatures checked offline, before anything is loaded.
+//!
+//! A [`KeyPolicy`] is a [`crate::copy::Gate`]: the copy engine asks it about the chosen
+//! images after they are verified and before the destination makes any of them visible, so
+//! an archive with one unsigned image loads nothing. Only the keys given count; nothing
+//! here asks a network.
+
+pub mod cosign;
+pub mod keys;
+
+use std::sync::Mutex;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::transport::SourceImage;
+
+pub use cosign::Verdict;
+pub use keys::PublicKey;
+
+/// Every container image must carry a cosign signature by one of these keys.
+#[derive(Debug)]
+pub struct KeyPolicy {
+    keys: Vec<PublicKey>,
+    /// Each image checked (its names or digest) and its verdict, for the caller to print.
+    verdicts: Mutex<Vec<(String, Verdict)>>,
+}
+
+impl KeyPolicy {
+    /// A policy requiring a signature by any of `keys`.
+    pub fn new(keys: Vec<PublicKey>) -> KeyPolicy {
+        KeyPolicy {
+            keys,
+            verdicts: Mutex::default(),
+        }
+    }
+
+    /// The verdicts of the last check, image by image.
+    pub fn verdicts(&self) -> Vec<(String, Verdict)> {
+        self.verdicts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// How an image is named in verdicts: its names, else its root digest.
+fn label(img: &SourceImage) -> String {
+    if img.names.is_empty() {
+        img.root.digest.to_string()
+    } else {
+        let names: Vec<String> = img.names.iter().map(|n| n.familiar()).collect();
+        names.join(", ")
+    }
+}
+
+impl crate::copy::Gate for KeyPolicy {
+    fn check(
+        &self,
+        images: &[SourceImage],
+        read: &dyn Fn(&Digest) -> Result<Vec<u8>>,
+    ) -> Result<()> {
+        let mut verdicts = Vec::new();
+        for img in images.iter().filter(|i| i.artifact_type().is_none()) {
+            verdicts.push((
+                label(img),
+                cosign::verify_image(img, images, &self.keys, read),
+            ));
+        }
+        let refused: Vec<String> = verdicts
+            .iter()
+            .filter(|(_, v)| v.signed_by.is_none())
+            .map(|(name, v)| format!("{name} ({})", v.problems.join("; ")))
+            .collect();
+        *self.verdicts.lock().unwrap_or_else(|e| e.into_inner()) = verdicts;
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::NotSigned {
+                detail: refused.join(", "),
+            })
+        }
+    }
+}
