@@ -107,7 +107,7 @@ pub struct PlatformArgs {
     pub all_platforms: bool,
 }
 
-/// Which signatures images must carry: shared by `load` and `verify`.
+/// Which signatures images must carry: shared by `load`, `verify`, `copy`, `pull` and `push`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct TrustArgs {
     /// Require every image to carry a cosign signature by this public key (PEM: ECDSA

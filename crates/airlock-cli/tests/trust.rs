@@ -23,7 +23,7 @@ fn openssl(args: &[&str]) {
 }
 
 /// A key pair made by openssl: (private key, public key PEM file).
-fn key_pair(dir: &Path, name: &str, kind: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn key_pair(dir: &Path, name: &str, kind: &str) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("{name}.key"));
     let k = key.to_str().unwrap();
     match kind {
@@ -96,14 +96,14 @@ fn desc(media_type: &str, bytes: &[u8]) -> Value {
 
 /// An OCI layout being built: blobs and named roots.
 #[derive(Default)]
-struct Layout {
+pub(crate) struct Layout {
     blobs: Vec<Vec<u8>>,
     roots: Vec<Value>,
 }
 
 impl Layout {
     /// Add a one-layer image named `name`; returns its manifest digest.
-    fn image(&mut self, name: &str, content: &[u8]) -> String {
+    pub(crate) fn image(&mut self, name: &str, content: &[u8]) -> String {
         let layer = layer_with_file("hello.txt", content);
         let config = serde_json::to_vec(&json!({
             "architecture": "amd64", "os": "linux", "config": {},
@@ -124,7 +124,14 @@ impl Layout {
 
     /// Add cosign's signature manifest for `signed` (a manifest digest of `repo`), tagged as
     /// cosign tags it, over a payload that names `names_digest`.
-    fn signature(&mut self, dir: &Path, repo: &str, signed: &str, names_digest: &str, key: &Path) {
+    pub(crate) fn signature(
+        &mut self,
+        dir: &Path,
+        repo: &str,
+        signed: &str,
+        names_digest: &str,
+        key: &Path,
+    ) {
         let payload = serde_json::to_vec(&json!({
             "critical": {
                 "identity": {"docker-reference": repo},
@@ -161,7 +168,7 @@ impl Layout {
         self.roots.push(d);
     }
 
-    fn write(&self, dir: &Path) -> PathBuf {
+    pub(crate) fn write(&self, dir: &Path) -> PathBuf {
         std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
         std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
         let index = json!({"schemaVersion": 2, "manifests": self.roots});

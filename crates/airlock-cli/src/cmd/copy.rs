@@ -30,6 +30,8 @@ pub struct CopyArgs {
     pub select: SelectArgs,
     #[command(flatten)]
     pub platform: PlatformArgs,
+    #[command(flatten)]
+    pub trust: crate::options::TrustArgs,
 }
 
 /// Run `airlock copy`.
@@ -41,13 +43,15 @@ pub fn run(ctx: &Context, args: CopyArgs) -> Result<()> {
         _ => Format::Docker,
     };
     let store = ctx.store()?;
-    let req = crate::cmd::request::build(
+    let mut req = crate::cmd::request::build(
         ctx,
         Vec::new(),
         Some(&args.select),
         Some((&args.archive, format)),
         Some(&args.platform),
     )?;
+    let policy = args.trust.policy()?;
+    req.gate = policy.clone().map(|p| p as _);
     let meter = Meter::start("Copying", &req.progress, args.quiet);
     let outcome = transports::copy(&store, &src, Some(&dst), &req)?;
     drop(meter);
@@ -73,5 +77,8 @@ pub fn run(ctx: &Context, args: CopyArgs) -> Result<()> {
             .collect(),
     };
     print_lines(&lines, args.quiet);
+    if let Some(p) = policy {
+        print_lines(&crate::output::verdict_lines(&p.verdicts()), args.quiet);
+    }
     Ok(())
 }

@@ -26,6 +26,8 @@ pub struct PullArgs {
     pub platform: PlatformArgs,
     #[command(flatten)]
     pub referrers: ReferrerArgs,
+    #[command(flatten)]
+    pub trust: crate::options::TrustArgs,
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
@@ -53,6 +55,8 @@ pub struct PushArgs {
     /// its repository too, unless these say otherwise.
     #[command(flatten)]
     pub referrers: ReferrerArgs,
+    #[command(flatten)]
+    pub trust: crate::options::TrustArgs,
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
@@ -86,8 +90,10 @@ pub fn pull(ctx: &Context, args: PullArgs) -> Result<()> {
         referrers: args.referrers,
         ..SelectArgs::default()
     };
-    let req =
+    let mut req =
         crate::cmd::request::build(ctx, Vec::new(), Some(&select), None, Some(&args.platform))?;
+    let policy = args.trust.policy()?;
+    req.gate = policy.clone().map(|p| p as _);
     let meter = Meter::start("Pulling", &req.progress, args.quiet);
     let src = TransportName::Registry(args.reference.clone());
     let outcome = transports::copy(&store, &src, Some(&TransportName::Store(None)), &req)?;
@@ -104,6 +110,9 @@ pub fn pull(ctx: &Context, args: PullArgs) -> Result<()> {
         })
         .collect();
     print_lines(&lines, args.quiet);
+    if let Some(p) = policy {
+        print_lines(&crate::output::verdict_lines(&p.verdicts()), args.quiet);
+    }
     Ok(())
 }
 
@@ -144,6 +153,8 @@ pub fn push(ctx: &Context, args: PushArgs) -> Result<()> {
         referrers: args.referrers,
     };
     let mut req = crate::cmd::request::build(ctx, Vec::new(), Some(&select), None, None)?;
+    let policy = args.trust.policy()?;
+    req.gate = policy.clone().map(|p| p as _);
     // `push IMAGE HOST/REPO` is exactly that name, with or without a tag.
     req.exact_destination = !all;
     let meter = Meter::start("Pushing", &req.progress, args.quiet);
@@ -151,6 +162,9 @@ pub fn push(ctx: &Context, args: PushArgs) -> Result<()> {
     drop(meter);
     let lines: Vec<String> = outcome.pushed.iter().map(|p| p.to_string()).collect();
     print_lines(&lines, args.quiet);
+    if let Some(p) = policy {
+        print_lines(&crate::output::verdict_lines(&p.verdicts()), args.quiet);
+    }
     Ok(())
 }
 

@@ -185,3 +185,68 @@ fn pulling_an_image_brings_its_signature_and_sbom_which_travel_across_and_push_b
     let err = bare.fails(&["inspect", &g.sbom]);
     assert!(err.contains("no image"), "{err}");
 }
+
+#[test]
+fn push_and_pull_with_a_key_require_a_signature_and_find_it_through_the_registry() {
+    let reg = RegistryServer::start();
+    let sb = Sandbox::new();
+    let host = reg.host();
+    let (key, public) = crate::trust::key_pair(sb.path(), "signer", "ec");
+    let public = public.to_str().unwrap();
+    let mut l = crate::trust::Layout::default();
+    let app = l.image("registry.example/team/app:1", b"signed\n");
+    l.signature(sb.path(), "registry.example/team/app", &app, &app, &key);
+    l.image("registry.example/team/unsigned:1", b"unsigned\n");
+    let layout = l.write(&sb.path().join("layout"));
+    let near = sb.store("near");
+    near.ok(&["load", "-q", "-i", layout.to_str().unwrap()]);
+
+    // push --key: the unsigned image is refused and nothing of it reaches the registry.
+    let err = near.fails(&[
+        "push",
+        "--key",
+        public,
+        "registry.example/team/unsigned:1",
+        &format!("{host}/team/unsigned:1"),
+    ]);
+    assert!(err.contains("signature policy is not met"), "{err}");
+    let out = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--raw"])
+        .arg(format!("docker://{host}/team/unsigned:1"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the unsigned image was pushed");
+
+    // The signed one goes with its signature; a pull with the key finds and checks it.
+    let out = near.ok(&[
+        "push",
+        "--key",
+        public,
+        "registry.example/team/app:1",
+        &format!("{host}/team/app:1"),
+    ]);
+    assert!(out.contains("Signature verified"), "{out}");
+    let far = sb.store("far");
+    let out = far.ok(&["pull", "--key", public, &format!("{host}/team/app:1")]);
+    assert!(
+        out.contains(&format!("Signature verified: {host}/team/app:1")),
+        "{out}"
+    );
+    assert_eq!(
+        far.inspect(&format!("{host}/team/app:1"))["ManifestDigest"],
+        app.as_str()
+    );
+    // Without its signature (--no-referrers) the pull is refused and stores nothing.
+    let bare = sb.store("bare");
+    let err = bare.fails(&[
+        "pull",
+        "--no-referrers",
+        "--key",
+        public,
+        &format!("{host}/team/app:1"),
+    ]);
+    assert!(err.contains("no cosign signature found"), "{err}");
+    assert!(bare
+        .fails(&["inspect", &format!("{host}/team/app:1")])
+        .contains("no image"));
+}
