@@ -17,7 +17,7 @@ use airlock_core::store::Store;
 use airlock_core::transport::SourceImage;
 use airlock_core::{Digest, Reference};
 
-use super::pull::{fetch_manifest, platform};
+use super::fetch::{fetch_manifest, platform};
 use super::referrers::fallback_tag;
 use super::Registry;
 use crate::{RemoteError, Result};

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod client;
 pub mod discover;
+mod fetch;
 pub mod pull;
 pub mod push;
 pub mod referrers;
