@@ -387,6 +387,23 @@ fn split_volumes_join_on_load_and_equal_the_single_archive() {
         "volumes are slices of the same archive"
     );
     assert!(!base.exists(), "no unsplit file is written");
+    // Beside them, checksums coreutils checks (and finds wrong once a volume changes).
+    let sha256sum = |dir: &std::path::Path| {
+        std::process::Command::new("sha256sum")
+            .args(["-c", "transfer.tar.SHA256SUMS"])
+            .current_dir(dir)
+            .output()
+            .unwrap()
+    };
+    let stick = base.parent().unwrap();
+    let checked = sha256sum(stick);
+    assert!(checked.status.success(), "{checked:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&checked.stdout)
+            .matches(": OK")
+            .count(),
+        n
+    );
     // verify and load join them, from the first volume or from the base name.
     let first = base.with_file_name("transfer.tar.000");
     airlock.ok(&["verify", "-i", first.to_str().unwrap()]);
@@ -394,8 +411,15 @@ fn split_volumes_join_on_load_and_equal_the_single_archive() {
     far.ok(&["load", "-i", base.to_str().unwrap()]);
     assert_eq!(far.inspect(APP)["Id"], airlock.inspect(APP)["Id"]);
     assert_eq!(far.inspect(APP2)["Id"], airlock.inspect(APP2)["Id"]);
-    // A missing middle volume is a truncated archive, not a silent success.
+    // A missing middle volume is a truncated archive, not a silent success; coreutils
+    // says which.
     std::fs::remove_file(base.with_file_name("transfer.tar.001")).unwrap();
+    let checked = sha256sum(stick);
+    assert!(!checked.status.success());
+    assert!(
+        String::from_utf8_lossy(&checked.stderr).contains("transfer.tar.001"),
+        "{checked:?}"
+    );
     let err =
         Airlock::new(&dir.path().join("far2")).fails(&["load", "-i", first.to_str().unwrap()]);
     assert!(

@@ -69,6 +69,13 @@ fn old_volumes(base: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
+/// `X.SHA256SUMS`: the checksums of the volumes of `X`.
+pub fn sums_path(base: &Path) -> PathBuf {
+    let mut name = base.as_os_str().to_os_string();
+    name.push(".SHA256SUMS");
+    PathBuf::from(name)
+}
+
 fn volume_path(base: &Path, i: usize) -> PathBuf {
     let mut s = base.as_os_str().to_owned();
     s.push(format!(".{i:03}"));
@@ -122,6 +129,8 @@ pub struct SplitWriter {
     dir: PathBuf,
     size: u64,
     parts: Vec<tempfile::NamedTempFile>,
+    /// The SHA-256 of each volume, as it is written.
+    sums: Vec<crate::digest::Hasher>,
     in_current: u64,
 }
 
@@ -138,6 +147,7 @@ impl SplitWriter {
             dir,
             size,
             parts: Vec::new(),
+            sums: Vec::new(),
             in_current: 0,
         }
     }
@@ -169,6 +179,18 @@ impl SplitWriter {
         let names: Vec<PathBuf> = (0..self.parts.len())
             .map(|i| volume_path(&self.base, i))
             .collect();
+        // `X.SHA256SUMS`, which `sha256sum -c` checks with nothing but coreutils: written
+        // before the volumes get their names, so whole volumes never lack it.
+        let mut sums = String::new();
+        for (hasher, name) in self.sums.into_iter().zip(&names) {
+            let file = name.file_name().unwrap_or_default().to_string_lossy();
+            sums.push_str(&format!("{}  {file}\n", hasher.finish().hex()));
+        }
+        let sums_path = sums_path(&self.base);
+        let tmp = durable::output_temp(&self.dir, "sums-")
+            .map_err(|e| Error::io("create a file in", &self.dir, e))?;
+        std::fs::write(tmp.path(), sums).map_err(|e| Error::io("write", tmp.path(), e))?;
+        durable::publish(tmp, &sums_path).map_err(|e| Error::io("write", &sums_path, e))?;
         for (part, dest) in self.parts.into_iter().zip(&names).rev() {
             part.persist(dest)
                 .map_err(|e| Error::io("rename a volume to", dest, e.error))?;
@@ -186,12 +208,17 @@ impl Write for SplitWriter {
         if self.parts.is_empty() || self.in_current == self.size {
             let part = durable::output_temp(&self.dir, "volume-")?;
             self.parts.push(part);
+            self.sums.push(crate::digest::Hasher::new());
             self.in_current = 0;
         }
         let room = (self.size - self.in_current) as usize;
         let n = buf.len().min(room);
         let part = self.parts.last_mut().expect("a volume is open");
         let n = part.as_file_mut().write(&buf[..n])?;
+        self.sums
+            .last_mut()
+            .expect("a hasher per volume")
+            .update(&buf[..n]);
         self.in_current += n as u64;
         Ok(n)
     }
