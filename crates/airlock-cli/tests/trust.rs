@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::util::{layer_with_file, require_tool, scratch, sha256, tree_hash, Airlock};
+use crate::util::{require_tool, scratch, sha256, tree_hash, Airlock};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -104,18 +104,8 @@ pub(crate) struct Layout {
 impl Layout {
     /// Add a one-layer image named `name`; returns its manifest digest.
     pub(crate) fn image(&mut self, name: &str, content: &[u8]) -> String {
-        let layer = layer_with_file("hello.txt", content);
-        let config = serde_json::to_vec(&json!({
-            "architecture": "amd64", "os": "linux", "config": {},
-            "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
-        }))
-        .unwrap();
-        let manifest = serde_json::to_vec(&json!({
-            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-            "config": desc("application/vnd.oci.image.config.v1+json", &config),
-            "layers": [desc("application/vnd.oci.image.layer.v1.tar", &layer)],
-        }))
-        .unwrap();
+        let [layer, config, manifest] =
+            crate::artifacts::gallery::one_layer_image("amd64", content);
         let digest = sha256(&manifest);
         self.root(&manifest, name);
         self.blobs.extend([layer, config, manifest]);

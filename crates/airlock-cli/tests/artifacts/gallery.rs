@@ -47,6 +47,23 @@ fn desc(media_type: &str, bytes: &[u8]) -> Value {
     json!({"mediaType": media_type, "digest": sha256(bytes), "size": bytes.len()})
 }
 
+/// The layer, config and manifest of a one-layer OCI image holding `hello.txt`.
+pub fn one_layer_image(arch: &str, content: &[u8]) -> [Vec<u8>; 3] {
+    let layer = layer_with_file("hello.txt", content);
+    let config = serde_json::to_vec(&json!({
+        "architecture": arch, "os": "linux", "config": {"Cmd": ["/hello"]},
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": desc("application/vnd.oci.image.config.v1+json", &config),
+        "layers": [desc("application/vnd.oci.image.layer.v1.tar", &layer)],
+    }))
+    .unwrap();
+    [layer, config, manifest]
+}
+
 fn with(mut d: Value, key: &str, v: Value) -> Value {
     d[key] = v;
     d
@@ -73,18 +90,7 @@ impl Gallery {
 
     /// An image manifest over one gzip-free layer; returns (manifest bytes, config digest).
     fn image(&mut self, arch: &str, content: &[u8]) -> (Vec<u8>, String) {
-        let layer = layer_with_file("hello.txt", content);
-        let config = serde_json::to_vec(&json!({
-            "architecture": arch, "os": "linux", "config": {"Cmd": ["/hello"]},
-            "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
-        }))
-        .unwrap();
-        let manifest = serde_json::to_vec(&json!({
-            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-            "config": desc("application/vnd.oci.image.config.v1+json", &config),
-            "layers": [desc("application/vnd.oci.image.layer.v1.tar", &layer)],
-        }))
-        .unwrap();
+        let [layer, config, manifest] = one_layer_image(arch, content);
         let config_digest = self.blob(config);
         self.blob(layer);
         self.blob(manifest.clone());
