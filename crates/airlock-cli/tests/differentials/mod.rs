@@ -385,18 +385,12 @@ fn an_absolute_manifest_json_is_loaded_by_docker_not_by_skopeo_and_airlock_refus
         serde_json::to_vec(&[&entry]).unwrap(),
     ));
     let archive = dir.path().join("abs.tar");
-    let mut b = tar::Builder::new(std::fs::File::create(&archive).unwrap());
+    // Written as given: the tar crate would refuse to write an absolute name.
+    let mut t = readers::RawTar::default();
     for (p, data) in &files {
-        let mut h = tar::Header::new_ustar();
-        // Written as given: the tar crate would refuse to write an absolute name.
-        h.as_old_mut().name[..p.len()].copy_from_slice(p.as_bytes());
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append(&h, &data[..]).unwrap();
+        t.file(p, data);
     }
-    b.finish().unwrap();
-    drop(b);
+    t.write(&archive);
 
     let skopeo = Command::new("skopeo")
         .args([
@@ -438,18 +432,11 @@ fn a_contiguous_file_entry_is_read_by_skopeo_refused_by_docker_and_by_airlock() 
         serde_json::to_vec(&[&entry]).unwrap(),
     ));
     let archive = dir.path().join("contig.tar");
-    let mut b = tar::Builder::new(std::fs::File::create(&archive).unwrap());
+    let mut t = readers::RawTar::default();
     for (p, data) in &files {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(p).unwrap();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_entry_type(tar::EntryType::Continuous); // type '7'
-        h.set_cksum();
-        b.append(&h, &data[..]).unwrap();
+        t.entry(readers::RawTar::header(p, tar::EntryType::Continuous), data); // type '7'
     }
-    b.finish().unwrap();
-    drop(b);
+    t.write(&archive);
     let config = config_digest(&entry);
 
     // skopeo reads the entries as regular files ...
