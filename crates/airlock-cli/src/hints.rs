@@ -58,6 +58,7 @@ fn hint(e: &Error) -> Option<&'static str> {
         Error::OutsideInput { .. } => "a layout directory may hold links only within itself; copy the files it should hold into it",
         Error::NotAnImage { .. } => "`airlock artifacts` lists artifacts; `airlock save` and `push` carry them as they are",
         Error::DamagedBlob { .. } => "the store's disk copy changed after it was verified: `airlock fsck` lists the damage; load the image's archive again (it replaces damaged blobs) or `airlock fsck --repair` to drop what is broken",
+        Error::TransferNotTrusted { .. } => "check that --trusted-key is the public half of the key `save --sign-key` used, and that the archive is the one that was signed; do not load it otherwise",
         Error::NotSigned { .. } => "sign the images at the source (`cosign sign --key ...`) and carry their signatures with them (`save` and `pull` take them unless --no-referrers), or check against the key they were signed with; nothing was loaded",
         Error::BadStore { .. } => "point --store (or AIRLOCK_STORE) at an empty or an airlock store directory",
         _ => return None,

@@ -56,7 +56,7 @@ pub fn print_lines(lines: &[String], quiet: bool) {
 
 /// One line on standard output; a reader that went away (`| head`) is an error the caller
 /// returns (main treats a broken pipe as success), not a panic.
-fn out(line: &str) -> Result<()> {
+pub(crate) fn out(line: &str) -> Result<()> {
     use std::io::Write;
     writeln!(std::io::stdout().lock(), "{line}")?;
     Ok(())
@@ -186,7 +186,7 @@ pub fn images(store: &Store, pattern: Option<&str>, format: ListFormat, quiet: b
     Ok(())
 }
 
-fn print_table<const N: usize>(header: [&str; N], table: &[[String; N]]) -> Result<()> {
+pub(crate) fn print_table<const N: usize>(header: [&str; N], table: &[[String; N]]) -> Result<()> {
     let header = header.map(String::from);
     let mut widths = header.clone().map(|h| h.len());
     for r in table {

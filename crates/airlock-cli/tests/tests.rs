@@ -20,4 +20,5 @@ mod snapshots;
 mod streaming;
 
 mod synthetic;
+mod transfer;
 mod trust;

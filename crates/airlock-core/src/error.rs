@@ -182,6 +182,16 @@ pub enum Error {
         detail: String,
     },
 
+    /// An archive's transfer manifest is missing, unsigned, signed by no trusted key, or
+    /// does not list what the archive holds.
+    #[error("the transfer manifest of {archive} cannot be trusted: {detail}")]
+    TransferNotTrusted {
+        /// The archive.
+        archive: String,
+        /// What is wrong.
+        detail: String,
+    },
+
     /// An OCI artifact was asked for where only a container image will do.
     #[error("{reference} is an OCI artifact ({artifact_type}), not a container image: it has no filesystem to {action}")]
     NotAnImage {

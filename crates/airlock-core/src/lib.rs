@@ -10,6 +10,7 @@
 //! - [`transport`]: the source/destination abstraction and the one copy path every command
 //!   uses.
 //! - [`trust`]: signatures checked offline against the keys given, before anything loads.
+//! - [`transfer`]: the bill of materials every archive carries, and its signature.
 //! - [`compression`], [`digest`], [`reference`], [`spec`]: the building blocks.
 //!
 //! Nothing here prints, parses command lines or starts an async runtime; errors are one
@@ -32,6 +33,7 @@ pub mod reference;
 pub mod snapshot;
 pub mod spec;
 pub mod store;
+pub mod transfer;
 pub mod transport;
 pub mod trust;
 

@@ -118,6 +118,8 @@ pub struct CopyOutcome {
     pub archive: Option<(Dialect, Compression)>,
     /// What was done with what could not be taken as it was (an invalid name), for the user.
     pub notes: Vec<String>,
+    /// The transfer manifest an archive source carries, and its signature.
+    pub transfer: Option<airlock_core::transfer::TransferFiles>,
 }
 
 fn usage(msg: String) -> RemoteError {
@@ -216,6 +218,7 @@ fn copy_between(
     outcome.changes = ran.changes;
     outcome.archive = ran.archive;
     outcome.notes = ran.notes;
+    outcome.transfer = ran.transfer;
     Ok(outcome)
 }
 
@@ -245,6 +248,7 @@ struct Ran {
     changes: Vec<TagChange>,
     archive: Option<(Dialect, Compression)>,
     notes: Vec<String>,
+    transfer: Option<airlock_core::transfer::TransferFiles>,
 }
 
 fn open_source<'a>(
@@ -415,6 +419,7 @@ fn run_copy(
                 changes,
                 archive: None,
                 notes: Vec::new(),
+                transfer: None,
             })
         }
         Opened::Stream(input, name) => {
@@ -436,6 +441,7 @@ fn run_copy(
                 changes: report.changes,
                 archive: Some((report.dialect, report.compression)),
                 notes: report.notes,
+                transfer: report.transfer,
             })
         }
     }

@@ -7,6 +7,7 @@ pub mod fsck;
 pub mod load;
 pub mod registry;
 pub mod request;
+pub mod review;
 pub mod save;
 pub mod snapshots;
 pub mod store;

@@ -45,6 +45,7 @@ pub fn build(
                 .as_deref()
                 .map(inventory::read)
                 .transpose()?,
+            transfer: Default::default(),
         };
         req.split = a.split.as_deref().map(volumes::parse_size).transpose()?;
     }

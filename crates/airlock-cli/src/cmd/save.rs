@@ -7,7 +7,13 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 
+use std::sync::Arc;
+
+use airlock_core::archive::file::TRANSFER_SUFFIX;
+use airlock_core::transfer::TransferOptions;
 use airlock_core::transport::name::TransportName;
+use airlock_core::transport::volumes;
+use airlock_core::trust::SigningKey;
 use airlock_remote::transports;
 
 use crate::context::Context;
@@ -29,6 +35,14 @@ pub struct SaveArgs {
     pub archive: ArchiveArgs,
     #[command(flatten)]
     pub select: SelectArgs,
+    #[command(flatten)]
+    pub trust: crate::options::TrustArgs,
+    /// Sign the transfer manifest (and the volumes' checksums) with this private key: an
+    /// OpenSSH key (checked with `ssh-keygen -Y verify -n airlock-transfer`) or a PEM key
+    /// (a cosign-style signature). Writes `FILE.transfer.json`, `FILE.SHA256SUMS` and their
+    /// `.sig` beside the archive.
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<PathBuf>,
     /// Images by name, image ID, short ID or `repo@sha256:...`; `docker-daemon:NAME` takes
     /// them from the Docker Engine instead (`docker-daemon:` with --match: every engine
     /// image whose name matches).
@@ -82,24 +96,64 @@ pub fn run(ctx: &Context, args: SaveArgs) -> Result<()> {
         }
     };
     let dest = match args.format {
-        Format::Docker => TransportName::DockerArchive(path, None),
-        Format::Oci => TransportName::OciArchive(path, None),
+        Format::Docker => TransportName::DockerArchive(path.clone(), None),
+        Format::Oci => TransportName::OciArchive(path.clone(), None),
     };
+    if args.sign_key.is_some() && path.as_os_str() == "-" {
+        bail!(UsageError(
+            "--sign-key needs -o FILE: the signatures are written beside the archive".into()
+        ));
+    }
+    let signer = args
+        .sign_key
+        .as_deref()
+        .map(SigningKey::from_file)
+        .transpose()?
+        .map(Arc::new);
     let store = ctx.store()?;
-    let req = crate::cmd::request::build(
+    let mut req = crate::cmd::request::build(
         ctx,
         queries,
         Some(&args.select),
         Some((&args.archive, args.format)),
         None,
     )?;
+    let policy = args.trust.policy()?;
+    req.gate = policy.clone().map(|p| p as _);
+    req.archive.transfer = TransferOptions {
+        signer: signer.clone().map(|s| s as _),
+        checks: policy.clone().map(|p| p as _),
+    };
     let meter = Meter::start("Saving", &req.progress, false);
     let outcome = transports::copy(&store, &src, Some(&dest), &req)?;
     drop(meter);
-    if args.archive.split.is_some() {
+    if let Some(p) = policy {
+        // Standard output may be the archive.
+        for line in crate::output::verdict_lines(&p.verdicts()) {
+            eprintln!("{line}");
+        }
+    }
+    let beside = args.archive.split.is_some() || signer.is_some();
+    if let (true, Some(first)) = (beside, outcome.files.first()) {
+        let base = match args.archive.split {
+            Some(_) => first.with_extension(""),
+            None => first.clone(),
+        };
         for p in &outcome.files {
             eprintln!("Wrote {}", p.display());
         }
+        for suffix in [".SHA256SUMS", TRANSFER_SUFFIX] {
+            let side = volumes::beside(&base, suffix);
+            if side.exists() {
+                eprintln!("Wrote {}", side.display());
+            }
+        }
+    }
+    if let Some(s) = &signer {
+        eprintln!(
+            "Signed the transfer manifest and checksums with {}",
+            s.label
+        );
     }
     Ok(())
 }

@@ -1,11 +1,13 @@
 //! `airlock verify`: read an archive through as `load` would, keep nothing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Args;
 
 use airlock_core::compression::Compression;
+use airlock_core::transport::volumes;
+use airlock_core::trust::{self, TrustedKey};
 use airlock_remote::transports;
 
 use crate::cmd::load::input_name;
@@ -26,6 +28,11 @@ pub struct VerifyArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub trust: crate::options::TrustArgs,
+    /// Require the archive's transfer manifest to be signed by this public key (an OpenSSH
+    /// `.pub` or a PEM public key; repeat for several) and to list exactly what the archive
+    /// holds; the `SHA256SUMS` beside it, if there, must be signed too and match every file.
+    #[arg(long = "trusted-key", value_name = "PUB")]
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 /// Run `airlock verify`.
@@ -39,9 +46,29 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> Result<()> {
     let mut req = crate::cmd::request::build(ctx, Vec::new(), None, None, None)?;
     let policy = args.trust.policy()?;
     req.gate = policy.clone().map(|p| p as _);
+    let trusted = args
+        .trusted_keys
+        .iter()
+        .map(|k| TrustedKey::from_file(k))
+        .collect::<airlock_core::Result<Vec<_>>>()?;
+    // The checksums first: they are quick, and a volume that fails them need not be read.
+    let sums_by = match (args.input.as_deref(), trusted.is_empty()) {
+        (Some(p), false) if p.as_os_str() != "-" => check_sums(p, &trusted)?,
+        _ => None,
+    };
     let meter = Meter::start("Verifying", &req.progress, args.quiet);
     let outcome = transports::copy(&store, &src, None, &req)?;
     drop(meter);
+    let transfer_by = if trusted.is_empty() {
+        None
+    } else {
+        Some(trust::check_transfer(
+            &label,
+            outcome.transfer.as_ref(),
+            &outcome.images,
+            &trusted,
+        )?)
+    };
     crate::output::print_notes(&outcome.notes);
     if args.quiet {
         return Ok(());
@@ -86,5 +113,80 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> Result<()> {
     if let Some(p) = policy {
         crate::output::print_lines(&crate::output::verdict_lines(&p.verdicts()), false);
     }
+    if let Some(by) = transfer_by {
+        println!("Transfer manifest signed by {by}: it lists exactly what the archive holds");
+    }
+    if let Some((sums, by)) = sums_by {
+        println!(
+            "{} signed by {by}: every file it names matches",
+            sums.display()
+        );
+    }
     Ok(())
+}
+
+/// Check the `SHA256SUMS` beside `input` (its signature by one of `keys`, and every file it
+/// names), when there is one. Returns it and the key that signed it.
+fn check_sums(input: &Path, keys: &[TrustedKey]) -> Result<Option<(PathBuf, String)>> {
+    let base = match input.to_string_lossy().strip_suffix(".000") {
+        Some(b) => PathBuf::from(b),
+        None => input.to_path_buf(),
+    };
+    let sums = volumes::sums_path(&base);
+    let Ok(text) = std::fs::read(&sums) else {
+        return Ok(None);
+    };
+    let sig_path = volumes::beside(&sums, ".sig");
+    let refuse = |detail: String| {
+        anyhow::Error::from(airlock_core::Error::TransferNotTrusted {
+            archive: base.display().to_string(),
+            detail,
+        })
+    };
+    let sig = std::fs::read(&sig_path).map_err(|_| {
+        refuse(format!(
+            "{} is not signed ({} is missing)",
+            sums.display(),
+            sig_path.display()
+        ))
+    })?;
+    let mut why = Vec::new();
+    let by = keys
+        .iter()
+        .find_map(|k| match k.verify_detached(&text, &sig) {
+            Ok(()) => Some(k.describe()),
+            Err(e) => {
+                why.push(e);
+                None
+            }
+        })
+        .ok_or_else(|| refuse(format!("{}: {}", sums.display(), why.join("; "))))?;
+    let dir = base.parent().filter(|d| !d.as_os_str().is_empty());
+    for line in String::from_utf8_lossy(&text).lines() {
+        let Some((hex, name)) = line.split_once("  ") else {
+            return Err(refuse(format!(
+                "{} has a line that is not `HEX  FILE`",
+                sums.display()
+            )));
+        };
+        let file = dir.map_or_else(|| PathBuf::from(name), |d| d.join(name));
+        let f = std::fs::File::open(&file).map_err(|e| {
+            refuse(format!(
+                "{} names {}, which cannot be read: {e}",
+                sums.display(),
+                file.display()
+            ))
+        })?;
+        let (digest, _) = airlock_core::digest::hash_reader(f)
+            .map_err(|e| airlock_core::Error::io("read", &file, e))?;
+        if digest.hex() != hex {
+            return Err(refuse(format!(
+                "{} has SHA-256 {}, not the {hex} {} gives",
+                file.display(),
+                digest.hex(),
+                sums.display()
+            )));
+        }
+    }
+    Ok(Some((sums, by)))
 }

@@ -10,11 +10,14 @@ use super::writer::{ArchiveFormat, ArchiveWriter};
 use crate::blob_reader::BlobReader;
 use crate::compression::{self, Compression};
 use crate::digest::Digest;
+use crate::digest::Hasher;
 use crate::error::{Error, Result};
 use crate::spec::Descriptor;
 use crate::store::durable::SyncingFile;
 use crate::store::TagChange;
+use crate::transfer::{Signer, TransferFiles, TransferOptions};
 use crate::transport::inventory::Inventory;
+use crate::transport::volumes;
 use crate::transport::volumes::SharedSplitWriter;
 use crate::transport::{ImageDestination, SourceImage};
 
@@ -40,6 +43,8 @@ pub struct ArchiveOptions {
     pub level: Option<i32>,
     /// Leave out the layers this inventory lists (an incremental archive).
     pub incremental: Option<Inventory>,
+    /// The transfer manifest's signer and verdicts.
+    pub transfer: TransferOptions,
 }
 
 impl Default for ArchiveOptions {
@@ -49,6 +54,7 @@ impl Default for ArchiveOptions {
             compression: Compression::None,
             level: None,
             incremental: None,
+            transfer: TransferOptions::default(),
         }
     }
 }
@@ -72,6 +78,9 @@ pub struct ArchiveFileDestination {
     writer: ArchiveWriter,
     output: Output,
     wrote: Arc<Mutex<Vec<PathBuf>>>,
+    /// The SHA-256 of a single archive file, as it is written.
+    hashed: Option<Arc<Mutex<Hasher>>>,
+    transfer: TransferOptions,
 }
 
 fn dir_of(path: &Path) -> &Path {
@@ -83,6 +92,7 @@ fn dir_of(path: &Path) -> &Path {
 impl ArchiveFileDestination {
     /// Start an archive at `target`.
     pub fn create(target: &ArchiveTarget, opts: &ArchiveOptions) -> Result<Self> {
+        let mut hashed = None;
         let (out, output): (Box<dyn Write + Send>, Output) = match target {
             ArchiveTarget::File(path) if is_special(path) => {
                 let f = std::fs::OpenOptions::new()
@@ -96,6 +106,7 @@ impl ArchiveFileDestination {
             }
             ArchiveTarget::File(path) => {
                 let dir = dir_of(path);
+                hashed = Some(Arc::default());
                 let tmp = crate::store::durable::output_temp(dir, "")
                     .map_err(|e| Error::io("create a file in", dir, e))?;
                 let file = tmp
@@ -105,8 +116,12 @@ impl ArchiveFileDestination {
                 // Writeback runs in the background so the final fsync has little left to do.
                 let syncing =
                     SyncingFile::new(file).map_err(|e| Error::io("open", tmp.path(), e))?;
+                let hashing = Hashing {
+                    inner: syncing,
+                    hasher: hashed.clone().unwrap_or_default(),
+                };
                 (
-                    Box::new(BufWriter::with_capacity(1 << 20, syncing)),
+                    Box::new(BufWriter::with_capacity(1 << 20, hashing)),
                     Output::File(tmp, path.clone()),
                 )
             }
@@ -133,9 +148,11 @@ impl ArchiveFileDestination {
             writer = writer.incremental(inv.blobs.clone(), inv.digest.clone());
         }
         Ok(ArchiveFileDestination {
-            writer,
+            writer: writer.with_transfer(opts.transfer.clone()),
             output,
             wrote: Arc::default(),
+            hashed,
+            transfer: opts.transfer.clone(),
         })
     }
 
@@ -173,22 +190,94 @@ impl ImageDestination for ArchiveFileDestination {
             writer,
             output,
             wrote,
+            hashed,
+            transfer,
         } = *self;
+        let written = writer.transfer_written();
         let changes = Box::new(writer).finish(images)?;
+        let written = written.lock().unwrap_or_else(|p| p.into_inner()).take();
         let paths = match output {
             Output::File(tmp, path) => {
+                // Signed: the manifest, the archive's checksum and their signatures go
+                // beside it first, so a published archive never lacks them.
+                if let (Some(signer), Some(hasher)) = (&transfer.signer, hashed) {
+                    let digest =
+                        std::mem::take(&mut *hasher.lock().unwrap_or_else(|p| p.into_inner()));
+                    let file = path.file_name().unwrap_or_default().to_string_lossy();
+                    let sums = format!("{}  {file}\n", digest.finish().hex());
+                    let mut side =
+                        side_files(&path, written.as_ref(), &sums, Some(signer.as_ref()))?;
+                    side.push((volumes::sums_path(&path), sums.into_bytes()));
+                    for (p, bytes) in side {
+                        volumes::publish_bytes(&p, &bytes)?;
+                    }
+                }
                 crate::store::durable::publish(tmp, &path)
                     .map_err(|e| Error::io("write the output to", &path, e))?;
                 vec![path]
             }
             Output::Special(path) => vec![path],
-            Output::Split(volumes) => volumes.finish()?,
+            Output::Split(split) => {
+                let base = split.base();
+                let signer = transfer.signer.as_deref();
+                split.finish(&|sums| side_files(&base, written.as_ref(), sums, signer))?
+            }
             Output::Stdout => Vec::new(),
         };
         if let Ok(mut w) = wrote.lock() {
             *w = paths;
         }
         Ok(changes)
+    }
+}
+
+/// What goes beside an archive at `base`: its transfer manifest (with its signature) and,
+/// when signed, the signature over its checksums `sums`.
+fn side_files(
+    base: &Path,
+    transfer: Option<&TransferFiles>,
+    sums: &str,
+    signer: Option<&dyn Signer>,
+) -> Result<Vec<(PathBuf, Vec<u8>)>> {
+    let mut files = Vec::new();
+    if let Some(t) = transfer {
+        files.push((volumes::beside(base, TRANSFER_SUFFIX), t.manifest.clone()));
+        if let Some(sig) = &t.signature {
+            files.push((
+                volumes::beside(base, TRANSFER_SIGNATURE_SUFFIX),
+                sig.clone(),
+            ));
+        }
+    }
+    if let Some(s) = signer {
+        let sums_sig = volumes::beside(base, ".SHA256SUMS.sig");
+        files.push((sums_sig, s.sign_detached(sums.as_bytes())?.into_bytes()));
+    }
+    Ok(files)
+}
+
+/// Suffix of the transfer manifest beside an archive (`X.transfer.json`).
+pub const TRANSFER_SUFFIX: &str = ".transfer.json";
+/// Suffix of its signature beside an archive.
+pub const TRANSFER_SIGNATURE_SUFFIX: &str = ".transfer.json.sig";
+
+/// Hashes what passes through to `inner`.
+struct Hashing<W> {
+    inner: W,
+    hasher: Arc<Mutex<Hasher>>,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 

@@ -77,6 +77,8 @@ fn is_metadata(path: &str) -> bool {
             | "oci-layout"
             | "version"
             | super::writer::INCREMENTAL_FILE
+            | crate::transfer::TRANSFER_FILE
+            | crate::transfer::TRANSFER_SIGNATURE_FILE
     )
 }
 

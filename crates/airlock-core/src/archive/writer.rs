@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::tarball::TarWriter;
 use crate::blob_reader::BlobReader;
@@ -19,6 +19,9 @@ use crate::spec::{
     media_type, Descriptor, DockerArchiveEntry, Index, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME,
 };
 use crate::store::{TagChange, ANNOTATION_GENERATED};
+use crate::transfer::{
+    TransferFiles, TransferManifest, TransferOptions, TRANSFER_FILE, TRANSFER_SIGNATURE_FILE,
+};
 use crate::transport::{ImageDestination, SourceImage};
 
 /// Which archive layout to write.
@@ -51,6 +54,11 @@ pub struct ArchiveWriter {
     omit: BTreeSet<Digest>,
     inventory: Option<Digest>,
     metadata_written: bool,
+    /// Write a transfer manifest (what `save` makes; the engine's load stream has none).
+    transfer: Option<TransferOptions>,
+    /// The transfer manifest written, and its signature (shared: the metadata may only be
+    /// written when the writer is consumed by `finish`).
+    transfer_written: Arc<Mutex<Option<TransferFiles>>>,
 }
 
 /// Where the docker format keeps an artifact's name (see `metadata`).
@@ -89,6 +97,8 @@ impl ArchiveWriter {
             omit: BTreeSet::new(),
             inventory: None,
             metadata_written: false,
+            transfer: None,
+            transfer_written: Arc::default(),
         })
     }
 
@@ -98,6 +108,19 @@ impl ArchiveWriter {
         self.omit = have;
         self.inventory = Some(inventory);
         self
+    }
+
+    /// Write a transfer manifest first in the archive, signed and with verdicts as `opts`
+    /// says.
+    pub fn with_transfer(mut self, opts: TransferOptions) -> Self {
+        self.transfer = Some(opts);
+        self
+    }
+
+    /// Where the transfer manifest written and its signature are kept once the metadata
+    /// is out.
+    pub fn transfer_written(&self) -> Arc<Mutex<Option<TransferFiles>>> {
+        self.transfer_written.clone()
     }
 
     /// Run `f` on the tar stream (one writer at a time).
@@ -268,13 +291,33 @@ impl ArchiveWriter {
             }
             _ => None,
         };
-        let mut files = vec![
+        let mut files = Vec::new();
+        if let Some(opts) = &self.transfer {
+            // First in the stream, so review reads it without reading the blobs.
+            let manifest = TransferManifest::of(images, opts.checks.as_deref()).to_bytes()?;
+            let signature = match &opts.signer {
+                Some(s) => Some(s.sign_detached(&manifest)?.into_bytes()),
+                None => None,
+            };
+            files.push((TRANSFER_FILE.to_string(), manifest.clone()));
+            if let Some(sig) = &signature {
+                files.push((TRANSFER_SIGNATURE_FILE.to_string(), sig.clone()));
+            }
+            *self
+                .transfer_written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(TransferFiles {
+                manifest,
+                signature,
+            });
+        }
+        files.extend([
             (
                 "oci-layout".to_string(),
                 br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
             ),
             ("index.json".to_string(), to_json(&index)?),
-        ];
+        ]);
         if let Some(info) = incremental {
             files.push((INCREMENTAL_FILE.to_string(), info));
         }

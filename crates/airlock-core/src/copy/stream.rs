@@ -20,6 +20,7 @@ use crate::compression::{self, Compression, ReadAhead};
 use crate::copy::{copy_images, CopyOptions};
 use crate::error::{Error, Result};
 use crate::store::{Store, TagChange};
+use crate::transfer::{TransferFiles, TRANSFER_FILE, TRANSFER_SIGNATURE_FILE};
 use crate::transport::staged::{StagedSource, StagingDestination};
 use crate::transport::{ImageDestination, SourceImage};
 
@@ -43,6 +44,8 @@ pub struct StreamReport {
     pub changes: Vec<TagChange>,
     /// What was done with content that could not be taken as it is (an invalid name).
     pub notes: Vec<String>,
+    /// The transfer manifest the archive carries (airlock's `save` writes one).
+    pub transfer: Option<TransferFiles>,
 }
 
 /// Picks and renames the images of a source once they are known.
@@ -91,6 +94,7 @@ pub fn copy_archive(
             images,
             changes,
             notes,
+            transfer: transfer_of(&contents),
         });
     }
     let (dialect, compression, contents) = read(input, dest.as_ref())?;
@@ -130,6 +134,15 @@ pub fn copy_archive(
         images,
         changes,
         notes,
+        transfer: transfer_of(&contents),
+    })
+}
+
+/// The transfer manifest among an archive's files, and its signature.
+fn transfer_of(contents: &ArchiveContents) -> Option<TransferFiles> {
+    Some(TransferFiles {
+        manifest: contents.metadata.get(TRANSFER_FILE)?.clone(),
+        signature: contents.metadata.get(TRANSFER_SIGNATURE_FILE).cloned(),
     })
 }
 

@@ -71,9 +71,7 @@ fn old_volumes(base: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// `X.SHA256SUMS`: the checksums of the volumes of `X`.
 pub fn sums_path(base: &Path) -> PathBuf {
-    let mut name = base.as_os_str().to_os_string();
-    name.push(".SHA256SUMS");
-    PathBuf::from(name)
+    beside(base, ".SHA256SUMS")
 }
 
 fn volume_path(base: &Path, i: usize) -> PathBuf {
@@ -110,15 +108,44 @@ impl SharedSplitWriter {
         )))
     }
 
+    /// The name the volumes are named after.
+    pub fn base(&self) -> PathBuf {
+        self.0.lock().map(|w| w.base.clone()).unwrap_or_default()
+    }
+
     /// Give the volumes their names (see [`SplitWriter::finish`]); the archive writer
-    /// must be done with its copy.
-    pub fn finish(self) -> Result<Vec<PathBuf>> {
+    /// must be done with its copy. `side` makes the files published beside them from the
+    /// checksums' text.
+    pub fn finish(self, side: SideFiles<'_>) -> Result<Vec<PathBuf>> {
         let inner = std::sync::Arc::try_unwrap(self.0)
             .map_err(|_| Error::Usage("the archive writer still holds its output".into()))?
             .into_inner()
             .map_err(|_| Error::Usage("the archive writer failed while writing".into()))?;
-        inner.finish()
+        inner.finish(side)
     }
+}
+
+/// Makes the files published beside an archive (its transfer manifest, signatures) from the
+/// text of its `SHA256SUMS`: (path, bytes) pairs.
+pub type SideFiles<'a> = &'a dyn Fn(&str) -> Result<Vec<(PathBuf, Vec<u8>)>>;
+
+/// Publish `bytes` as `path` atomically (a temporary file beside it, fsynced, renamed).
+pub fn publish_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp =
+        durable::output_temp(dir, "side-").map_err(|e| Error::io("create a file in", dir, e))?;
+    std::fs::write(tmp.path(), bytes).map_err(|e| Error::io("write", tmp.path(), e))?;
+    durable::publish(tmp, path).map_err(|e| Error::io("write", path, e))
+}
+
+/// `X` with `suffix` appended to its file name.
+pub fn beside(base: &Path, suffix: &str) -> PathBuf {
+    let mut name = base.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// Writes one stream as volumes of `size` bytes, under temporary names until [`finish`].
@@ -157,7 +184,7 @@ impl SplitWriter {
     /// looks whole but is not. Volumes of an older archive of the same name go first (they
     /// would be joined by mistake); then the new ones are renamed last to first. Returns
     /// the paths.
-    pub fn finish(self) -> Result<Vec<PathBuf>> {
+    pub fn finish(self, side: SideFiles<'_>) -> Result<Vec<PathBuf>> {
         for part in &self.parts {
             part.as_file()
                 .set_permissions(std::fs::Permissions::from_mode(0o644))
@@ -186,11 +213,10 @@ impl SplitWriter {
             let file = name.file_name().unwrap_or_default().to_string_lossy();
             sums.push_str(&format!("{}  {file}\n", hasher.finish().hex()));
         }
-        let sums_path = sums_path(&self.base);
-        let tmp = durable::output_temp(&self.dir, "sums-")
-            .map_err(|e| Error::io("create a file in", &self.dir, e))?;
-        std::fs::write(tmp.path(), sums).map_err(|e| Error::io("write", tmp.path(), e))?;
-        durable::publish(tmp, &sums_path).map_err(|e| Error::io("write", &sums_path, e))?;
+        for (path, bytes) in side(&sums)? {
+            publish_bytes(&path, &bytes)?;
+        }
+        publish_bytes(&sums_path(&self.base), sums.as_bytes())?;
         for (part, dest) in self.parts.into_iter().zip(&names).rev() {
             part.persist(dest)
                 .map_err(|e| Error::io("rename a volume to", dest, e.error))?;
@@ -287,7 +313,7 @@ mod tests {
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         let mut w = SplitWriter::new(&base, 4096);
         w.write_all(&data).unwrap();
-        let names = w.finish().unwrap();
+        let names = w.finish(&|_| Ok(Vec::new())).unwrap();
         assert_eq!(names.len(), 3);
         assert_eq!(std::fs::metadata(&names[0]).unwrap().len(), 4096);
         for p in [base.clone(), volume_path(&base, 0)] {
@@ -310,7 +336,7 @@ mod tests {
         std::fs::write(dir.path().join("x.tar.notes"), b"not a volume").unwrap();
         let mut w = SplitWriter::new(&base, 1 << 20);
         w.write_all(b"new archive").unwrap();
-        let names = w.finish().unwrap();
+        let names = w.finish(&|_| Ok(Vec::new())).unwrap();
         assert_eq!(names, vec![volume_path(&base, 0)]);
         assert!(!volume_path(&base, 1).exists() && !volume_path(&base, 2).exists());
         assert!(dir.path().join("x.tar.notes").exists());

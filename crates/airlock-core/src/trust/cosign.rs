@@ -40,6 +40,8 @@ struct SignedImage {
 /// What the signatures of one image came to.
 #[derive(Clone, Debug)]
 pub struct Verdict {
+    /// The image's root digest.
+    pub image: Digest,
     /// The key (its file) a valid signature was made with, if one was.
     pub signed_by: Option<String>,
     /// Why each other signature found did not count, or that none was found.
@@ -74,6 +76,7 @@ pub fn verify_image(
             match check_layer(layer, &subject, keys, read) {
                 Ok(key) => {
                     return Verdict {
+                        image: image.root.digest.clone(),
                         signed_by: Some(key),
                         problems,
                     }
@@ -86,6 +89,7 @@ pub fn verify_image(
         problems.push("no cosign signature found".into());
     }
     Verdict {
+        image: image.root.digest.clone(),
         signed_by: None,
         problems,
     }

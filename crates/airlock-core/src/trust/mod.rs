@@ -6,6 +6,7 @@
 //! here asks a network.
 
 pub mod cosign;
+pub mod detached;
 pub mod keys;
 
 use std::sync::Mutex;
@@ -15,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::transport::SourceImage;
 
 pub use cosign::Verdict;
+pub use detached::{SigningKey, TrustedKey};
 pub use keys::PublicKey;
 
 /// Every container image must carry a cosign signature by one of these keys.
@@ -53,6 +55,19 @@ fn label(img: &SourceImage) -> String {
     }
 }
 
+impl crate::transfer::SignatureChecks for KeyPolicy {
+    fn status_of(&self, root: &Digest) -> Option<crate::transfer::SignatureStatus> {
+        let verdicts = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
+        verdicts
+            .iter()
+            .find(|(_, v)| &v.image == root)
+            .map(|(_, v)| crate::transfer::SignatureStatus {
+                signed_by: v.signed_by.clone(),
+                problems: v.problems.clone(),
+            })
+    }
+}
+
 impl crate::copy::Gate for KeyPolicy {
     fn check(
         &self,
@@ -80,4 +95,46 @@ impl crate::copy::Gate for KeyPolicy {
             })
         }
     }
+}
+
+/// Check the transfer manifest `files` of `archive` against `keys`, and that it lists
+/// exactly the `images` the archive was read to hold. Returns the key it is signed with.
+pub fn check_transfer(
+    archive: &str,
+    files: Option<&crate::transfer::TransferFiles>,
+    images: &[SourceImage],
+    keys: &[TrustedKey],
+) -> Result<String> {
+    let refuse = |detail: String| Error::TransferNotTrusted {
+        archive: archive.to_string(),
+        detail,
+    };
+    let files = files.ok_or_else(|| {
+        refuse("it has none (it was not written by airlock save, or not by this version)".into())
+    })?;
+    let signature = files
+        .signature
+        .as_deref()
+        .ok_or_else(|| refuse("it is not signed (save it with --sign-key)".into()))?;
+    let mut why = Vec::new();
+    let mut signed_by = None;
+    for key in keys {
+        match key.verify_detached(&files.manifest, signature) {
+            Ok(()) => {
+                signed_by = Some(key.describe());
+                break;
+            }
+            Err(e) => why.push(e),
+        }
+    }
+    let signed_by = signed_by.ok_or_else(|| refuse(why.join("; ")))?;
+    let manifest = files.parse()?;
+    let diffs = manifest.differences(images);
+    if !diffs.is_empty() {
+        return Err(refuse(format!(
+            "it does not list what the archive holds: {}",
+            diffs.join("; ")
+        )));
+    }
+    Ok(signed_by)
 }

@@ -1,0 +1,406 @@
+//! The transfer manifest: the bill of materials `save` writes into every archive it makes,
+//! first in the tar stream so `airlock review` reads it without reading the rest. It lists
+//! every image and artifact with its names, digests, platforms and sizes, the signatures
+//! and SBOMs that travel with it and (when `save` was given keys) whether they verified.
+//! A detached signature over its exact bytes may follow it (`save --sign-key`). It holds no
+//! time: two saves of the same images are the same bytes, signature included (Ed25519,
+//! RFC 6979 ECDSA and PKCS #1 v1.5 are deterministic).
+//!
+//! This module only describes; signing and checking signatures is [`crate::trust`]'s, which
+//! implements the two traits here so the archive writer needs no cryptography.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::graph;
+use crate::transport::SourceImage;
+
+/// The transfer manifest's name in an archive, and its suffix beside one.
+pub const TRANSFER_FILE: &str = "airlock-transfer.json";
+/// The detached signature over [`TRANSFER_FILE`]'s bytes.
+pub const TRANSFER_SIGNATURE_FILE: &str = "airlock-transfer.json.sig";
+/// What the manifest's `mediaType` says.
+pub const MEDIA_TYPE: &str = "application/vnd.airlock.transfer.v1+json";
+
+/// Makes detached signatures (an SSH key's SSHSIG, a PEM key's base64 signature).
+pub trait Signer: Send + Sync + std::fmt::Debug {
+    /// The text of a signature file over `message`.
+    fn sign_detached(&self, message: &[u8]) -> Result<String>;
+}
+
+/// What was found out about the signatures of images before they were written.
+pub trait SignatureChecks: Send + Sync + std::fmt::Debug {
+    /// The verdict on the image whose root is `root`, if it was checked.
+    fn status_of(&self, root: &Digest) -> Option<SignatureStatus>;
+}
+
+/// What an archive writer adds about the shipment.
+#[derive(Clone, Debug, Default)]
+pub struct TransferOptions {
+    /// Sign the transfer manifest (and the volume checksums) with this.
+    pub signer: Option<Arc<dyn Signer>>,
+    /// Record these verdicts in the manifest.
+    pub checks: Option<Arc<dyn SignatureChecks>>,
+}
+
+/// The bill of materials of one archive.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferManifest {
+    /// [`MEDIA_TYPE`].
+    pub media_type: String,
+    /// Which program wrote it.
+    pub tool: String,
+    /// The container images, each with what travels with it.
+    pub images: Vec<TransferImage>,
+    /// Artifacts whose subject is not among the images (or that have none).
+    #[serde(default)]
+    pub artifacts: Vec<TransferArtifact>,
+    /// How many distinct blobs the archive holds.
+    pub blobs: usize,
+    /// Their total size in bytes.
+    pub size: u64,
+}
+
+/// One container image in a transfer manifest.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferImage {
+    /// Its names (none for an untagged image).
+    pub names: Vec<String>,
+    /// The root manifest or index digest.
+    pub digest: Digest,
+    /// Docker's image ID.
+    pub image_id: Digest,
+    /// The root's media type.
+    pub media_type: String,
+    /// Its platform manifests.
+    pub platforms: Vec<TransferPlatform>,
+    /// Bytes of every blob it needs.
+    pub size: u64,
+    /// Signatures, attestations, SBOMs and other artifacts that refer to it.
+    #[serde(default)]
+    pub referrers: Vec<TransferReferrer>,
+    /// Whether its signature was checked before it was written, and what that gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureStatus>,
+}
+
+/// One platform manifest of an image.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferPlatform {
+    /// `os/architecture[/variant]`, when the index says (a lone manifest does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// The manifest digest.
+    pub digest: Digest,
+    /// How many layers.
+    pub layers: usize,
+    /// Bytes of its config and layers.
+    pub size: u64,
+}
+
+/// Something that refers to an image: a signature, an attestation, an SBOM.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferReferrer {
+    /// `signature`, `attestation`, `sbom` or `artifact`.
+    pub kind: String,
+    /// Its root digest.
+    pub digest: Digest,
+    /// Its artifact type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+}
+
+/// An artifact that refers to no image in the archive.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferArtifact {
+    /// Its names.
+    pub names: Vec<String>,
+    /// Its root digest.
+    pub digest: Digest,
+    /// Its artifact type.
+    pub artifact_type: String,
+    /// What it refers to, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Digest>,
+}
+
+/// A signature check's outcome for one image.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SignatureStatus {
+    /// The key a valid signature was made with, if one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+    /// Why other signatures did not count.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+/// The transfer manifest as found in an archive: its exact bytes and its signature's.
+#[derive(Clone, Debug)]
+pub struct TransferFiles {
+    /// The manifest's bytes.
+    pub manifest: Vec<u8>,
+    /// The signature file's bytes, when it was signed.
+    pub signature: Option<Vec<u8>>,
+}
+
+impl TransferFiles {
+    /// The manifest, parsed.
+    pub fn parse(&self) -> Result<TransferManifest> {
+        let m: TransferManifest =
+            crate::spec::parse_json(&self.manifest, TRANSFER_FILE, "transfer manifest")?;
+        if m.media_type != MEDIA_TYPE {
+            return Err(Error::Usage(format!(
+                "{TRANSFER_FILE} is a '{}', not an airlock transfer manifest ({MEDIA_TYPE})",
+                m.media_type
+            )));
+        }
+        Ok(m)
+    }
+}
+
+/// What kind of referrer an artifact is, by its artifact type or its cosign tag.
+pub fn referrer_kind(artifact_type: Option<&str>, names: &[crate::Reference]) -> &'static str {
+    let tag_suffix = names
+        .iter()
+        .filter_map(|n| n.tag())
+        .find_map(|t| t.rsplit_once('.').map(|(_, s)| s.to_string()));
+    let t = artifact_type.unwrap_or("").to_ascii_lowercase();
+    match tag_suffix.as_deref() {
+        Some("sig") => return "signature",
+        Some("att") => return "attestation",
+        Some("sbom") => return "sbom",
+        _ => {}
+    }
+    if t.contains("spdx") || t.contains("cyclonedx") || t.contains("sbom") || t.contains("syft") {
+        "sbom"
+    } else if t.contains("signature") || t.contains("simplesigning") || t.contains("notary") {
+        "signature"
+    } else if t.contains("sigstore.bundle") {
+        // A bundle is a signature or an attestation; cosign's default image signature is
+        // the former, and an attestation says in-toto in its artifact type's payload.
+        "signature"
+    } else if t.contains("in-toto") || t.contains("dsse") || t.contains("attestation") {
+        "attestation"
+    } else {
+        "artifact"
+    }
+}
+
+impl TransferManifest {
+    /// The manifest of an archive holding `images`, with `checks`' verdicts.
+    pub fn of(images: &[SourceImage], checks: Option<&dyn SignatureChecks>) -> TransferManifest {
+        let blobs = distinct_blobs(images);
+        // Which image a manifest digest belongs to, so a referrer finds its image.
+        let mut owner: BTreeMap<Digest, usize> = BTreeMap::new();
+        let mut out: Vec<TransferImage> = Vec::new();
+        let mut positions = Vec::new();
+        for img in images.iter().filter(|i| i.artifact_type().is_none()) {
+            let n = out.len();
+            owner.insert(img.root.digest.clone(), n);
+            for p in &img.platforms {
+                owner.insert(p.descriptor.digest.clone(), n);
+            }
+            positions.push(img);
+            out.push(TransferImage {
+                names: img.names.iter().map(|r| r.to_string()).collect(),
+                digest: img.root.digest.clone(),
+                image_id: img.id(),
+                media_type: img.root.media_type.clone(),
+                platforms: img
+                    .image_platforms()
+                    .map(|p| TransferPlatform {
+                        platform: p.descriptor.platform.as_ref().map(|pl| {
+                            let mut s = format!("{}/{}", pl.os, pl.architecture);
+                            if let Some(v) = &pl.variant {
+                                s.push('/');
+                                s.push_str(v);
+                            }
+                            s
+                        }),
+                        digest: p.descriptor.digest.clone(),
+                        layers: p.manifest.layers.len(),
+                        size: p.manifest.config.size
+                            + p.manifest.layers.iter().map(|l| l.size).sum::<u64>(),
+                    })
+                    .collect(),
+                size: distinct_blobs(std::slice::from_ref(img))
+                    .iter()
+                    .map(|b| b.size)
+                    .sum(),
+                referrers: Vec::new(),
+                signature: checks.and_then(|c| c.status_of(&img.root.digest)),
+            });
+        }
+        let mut artifacts = Vec::new();
+        // A referrer of a referrer (a signature on an SBOM) belongs to the same image.
+        let mut pending: Vec<&SourceImage> = images
+            .iter()
+            .filter(|i| i.artifact_type().is_some())
+            .collect();
+        loop {
+            let before = pending.len();
+            pending.retain(|a| {
+                let subject = graph::subject_from(a.subject(), &a.names);
+                let Some(&n) = subject.as_ref().and_then(|s| owner.get(s)) else {
+                    return true;
+                };
+                let ty = a.artifact_type();
+                out[n].referrers.push(TransferReferrer {
+                    kind: referrer_kind(ty.as_deref(), &a.names).to_string(),
+                    digest: a.root.digest.clone(),
+                    artifact_type: ty,
+                });
+                owner.insert(a.root.digest.clone(), n);
+                false
+            });
+            if pending.len() == before {
+                break;
+            }
+        }
+        for a in pending {
+            artifacts.push(TransferArtifact {
+                names: a.names.iter().map(|r| r.to_string()).collect(),
+                digest: a.root.digest.clone(),
+                artifact_type: a.artifact_type().unwrap_or_default(),
+                subject: graph::subject_from(a.subject(), &a.names),
+            });
+        }
+        TransferManifest {
+            media_type: MEDIA_TYPE.to_string(),
+            tool: format!("airlock {}", env!("CARGO_PKG_VERSION")),
+            images: out,
+            artifacts,
+            blobs: blobs.len(),
+            size: blobs.iter().map(|b| b.size).sum(),
+        }
+    }
+
+    /// Its bytes as written into an archive (indented: people read it).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut v = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::Usage(format!("cannot encode the transfer manifest: {e}")))?;
+        v.push(b'\n');
+        Ok(v)
+    }
+
+    /// Where it disagrees with the `images` an archive was found to hold: an image or
+    /// artifact missing, added, or named differently. Empty when they agree.
+    pub fn differences(&self, images: &[SourceImage]) -> Vec<String> {
+        let found = TransferManifest::of(images, None);
+        let listed = |m: &TransferManifest| -> BTreeMap<Digest, Vec<String>> {
+            m.images
+                .iter()
+                .map(|i| (i.digest.clone(), i.names.clone()))
+                .chain(
+                    m.artifacts
+                        .iter()
+                        .map(|a| (a.digest.clone(), a.names.clone())),
+                )
+                .chain(
+                    m.images
+                        .iter()
+                        .flat_map(|i| &i.referrers)
+                        .map(|r| (r.digest.clone(), Vec::new())),
+                )
+                .collect()
+        };
+        let (want, have) = (listed(self), listed(&found));
+        let mut diffs = Vec::new();
+        for (d, names) in &want {
+            match have.get(d) {
+                None => diffs.push(format!(
+                    "{} is listed but not in the archive",
+                    show(d, names)
+                )),
+                Some(n) if n != names => diffs.push(format!(
+                    "{d} is listed as [{}] but named [{}] in the archive",
+                    names.join(", "),
+                    n.join(", ")
+                )),
+                _ => {}
+            }
+        }
+        for (d, names) in &have {
+            if !want.contains_key(d) {
+                diffs.push(format!(
+                    "{} is in the archive but not listed",
+                    show(d, names)
+                ));
+            }
+        }
+        diffs
+    }
+}
+
+fn show(d: &Digest, names: &[String]) -> String {
+    if names.is_empty() {
+        d.to_string()
+    } else {
+        format!("{} ({d})", names.join(", "))
+    }
+}
+
+/// Every blob `images` need, each once (as the copy engine counts them).
+fn distinct_blobs(images: &[SourceImage]) -> Vec<crate::spec::Descriptor> {
+    let mut seen = std::collections::BTreeSet::new();
+    images
+        .iter()
+        .flat_map(|i| i.blobs())
+        .filter(|b| seen.insert(b.digest.clone()))
+        .collect()
+}
+
+/// The most a transfer manifest or its signature may be.
+const MAX_TRANSFER_FILE: u64 = 16 << 20;
+
+/// The transfer manifest at the front of an archive stream (plain or compressed), read
+/// without reading further than the first blob: `save` writes it first. `None` when it is
+/// not there (another tool's archive, or one written metadata-last).
+pub fn read_front(input: impl std::io::Read + Send) -> Result<Option<TransferFiles>> {
+    use std::io::Read;
+    let (_, plain) = crate::compression::auto_decoder(input)
+        .map_err(|e| Error::stream("read the archive", e))?;
+    let mut tar = tar::Archive::new(plain);
+    let mut manifest = None;
+    let mut signature = None;
+    let entries = tar
+        .entries()
+        .map_err(|e| Error::stream("read the archive", e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::stream("read the archive", e))?;
+        let path = entry.path_bytes();
+        let path = String::from_utf8_lossy(&path)
+            .trim_start_matches("./")
+            .to_string();
+        let slot = match path.as_str() {
+            TRANSFER_FILE => &mut manifest,
+            TRANSFER_SIGNATURE_FILE => &mut signature,
+            p if p.starts_with("blobs/") => break,
+            _ => continue,
+        };
+        let mut bytes = Vec::new();
+        entry
+            .take(MAX_TRANSFER_FILE)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::stream(format!("read {path} in the archive"), e))?;
+        *slot = Some(bytes);
+        if manifest.is_some() && signature.is_some() {
+            break;
+        }
+    }
+    Ok(manifest.map(|manifest| TransferFiles {
+        manifest,
+        signature,
+    }))
+}
