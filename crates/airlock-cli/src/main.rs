@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cmd::{copy, fsck, load, registry, review, save, snapshots, store, verify};
+use cmd::{copy, fsck, load, registry, review, save, sign, snapshots, store, verify};
 
 /// Move container images and filesystem snapshots across an air gap, without any engine.
 #[derive(Parser, Debug)]
@@ -52,6 +52,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     #[command(display_order = 4)]
     Review(review::ReviewArgs),
+    #[command(display_order = 4)]
+    Sign(sign::SignArgs),
     #[command(display_order = 4)]
     Images(store::ImagesArgs),
     #[command(display_order = 5)]
@@ -101,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Save(a) => save::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a),
         Command::Review(a) => review::run(&ctx, a),
+        Command::Sign(a) => sign::run(&ctx, a),
         Command::Images(a) => store::images(&ctx, a),
         Command::Artifacts(a) => store::artifacts(&ctx, a),
         Command::Inspect(a) => store::inspect(&ctx, a),

@@ -326,3 +326,105 @@ fn a_signature_crosses_with_its_image_and_is_checked_on_the_far_side() {
     ]);
     assert!(err.contains("junk.pub is not a public key"), "{err}");
 }
+
+#[test]
+fn airlock_sign_makes_a_cosign_signature_that_openssl_and_the_far_side_accept() {
+    let dir = scratch();
+    let d = dir.path();
+    let (key, public) = key_pair(d, "site", "ec");
+    let mut l = Layout::default();
+    let app = l.image(&format!("{APP}:1"), b"built here\n");
+    let layout = l.write(&d.join("layout"));
+    let near = Airlock::new(&d.join("near"));
+    near.ok(&["load", "-q", "-i", layout.to_str().unwrap()]);
+    let before = near.fails(&[
+        "verify",
+        "-i",
+        layout.to_str().unwrap(),
+        "--key",
+        public.to_str().unwrap(),
+    ]);
+    assert!(before.contains("no cosign signature found"), "{before}");
+    let out = near.ok(&[
+        "sign",
+        &format!("{APP}:1"),
+        "--key",
+        key.to_str().unwrap(),
+        "--legacy-tag",
+    ]);
+    assert!(out.contains(&format!("({app})")), "{out}");
+    assert!(
+        out.contains(&format!("Tagged {APP}:sha256-{}.sig", &app[7..])),
+        "{out}"
+    );
+    // The stored payload names the image, and openssl checks its signature as cosign would.
+    let store = d.join("near");
+    let blob = |digest: &str| std::fs::read(store.join("blobs/sha256").join(&digest[7..])).unwrap();
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
+    let sig_root = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| {
+            m["annotations"]["io.containerd.image.name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with(".sig"))
+        })
+        .unwrap_or_else(|| panic!("no .sig in {index}"));
+    let manifest: Value =
+        serde_json::from_slice(&blob(sig_root["digest"].as_str().unwrap())).unwrap();
+    assert_eq!(manifest["subject"]["digest"], app.as_str());
+    let layer = &manifest["layers"][0];
+    let payload_bytes = blob(layer["digest"].as_str().unwrap());
+    let payload: Value = serde_json::from_slice(&payload_bytes).unwrap();
+    assert_eq!(
+        payload["critical"]["image"]["docker-manifest-digest"],
+        app.as_str()
+    );
+    assert_eq!(payload["critical"]["identity"]["docker-reference"], APP);
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(
+            layer["annotations"]["dev.cosignproject.cosign/signature"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    std::fs::write(d.join("payload"), &payload_bytes).unwrap();
+    std::fs::write(d.join("payload.der"), raw).unwrap();
+    openssl(&[
+        "dgst",
+        "-sha256",
+        "-verify",
+        public.to_str().unwrap(),
+        "-signature",
+        d.join("payload.der").to_str().unwrap(),
+        d.join("payload").to_str().unwrap(),
+    ]);
+    // The signature travels with a save, and the far side's key accepts the image.
+    let archive = d.join("signed.tar");
+    near.ok(&["save", "-o", archive.to_str().unwrap(), &format!("{APP}:1")]);
+    let far = Airlock::new(&d.join("far"));
+    let out = far.ok(&[
+        "load",
+        "-i",
+        archive.to_str().unwrap(),
+        "--key",
+        public.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains(&format!("Signature verified: {APP}:1, signed by")),
+        "{out}"
+    );
+    // An SSH key cannot make an image signature, and says so.
+    require_tool("ssh-keygen");
+    let ssh = d.join("ssh");
+    crate::util::sh(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&ssh),
+    );
+    let err = near.fails(&["sign", &format!("{APP}:1"), "--key", ssh.to_str().unwrap()]);
+    assert!(err.contains("is an SSH key"), "{err}");
+}

@@ -8,6 +8,7 @@
 pub mod cosign;
 pub mod detached;
 pub mod keys;
+pub mod sign;
 
 use std::sync::Mutex;
 
