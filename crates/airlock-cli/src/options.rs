@@ -1,10 +1,12 @@
 //! Option types several commands share (a leaf module: it imports nothing of the crate).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 
 use airlock_core::compression::Compression;
+use airlock_core::trust;
 
 /// Archive layout.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
@@ -107,29 +109,73 @@ pub struct PlatformArgs {
     pub all_platforms: bool,
 }
 
-/// Which signatures images must carry: shared by `load`, `verify`, `copy`, `pull` and `push`.
+/// Which signatures images must carry: shared by `load`, `verify`, `save`, `copy`, `pull`
+/// and `push`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct TrustArgs {
-    /// Require every image to carry a cosign signature by this public key (PEM: ECDSA
-    /// P-256, RSA or Ed25519); repeat to accept any of several keys. Checked offline,
-    /// before anything is loaded: one unsigned image and nothing is.
+    /// Require every image to carry a signature by this key: a PEM public key (ECDSA
+    /// P-256, RSA or Ed25519) for cosign signatures, or an OpenPGP keyring (`gpg --export`)
+    /// for GPG simple signing; repeat to accept any of several. Checked offline, before
+    /// anything is loaded: one unsigned image and nothing is.
     #[arg(long = "key", value_name = "PUB")]
     pub keys: Vec<std::path::PathBuf>,
+    /// Require what this containers-policy.json says (the format of
+    /// /etc/containers/policy.json): each image judged by its names under
+    /// `transports.docker`, else `default`.
+    #[arg(long, value_name = "FILE", conflicts_with = "keys")]
+    pub policy: Option<std::path::PathBuf>,
+}
+
+/// The signature check a command was asked for.
+#[derive(Debug, Clone)]
+pub enum SignatureGate {
+    /// `--key`: any valid signature by one of the keys.
+    Keys(Arc<trust::KeyPolicy>),
+    /// `--policy`: containers-policy.json.
+    Policy(Arc<trust::policy::PolicyGate>),
+}
+
+impl SignatureGate {
+    /// As the copy engine's gate.
+    pub fn gate(&self) -> Arc<dyn airlock_core::copy::Gate> {
+        match self {
+            SignatureGate::Keys(k) => k.clone(),
+            SignatureGate::Policy(p) => p.clone(),
+        }
+    }
+
+    /// As the verdicts a transfer manifest records.
+    pub fn checks(&self) -> Arc<dyn airlock_core::transfer::SignatureChecks> {
+        match self {
+            SignatureGate::Keys(k) => k.clone(),
+            SignatureGate::Policy(p) => p.clone(),
+        }
+    }
+
+    /// The verdicts of the last check, image by image.
+    pub fn verdicts(&self) -> Vec<(String, trust::Verdict)> {
+        match self {
+            SignatureGate::Keys(k) => k.verdicts(),
+            SignatureGate::Policy(p) => p.verdicts(),
+        }
+    }
 }
 
 impl TrustArgs {
-    /// The signature policy these options ask for, if any.
-    pub fn policy(&self) -> anyhow::Result<Option<std::sync::Arc<airlock_core::trust::KeyPolicy>>> {
+    /// The signature check these options ask for, if any.
+    pub fn policy(&self) -> anyhow::Result<Option<SignatureGate>> {
+        if let Some(path) = &self.policy {
+            let policy = trust::policy::Policy::from_file(path)?;
+            return Ok(Some(SignatureGate::Policy(Arc::new(
+                trust::policy::PolicyGate::new(policy),
+            ))));
+        }
         if self.keys.is_empty() {
             return Ok(None);
         }
-        let keys = self
-            .keys
-            .iter()
-            .map(|k| airlock_core::trust::PublicKey::from_file(k))
-            .collect::<airlock_core::Result<Vec<_>>>()?;
-        Ok(Some(std::sync::Arc::new(
-            airlock_core::trust::KeyPolicy::new(keys),
-        )))
+        let keys = trust::TrustedKeys::from_files(&self.keys)?;
+        Ok(Some(SignatureGate::Keys(Arc::new(trust::KeyPolicy::new(
+            keys,
+        )))))
     }
 }

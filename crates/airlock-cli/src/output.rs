@@ -375,6 +375,7 @@ pub fn verdict_lines(verdicts: &[(String, airlock_core::trust::Verdict)]) -> Vec
     verdicts
         .iter()
         .map(|(name, v)| match &v.signed_by {
+            Some(rule) if v.unsigned_ok => format!("Accepted unsigned: {name} ({rule})"),
             Some(key) => format!("Signature verified: {name}, signed by {key}"),
             None => format!("Not signed: {name} ({})", v.problems.join("; ")),
         })

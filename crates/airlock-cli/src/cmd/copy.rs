@@ -51,7 +51,7 @@ pub fn run(ctx: &Context, args: CopyArgs) -> Result<()> {
         Some(&args.platform),
     )?;
     let policy = args.trust.policy()?;
-    req.gate = policy.clone().map(|p| p as _);
+    req.gate = policy.as_ref().map(|p| p.gate());
     let meter = Meter::start("Copying", &req.progress, args.quiet);
     let outcome = transports::copy(&store, &src, Some(&dst), &req)?;
     drop(meter);

@@ -62,7 +62,7 @@ pub fn run(ctx: &Context, args: LoadArgs) -> Result<()> {
     let store = ctx.store()?;
     let mut req = crate::cmd::request::build(ctx, Vec::new(), None, None, None)?;
     let policy = args.trust.policy()?;
-    req.gate = policy.clone().map(|p| p as _);
+    req.gate = policy.as_ref().map(|p| p.gate());
     let meter = Meter::start("Loading", &req.progress, args.quiet);
     let outcome = transports::copy(&store, &src, Some(&dest), &req)?;
     drop(meter);

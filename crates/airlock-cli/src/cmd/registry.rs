@@ -93,7 +93,7 @@ pub fn pull(ctx: &Context, args: PullArgs) -> Result<()> {
     let mut req =
         crate::cmd::request::build(ctx, Vec::new(), Some(&select), None, Some(&args.platform))?;
     let policy = args.trust.policy()?;
-    req.gate = policy.clone().map(|p| p as _);
+    req.gate = policy.as_ref().map(|p| p.gate());
     let meter = Meter::start("Pulling", &req.progress, args.quiet);
     let src = TransportName::Registry(args.reference.clone());
     let outcome = transports::copy(&store, &src, Some(&TransportName::Store(None)), &req)?;
@@ -154,7 +154,7 @@ pub fn push(ctx: &Context, args: PushArgs) -> Result<()> {
     };
     let mut req = crate::cmd::request::build(ctx, Vec::new(), Some(&select), None, None)?;
     let policy = args.trust.policy()?;
-    req.gate = policy.clone().map(|p| p as _);
+    req.gate = policy.as_ref().map(|p| p.gate());
     // `push IMAGE HOST/REPO` is exactly that name, with or without a tag.
     req.exact_destination = !all;
     let meter = Meter::start("Pushing", &req.progress, args.quiet);

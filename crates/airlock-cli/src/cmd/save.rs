@@ -119,10 +119,10 @@ pub fn run(ctx: &Context, args: SaveArgs) -> Result<()> {
         None,
     )?;
     let policy = args.trust.policy()?;
-    req.gate = policy.clone().map(|p| p as _);
+    req.gate = policy.as_ref().map(|p| p.gate());
     req.archive.transfer = TransferOptions {
         signer: signer.clone().map(|s| s as _),
-        checks: policy.clone().map(|p| p as _),
+        checks: policy.as_ref().map(|p| p.checks()),
     };
     let meter = Meter::start("Saving", &req.progress, false);
     let outcome = transports::copy(&store, &src, Some(&dest), &req)?;

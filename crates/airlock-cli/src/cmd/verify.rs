@@ -45,7 +45,7 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> Result<()> {
     let store = ctx.store()?;
     let mut req = crate::cmd::request::build(ctx, Vec::new(), None, None, None)?;
     let policy = args.trust.policy()?;
-    req.gate = policy.clone().map(|p| p as _);
+    req.gate = policy.as_ref().map(|p| p.gate());
     let trusted = args
         .trusted_keys
         .iter()

@@ -26,6 +26,22 @@ const AFTER_END: u64 = 1 << 20;
 const MAX_METADATA: u64 = 64 << 20;
 /// JSON blobs up to this size (configs, manifests) are also kept in memory for `resolve`.
 const SMALL_JSON: u64 = 8 << 20;
+/// The largest OpenPGP signed message kept in memory (a simple-signing one is under 1 KiB).
+const SMALL_SIGNATURE: u64 = 64 << 10;
+
+/// True for the first byte of an OpenPGP signed message: a compressed-data, one-pass
+/// signature, signature or literal-data packet header, old or new format. (No compressed
+/// layer starts so: gzip, zstd, xz and bzip2 magics differ.)
+fn opens_openpgp_message(b: u8) -> bool {
+    let tag = if b & 0xc0 == 0xc0 {
+        b & 0x3f
+    } else if b & 0xc0 == 0x80 {
+        (b >> 2) & 0x0f
+    } else {
+        return false;
+    };
+    matches!(tag, 2 | 4 | 8 | 11)
+}
 /// All kept JSON together may not exceed this (a hostile archive of many "configs").
 const SMALL_JSON_TOTAL: u64 = 512 << 20;
 
@@ -69,17 +85,18 @@ impl ArchiveContents {
 pub use super::sniff::normalize;
 
 fn is_metadata(path: &str) -> bool {
-    matches!(
-        path,
-        "manifest.json"
-            | "index.json"
-            | "repositories"
-            | "oci-layout"
-            | "version"
-            | super::writer::INCREMENTAL_FILE
-            | crate::transfer::TRANSFER_FILE
-            | crate::transfer::TRANSFER_SIGNATURE_FILE
-    )
+    super::sniff::is_dir_signature(path)
+        || matches!(
+            path,
+            "manifest.json"
+                | "index.json"
+                | "repositories"
+                | "oci-layout"
+                | "version"
+                | super::writer::INCREMENTAL_FILE
+                | crate::transfer::TRANSFER_FILE
+                | crate::transfer::TRANSFER_SIGNATURE_FILE
+        )
 }
 
 /// Collects the files of an archive, from a tar stream or a directory, handing every blob
@@ -205,7 +222,10 @@ impl<'a> Ingest<'a> {
         }
         let (head, mut rest) = compression::peek(reader, 64).map_err(|e| read_err(&path, e))?;
         let json = head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-        if size <= SMALL_JSON && json {
+        // A GPG signature's payload is read by the signature check, like a JSON document.
+        let signed_message =
+            size <= SMALL_SIGNATURE && head.first().is_some_and(|b| opens_openpgp_message(*b));
+        if (size <= SMALL_JSON && json) || signed_message {
             return self.small_json(path, size, named, &mut rest);
         }
         let expect = Expect {

@@ -28,6 +28,8 @@ pub fn classify(path: &str, is_dir: bool) -> EntryKind {
         | ["airlock-incremental.json"]
         // containers/image's `dir:` layout: blobs named by hex, per-instance manifests.
         | ["version"] => EntryKind::ImageArchive,
+        // Its signatures (`signature-1`, ...): GPG simple signing or sigstore JSON.
+        [one] if !is_dir && is_dir_signature(one) => EntryKind::ImageArchive,
         [one] if one.starts_with("signature-") => EntryKind::ArchiveDir,
         [one] if !is_dir && (is_hex_id(one) || dir_instance_manifest(one).is_some()) => {
             EntryKind::ImageArchive
@@ -53,6 +55,12 @@ pub fn classify(path: &str, is_dir: bool) -> EntryKind {
         [id, "VERSION" | "json" | "layer.tar"] if is_hex_id(id) => EntryKind::ImageArchive,
         _ => EntryKind::Foreign,
     }
+}
+
+/// containers/image's name for the N-th signature in a `dir:` layout: `signature-N`.
+pub fn is_dir_signature(name: &str) -> bool {
+    name.strip_prefix("signature-")
+        .is_some_and(|n| !n.is_empty() && n.len() < 6 && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Top-level names of a root filesystem (what `docker export` and rootfs tars start with).

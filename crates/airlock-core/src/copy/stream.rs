@@ -115,9 +115,15 @@ pub fn copy_archive(
     for img in &images {
         let roots = std::iter::once(&img.root.digest);
         let configs = img.platforms.iter().map(|p| &p.manifest.config.digest);
+        // (and the payloads of the signatures a `dir:` layout keeps as files)
+        let layers = img
+            .platforms
+            .iter()
+            .flat_map(|p| p.manifest.layers.iter().map(|l| &l.digest));
         for d in roots
             .chain(img.platforms.iter().map(|p| &p.descriptor.digest))
             .chain(configs)
+            .chain(layers)
         {
             if let Some(bytes) = generated.get(d) {
                 if !dest.has_blob(d) {

@@ -13,6 +13,10 @@ use crate::error::{Error, Result};
 
 mod go_keys;
 
+/// What starts a sigstore signature file in containers/image's `dir:` layout (a GPG one
+/// is the bare OpenPGP message).
+pub const SIGSTORE_SIGNATURE_MARKER: &[u8] = b"\x00sigstore-json\n";
+
 /// Media types of the documents and layers we meet.
 pub mod media_type {
     /// OCI image index.
@@ -38,6 +42,14 @@ pub mod media_type {
     pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
     /// The OCI empty descriptor's media type (`{}`), the config of most artifacts.
     pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+    /// A cosign simple-signing payload (its signature in a layer annotation).
+    pub const COSIGN_SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+    /// The artifact type of a cosign signature stored as an OCI 1.1 referrer.
+    pub const COSIGN_SIGNATURE_ARTIFACT: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+    /// A GPG "simple signing" signature (what `skopeo copy --sign-by` and Red Hat make): an
+    /// OpenPGP signed message over the JSON payload. No registry standard names one, so
+    /// airlock stores each as a referrer layer of this type.
+    pub const GPG_SIMPLE_SIGNING: &str = "application/vnd.dev.airlock.simplesigning.gpg.v1";
 
     /// True for an image config (OCI or Docker).
     pub fn is_image_config(mt: &str) -> bool {

@@ -10,6 +10,7 @@ use super::{ImageDestination, SourceImage};
 use crate::blob_reader::BlobReader;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::spec::media_type;
 use crate::store::{sync_dir, write_atomic, TagChange};
 
 /// What containers/image writes into `version`.
@@ -44,15 +45,53 @@ impl DirDestination {
     }
 }
 
-/// The one image a `dir:` layout can hold.
+/// The one container image a `dir:` layout can hold (its referrers come along beside it).
 fn one_image(images: &[SourceImage]) -> Result<&SourceImage> {
-    match images {
+    let containers: Vec<&SourceImage> = images
+        .iter()
+        .filter(|i| i.artifact_type().is_none())
+        .collect();
+    match containers.as_slice() {
         [img] => Ok(img),
         _ => Err(Error::Usage(format!(
             "a dir: layout holds one image, and {} were chosen: name one",
-            images.len()
+            containers.len()
         ))),
     }
+}
+
+/// The `signature-N` files for the signatures among `images` that refer to `img`: GPG
+/// signatures as they are, cosign ones in c/image's sigstore JSON. Other referrers (SBOMs,
+/// attestations) have no place in a `dir:` layout and are left out.
+fn signature_files(
+    img: &SourceImage,
+    images: &[SourceImage],
+    read: impl Fn(&Digest) -> Result<Vec<u8>>,
+) -> Result<Vec<Vec<u8>>> {
+    use base64::Engine;
+    let mut files = Vec::new();
+    let signed: Vec<&Digest> = std::iter::once(&img.root.digest).collect();
+    for sig in images.iter().filter(|i| i.artifact_type().is_some()) {
+        let subject = crate::graph::subject_from(sig.subject(), &sig.names);
+        if !subject.is_some_and(|s| signed.contains(&&s)) {
+            continue;
+        }
+        for layer in sig.platforms.iter().flat_map(|p| &p.manifest.layers) {
+            if layer.media_type == media_type::GPG_SIMPLE_SIGNING {
+                files.push(read(&layer.digest)?);
+            } else if layer.media_type == media_type::COSIGN_SIMPLE_SIGNING {
+                let doc = serde_json::json!({
+                    "mimeType": layer.media_type,
+                    "payload": base64::engine::general_purpose::STANDARD.encode(read(&layer.digest)?),
+                    "annotations": layer.annotations.clone().unwrap_or_default(),
+                });
+                let mut bytes = crate::spec::SIGSTORE_SIGNATURE_MARKER.to_vec();
+                bytes.extend(serde_json::to_vec(&doc).map_err(|e| Error::Usage(e.to_string()))?);
+                files.push(bytes);
+            }
+        }
+    }
+    Ok(files)
 }
 
 impl ImageDestination for DirDestination {
@@ -83,6 +122,22 @@ impl ImageDestination for DirDestination {
                 let name = format!("{}.manifest.json", p.descriptor.digest.hex());
                 self.name_manifest(&p.descriptor.digest, &name)?;
             }
+        }
+        // The signatures become files; the blobs of their manifests are not the image's.
+        let read = |d: &Digest| -> Result<Vec<u8>> {
+            fs::read(self.blob_path(d)).map_err(|e| Error::io("read", self.blob_path(d), e))
+        };
+        let signatures = signature_files(img, images, read)?;
+        let own: std::collections::BTreeSet<Digest> =
+            img.blobs().into_iter().map(|b| b.digest).collect();
+        for other in images.iter().filter(|i| i.root.digest != img.root.digest) {
+            for b in other.blobs().iter().filter(|b| !own.contains(&b.digest)) {
+                let _ = fs::remove_file(self.blob_path(&b.digest));
+            }
+        }
+        for (i, bytes) in signatures.iter().enumerate() {
+            let path = self.dir.join(format!("signature-{}", i + 1));
+            write_atomic(&self.dir, &path, bytes)?;
         }
         self.name_manifest(&img.root.digest, "manifest.json")?;
         write_atomic(&self.dir, &self.dir.join("version"), VERSION)?;

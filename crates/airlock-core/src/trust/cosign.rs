@@ -1,19 +1,21 @@
-//! cosign's "simple signing" signatures: a manifest whose layers are JSON payloads naming
-//! the signed manifest's digest, each with its signature in the layer annotation
-//! `dev.cosignproject.cosign/signature` (base64). cosign finds it by the tag
-//! `sha256-<hex>.sig` of the signed digest, or (OCI 1.1 mode) as a referrer by `subject`.
+//! "Simple signing" signatures of an image, found among the roots copied with it: cosign's
+//! (a manifest whose layers are JSON payloads naming the signed manifest's digest, each
+//! with its signature in the layer annotation `dev.cosignproject.cosign/signature`, found by
+//! the tag `sha256-<hex>.sig` or as a referrer by `subject`) and GPG ones (a referrer layer
+//! holding the OpenPGP signed payload: [`super::gpg`]).
 
 use base64::Engine;
 use serde::Deserialize;
 
-use super::keys::PublicKey;
+use super::gpg;
+use super::TrustedKeys;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::graph;
 use crate::transport::SourceImage;
 
 /// The media type of a simple-signing payload layer.
-pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+pub const SIMPLE_SIGNING: &str = crate::spec::media_type::COSIGN_SIMPLE_SIGNING;
 /// The layer annotation holding the base64 signature over the payload.
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// What `critical.type` says in a cosign payload.
@@ -27,8 +29,16 @@ struct Payload {
 #[derive(Deserialize)]
 struct Critical {
     image: SignedImage,
+    #[serde(default)]
+    identity: Option<Identity>,
     #[serde(rename = "type")]
     kind: String,
+}
+
+#[derive(Deserialize)]
+struct Identity {
+    #[serde(rename = "docker-reference", default)]
+    docker_reference: String,
 }
 
 #[derive(Deserialize)]
@@ -46,19 +56,34 @@ pub struct Verdict {
     pub signed_by: Option<String>,
     /// Why each other signature found did not count, or that none was found.
     pub problems: Vec<String>,
+    /// The policy accepted it without a signature (`signed_by` then says which rule).
+    pub unsigned_ok: bool,
 }
 
-/// Check the cosign signatures among `all` of `image` against `keys`; `read` gives a
-/// payload's bytes (already checked against its digest by whoever holds it).
-pub fn verify_image(
+/// A signature that verified: who made it and what name it signs the image as.
+#[derive(Clone, Debug)]
+pub struct ValidSignature {
+    /// The key (its file, algorithm or fingerprint).
+    pub signer: String,
+    /// The payload's `critical.identity.docker-reference`.
+    pub identity: String,
+    /// Whether it is a GPG signature (else cosign).
+    pub gpg: bool,
+}
+
+/// Every signature among `all` of `image`, checked against `keys`: those that verified,
+/// and why each other one did not. `read` gives a payload's bytes (already checked against
+/// its digest by whoever holds it).
+pub fn signatures(
     image: &SourceImage,
     all: &[SourceImage],
-    keys: &[PublicKey],
+    keys: &TrustedKeys,
     read: &dyn Fn(&Digest) -> Result<Vec<u8>>,
-) -> Verdict {
+) -> (Vec<ValidSignature>, Vec<String>) {
     // What a signer may have signed: the root (an index) or one of its manifests.
     let mut signed_digests = vec![image.root.digest.clone()];
     signed_digests.extend(image.platforms.iter().map(|p| p.descriptor.digest.clone()));
+    let mut valid = Vec::new();
     let mut problems = Vec::new();
     for sig in all {
         let Some(subject) = graph::subject_from(sig.subject(), &sig.names) else {
@@ -71,27 +96,36 @@ pub fn verify_image(
             .platforms
             .iter()
             .flat_map(|p| &p.manifest.layers)
-            .filter(|l| l.media_type == SIMPLE_SIGNING)
+            .filter(|l| {
+                l.media_type == SIMPLE_SIGNING
+                    || l.media_type == crate::spec::media_type::GPG_SIMPLE_SIGNING
+            })
         {
             match check_layer(layer, &subject, keys, read) {
-                Ok(key) => {
-                    return Verdict {
-                        image: image.root.digest.clone(),
-                        signed_by: Some(key),
-                        problems,
-                    }
-                }
+                Ok(v) => valid.push(v),
                 Err(why) => problems.push(format!("signature {}: {why}", sig.root.digest)),
             }
         }
     }
-    if problems.is_empty() {
-        problems.push("no cosign signature found".into());
+    (valid, problems)
+}
+
+/// Check the signatures among `all` of `image` against `keys` (see [`signatures`]).
+pub fn verify_image(
+    image: &SourceImage,
+    all: &[SourceImage],
+    keys: &TrustedKeys,
+    read: &dyn Fn(&Digest) -> Result<Vec<u8>>,
+) -> Verdict {
+    let (valid, mut problems) = signatures(image, all, keys, read);
+    if valid.is_empty() && problems.is_empty() {
+        problems.push("no signature found".into());
     }
     Verdict {
         image: image.root.digest.clone(),
-        signed_by: None,
+        signed_by: valid.first().map(|v| v.signer.clone()),
         problems,
+        unsigned_ok: false,
     }
 }
 
@@ -99,9 +133,22 @@ pub fn verify_image(
 fn check_layer(
     layer: &crate::spec::Descriptor,
     subject: &Digest,
-    keys: &[PublicKey],
+    keys: &TrustedKeys,
     read: &dyn Fn(&Digest) -> Result<Vec<u8>>,
-) -> std::result::Result<String, String> {
+) -> std::result::Result<ValidSignature, String> {
+    if layer.media_type == crate::spec::media_type::GPG_SIMPLE_SIGNING {
+        let message = read(&layer.digest).map_err(|e| format!("it cannot be read: {e}"))?;
+        if keys.gpg.is_empty() {
+            return Err("it is a GPG signature, and no GPG keyring was given".into());
+        }
+        let signed = gpg::verify(&message, &keys.gpg)?;
+        let identity = check_payload(&signed.payload, gpg::PAYLOAD_TYPE, subject)?;
+        return Ok(ValidSignature {
+            signer: signed.signer,
+            identity,
+            gpg: true,
+        });
+    }
     let b64 = layer
         .annotation(SIGNATURE_ANNOTATION)
         .ok_or("it carries no signature annotation")?;
@@ -110,14 +157,30 @@ fn check_layer(
         .map_err(|_| "its signature is not base64")?;
     let payload = read(&layer.digest).map_err(|e| format!("its payload cannot be read: {e}"))?;
     let key = keys
+        .pem
         .iter()
         .find(|k| k.verifies(&payload, &signature))
         .ok_or("it is not signed by any of the keys given")?;
-    let parsed: Payload = serde_json::from_slice(&payload)
-        .map_err(|e| format!("its payload is not a cosign payload: {e}"))?;
-    if parsed.critical.kind != PAYLOAD_TYPE {
+    let identity = check_payload(&payload, PAYLOAD_TYPE, subject)?;
+    Ok(ValidSignature {
+        signer: format!("{} ({})", key.label, key.algorithm()),
+        identity,
+        gpg: false,
+    })
+}
+
+/// A signed payload must be of `kind` and name `subject`'s digest; returns the identity it
+/// names.
+fn check_payload(
+    payload: &[u8],
+    kind: &str,
+    subject: &Digest,
+) -> std::result::Result<String, String> {
+    let parsed: Payload = serde_json::from_slice(payload)
+        .map_err(|e| format!("its payload is not a simple-signing payload: {e}"))?;
+    if parsed.critical.kind != kind {
         return Err(format!(
-            "its payload is a '{}', not a '{PAYLOAD_TYPE}'",
+            "its payload is a '{}', not a '{kind}'",
             parsed.critical.kind
         ));
     }
@@ -127,5 +190,9 @@ fn check_layer(
             parsed.critical.image.manifest_digest
         ));
     }
-    Ok(format!("{} ({})", key.label, key.algorithm()))
+    Ok(parsed
+        .critical
+        .identity
+        .map(|i| i.docker_reference)
+        .unwrap_or_default())
 }

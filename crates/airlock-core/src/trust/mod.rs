@@ -7,7 +7,9 @@
 
 pub mod cosign;
 pub mod detached;
+pub mod gpg;
 pub mod keys;
+pub mod policy;
 pub mod sign;
 
 use std::sync::Mutex;
@@ -20,17 +22,45 @@ pub use cosign::Verdict;
 pub use detached::{SigningKey, TrustedKey};
 pub use keys::PublicKey;
 
-/// Every container image must carry a cosign signature by one of these keys.
+/// The keys signatures are checked against: PEM keys for cosign signatures, OpenPGP
+/// keyrings for GPG ones.
+#[derive(Clone, Debug, Default)]
+pub struct TrustedKeys {
+    /// cosign keys.
+    pub pem: Vec<PublicKey>,
+    /// GPG keyrings.
+    pub gpg: Vec<gpg::Keyring>,
+}
+
+impl TrustedKeys {
+    /// Read key files, each a PEM public key or an OpenPGP keyring (told apart by content).
+    pub fn from_files(paths: &[std::path::PathBuf]) -> Result<TrustedKeys> {
+        let mut keys = TrustedKeys::default();
+        for p in paths {
+            let bytes = std::fs::read(p).map_err(|e| Error::io("read", p, e))?;
+            let label = p.display().to_string();
+            if gpg::looks_like_keyring(&bytes) {
+                keys.gpg.push(gpg::Keyring::from_bytes(&bytes, &label)?);
+            } else {
+                let text = String::from_utf8_lossy(&bytes);
+                keys.pem.push(PublicKey::from_pem(&text, &label)?);
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// Every container image must carry a signature by one of these keys.
 #[derive(Debug)]
 pub struct KeyPolicy {
-    keys: Vec<PublicKey>,
+    keys: TrustedKeys,
     /// Each image checked (its names or digest) and its verdict, for the caller to print.
     verdicts: Mutex<Vec<(String, Verdict)>>,
 }
 
 impl KeyPolicy {
     /// A policy requiring a signature by any of `keys`.
-    pub fn new(keys: Vec<PublicKey>) -> KeyPolicy {
+    pub fn new(keys: TrustedKeys) -> KeyPolicy {
         KeyPolicy {
             keys,
             verdicts: Mutex::default(),

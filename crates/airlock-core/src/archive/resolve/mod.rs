@@ -8,6 +8,7 @@
 //! diffID against the config; an artifact's blobs are checked by digest only.
 
 mod blobs;
+mod dir_signatures;
 mod hybrid;
 mod legacy;
 mod lookup;
@@ -88,7 +89,12 @@ pub(crate) fn dialect_of(contents: &ArchiveContents) -> Dialect {
 pub(crate) fn resolve(lookup: &BlobLookup) -> Result<(Dialect, Vec<SourceImage>)> {
     let md = &lookup.contents.metadata;
     if dialect_of(lookup.contents) == Dialect::Dir {
-        return Ok((Dialect::Dir, vec![from_dir_layout(lookup)?]));
+        let image = from_dir_layout(lookup)?;
+        let signatures = dir_signatures::signature_referrers(lookup, &image.root)?;
+        return Ok((
+            Dialect::Dir,
+            std::iter::once(image).chain(signatures).collect(),
+        ));
     }
     let index = md
         .get("index.json")
