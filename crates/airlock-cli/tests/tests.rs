@@ -3,6 +3,7 @@
 mod util;
 
 mod artifacts;
+mod bundles;
 mod cli;
 mod containerd;
 mod corruption;

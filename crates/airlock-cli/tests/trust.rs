@@ -61,7 +61,7 @@ pub(crate) fn key_pair(dir: &Path, name: &str, kind: &str) -> (PathBuf, PathBuf)
 }
 
 /// openssl's signature over `payload`, the way cosign signs with that kind of key.
-fn sign(dir: &Path, key: &Path, payload: &[u8]) -> String {
+pub(crate) fn sign(dir: &Path, key: &Path, payload: &[u8]) -> String {
     let input = dir.join("payload.json");
     let output = dir.join("payload.sig");
     std::fs::write(&input, payload).unwrap();
@@ -90,7 +90,7 @@ fn is_ed25519(key: &Path) -> bool {
     String::from_utf8_lossy(&out.stdout).contains("ED25519")
 }
 
-fn desc(media_type: &str, bytes: &[u8]) -> Value {
+pub(crate) fn desc(media_type: &str, bytes: &[u8]) -> Value {
     json!({"mediaType": media_type, "digest": sha256(bytes), "size": bytes.len()})
 }
 
@@ -147,6 +147,13 @@ impl Layout {
         .unwrap();
         self.root(&manifest, &format!("{repo}:sha256-{}.sig", &signed[7..]));
         self.blobs.extend([payload, config, manifest]);
+    }
+
+    /// Add an unnamed root (a referrer found by its `subject`) and the blobs it needs.
+    pub(crate) fn referrer(&mut self, manifest: &[u8], blobs: Vec<Vec<u8>>) {
+        self.roots.push(desc(OCI_MANIFEST, manifest));
+        self.blobs.push(manifest.to_vec());
+        self.blobs.extend(blobs);
     }
 
     fn root(&mut self, manifest: &[u8], name: &str) {

@@ -7,8 +7,8 @@
 use base64::Engine;
 use serde::Deserialize;
 
-use super::gpg;
 use super::TrustedKeys;
+use super::{bundle, gpg};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::graph;
@@ -99,6 +99,7 @@ pub fn signatures(
             .filter(|l| {
                 l.media_type == SIMPLE_SIGNING
                     || l.media_type == crate::spec::media_type::GPG_SIMPLE_SIGNING
+                    || bundle::is_bundle(&l.media_type)
             })
         {
             match check_layer(layer, &subject, keys, read) {
@@ -136,6 +137,10 @@ fn check_layer(
     keys: &TrustedKeys,
     read: &dyn Fn(&Digest) -> Result<Vec<u8>>,
 ) -> std::result::Result<ValidSignature, String> {
+    if bundle::is_bundle(&layer.media_type) {
+        let bytes = read(&layer.digest).map_err(|e| format!("it cannot be read: {e}"))?;
+        return bundle::check(&bytes, subject, keys);
+    }
     if layer.media_type == crate::spec::media_type::GPG_SIMPLE_SIGNING {
         let message = read(&layer.digest).map_err(|e| format!("it cannot be read: {e}"))?;
         if keys.gpg.is_empty() {

@@ -74,4 +74,21 @@ impl PublicKey {
                 .is_ok_and(|s| k.verify_strict(message, &s).is_ok()),
         }
     }
+
+    /// Whether `signature` is this key's over a message whose SHA-256 is `digest` (a
+    /// sigstore message signature gives only the digest). Ed25519 signs messages, not
+    /// digests, so it never verifies one.
+    pub fn verifies_prehash(&self, digest: &[u8], signature: &[u8]) -> bool {
+        use p256::ecdsa::signature::hazmat::PrehashVerifier;
+        match &self.kind {
+            KeyKind::EcdsaP256(k) => p256::ecdsa::Signature::from_der(signature)
+                .is_ok_and(|s| k.verify_prehash(digest, &s).is_ok()),
+            KeyKind::Rsa(k) => {
+                let vk = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new((**k).clone());
+                rsa::pkcs1v15::Signature::try_from(signature)
+                    .is_ok_and(|s| vk.verify_prehash(digest, &s).is_ok())
+            }
+            KeyKind::Ed25519(_) => false,
+        }
+    }
 }

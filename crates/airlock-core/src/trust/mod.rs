@@ -5,6 +5,7 @@
 //! an archive with one unsigned image loads nothing. Only the keys given count; nothing
 //! here asks a network.
 
+pub mod bundle;
 pub mod cosign;
 pub mod detached;
 pub mod gpg;
