@@ -124,6 +124,17 @@ pub struct TrustArgs {
     /// `transports.docker`, else `default`.
     #[arg(long, value_name = "FILE", conflicts_with = "keys")]
     pub policy: Option<std::path::PathBuf>,
+    /// Accept keyless (Fulcio) signatures whose certificate chains to a Fulcio CA of this
+    /// sigstore `trusted_root.json` and whose Rekor entry a log of it signed; checked
+    /// offline. Needs --certificate-identity and --certificate-oidc-issuer.
+    #[arg(long, value_name = "FILE", requires_all = ["certificate_identity", "certificate_oidc_issuer"], conflicts_with = "policy")]
+    pub trusted_root: Option<std::path::PathBuf>,
+    /// The e-mail address or URI a keyless signature's certificate must be issued to.
+    #[arg(long, value_name = "SUBJECT", requires = "trusted_root")]
+    pub certificate_identity: Option<String>,
+    /// The OIDC issuer that must have vouched for it (`https://github.com/login/oauth`).
+    #[arg(long, value_name = "URL", requires = "trusted_root")]
+    pub certificate_oidc_issuer: Option<String>,
 }
 
 /// The signature check a command was asked for.
@@ -170,10 +181,23 @@ impl TrustArgs {
                 trust::policy::PolicyGate::new(policy),
             ))));
         }
-        if self.keys.is_empty() {
+        if self.keys.is_empty() && self.trusted_root.is_none() {
             return Ok(None);
         }
-        let keys = trust::TrustedKeys::from_files(&self.keys)?;
+        let mut keys = trust::TrustedKeys::from_files(&self.keys)?;
+        if let (Some(root), Some(subject), Some(issuer)) = (
+            &self.trusted_root,
+            &self.certificate_identity,
+            &self.certificate_oidc_issuer,
+        ) {
+            keys.keyless.push(trust::keyless::Keyless {
+                root: trust::keyless::TrustedRoot::from_file(root)?,
+                identity: trust::keyless::KeylessIdentity {
+                    issuer: issuer.clone(),
+                    subject: subject.clone(),
+                },
+            });
+        }
         Ok(Some(SignatureGate::Keys(Arc::new(trust::KeyPolicy::new(
             keys,
         )))))

@@ -177,8 +177,12 @@ fn a_policy_airlock_cannot_apply_is_refused_before_anything_is_read() {
     let cases = [
         (json!({"default": []}), "no \"default\" requirements"),
         (
+            json!({"default": [{"type": "sigstoreSigned", "pki": {}}]}),
+            "\"pki\" (a site's own CA, without Rekor) is not checked",
+        ),
+        (
             json!({"default": [{"type": "sigstoreSigned", "fulcio": {}, "rekorPublicKeyPath": "/x"}]}),
-            "\"fulcio\" (keyless) is not checked",
+            "give exactly one of caPath and caData",
         ),
         (
             json!({"default": [{"type": "signedBaseLayer"}]}),

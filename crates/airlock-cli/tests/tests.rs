@@ -13,6 +13,7 @@ mod dir_layout;
 mod engine_layers;
 mod gpg;
 mod interop;
+mod keyless;
 mod layering;
 mod podman_service;
 mod policy;

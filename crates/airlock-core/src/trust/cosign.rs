@@ -8,7 +8,7 @@ use base64::Engine;
 use serde::Deserialize;
 
 use super::TrustedKeys;
-use super::{bundle, gpg};
+use super::{bundle, gpg, keyless};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::graph;
@@ -161,14 +161,31 @@ fn check_layer(
         .decode(b64.trim())
         .map_err(|_| "its signature is not base64")?;
     let payload = read(&layer.digest).map_err(|e| format!("its payload cannot be read: {e}"))?;
-    let key = keys
-        .pem
-        .iter()
-        .find(|k| k.verifies(&payload, &signature))
-        .ok_or("it is not signed by any of the keys given")?;
+    let annotations = layer.annotations.clone().unwrap_or_default();
+    let signer = match keys.pem.iter().find(|k| k.verifies(&payload, &signature)) {
+        Some(key) => format!("{} ({})", key.label, key.algorithm()),
+        None if annotations.contains_key(keyless::CERTIFICATE_ANNOTATION) => {
+            if keys.keyless.is_empty() {
+                return Err("it is a keyless (Fulcio) signature: give --trusted-root with --certificate-identity and --certificate-oidc-issuer".into());
+            }
+            let mut why = Vec::new();
+            let mut found = None;
+            for k in &keys.keyless {
+                match keyless::check(&payload, b64.trim(), &annotations, k) {
+                    Ok(s) => {
+                        found = Some(s);
+                        break;
+                    }
+                    Err(e) => why.push(e),
+                }
+            }
+            found.ok_or_else(|| why.join("; "))?
+        }
+        None => return Err("it is not signed by any of the keys given".into()),
+    };
     let identity = check_payload(&payload, PAYLOAD_TYPE, subject)?;
     Ok(ValidSignature {
-        signer: format!("{} ({})", key.label, key.algorithm()),
+        signer,
         identity,
         gpg: false,
     })

@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod cosign;
 pub mod detached;
 pub mod gpg;
+pub mod keyless;
 pub mod keys;
 pub mod policy;
 pub mod sign;
@@ -31,6 +32,8 @@ pub struct TrustedKeys {
     pub pem: Vec<PublicKey>,
     /// GPG keyrings.
     pub gpg: Vec<gpg::Keyring>,
+    /// Trusted roots and identities for keyless signatures.
+    pub keyless: Vec<keyless::Keyless>,
 }
 
 impl TrustedKeys {

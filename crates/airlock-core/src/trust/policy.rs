@@ -5,10 +5,10 @@
 //! of its names as a `docker://` reference: the most specific scope that matches, else
 //! `transports.docker[""]`, else `default`; an unnamed image by `default`). Requirements:
 //! `insecureAcceptAnything`, `reject`, `signedBy` with `keyType: GPGKeys` and
-//! `sigstoreSigned` with a public key, each from `keyPath`, `keyPaths` or `keyData`, and
-//! every `signedIdentity` rule. A requirement airlock cannot check offline (keyless
-//! `fulcio`, `pki`, `signedBaseLayer`, X.509 keys) is refused when the policy is read, so a
-//! policy is never half applied.
+//! `sigstoreSigned` with a public key (from `keyPath`, `keyPaths` or `keyData`) or keyless
+//! (`fulcio` with `rekorPublicKeyPath`/`Data`), and every `signedIdentity` rule. A
+//! requirement airlock cannot check (`pki`, `signedBaseLayer`, X.509 keys) is refused when
+//! the policy is read, so a policy is never half applied.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -303,14 +303,15 @@ fn requirement(v: &Value, label: &str, scope: &str) -> Result<Requirement> {
                     field("keyType").unwrap_or("(none)")
                 )));
             }
-            for offline_impossible in ["fulcio", "pki"] {
-                if v.get(offline_impossible).is_some() {
-                    return Err(here(format!(
-                        "sigstoreSigned with \"{offline_impossible}\" (keyless) is not checked by airlock yet; use a key"
-                    )));
-                }
+            if v.get("pki").is_some() {
+                return Err(here(
+                    "sigstoreSigned with \"pki\" (a site's own CA, without Rekor) is not checked by airlock yet; use a key or fulcio".into(),
+                ));
             }
-            let keys = key_material(v, gpg_kind).map_err(here)?;
+            let keys = match v.get("fulcio") {
+                Some(f) if !gpg_kind => fulcio(f, v).map_err(here)?,
+                _ => key_material(v, gpg_kind).map_err(here)?,
+            };
             let identity = identity_rule(v.get("signedIdentity")).map_err(here)?;
             Requirement::Signed {
                 keys,
@@ -364,6 +365,56 @@ fn key_material(v: &Value, gpg_kind: bool) -> std::result::Result<TrustedKeys, S
         }
     }
     Ok(keys)
+}
+
+/// The data a `path` or `data` (base64) field pair of `v` gives.
+fn path_or_data(
+    v: &Value,
+    path: &str,
+    data: &str,
+) -> std::result::Result<(Vec<u8>, String), String> {
+    match (
+        v.get(path).and_then(Value::as_str),
+        v.get(data).and_then(Value::as_str),
+    ) {
+        (Some(p), None) => Ok((
+            std::fs::read(p).map_err(|e| format!("{path} {p}: {e}"))?,
+            p.to_string(),
+        )),
+        (None, Some(d)) => Ok((
+            base64::engine::general_purpose::STANDARD
+                .decode(d)
+                .map_err(|_| format!("{data} is not base64"))?,
+            data.to_string(),
+        )),
+        _ => Err(format!("give exactly one of {path} and {data}")),
+    }
+}
+
+/// A `sigstoreSigned` requirement's `fulcio` (with the Rekor key beside it): keyless.
+fn fulcio(f: &Value, v: &Value) -> std::result::Result<TrustedKeys, String> {
+    let (ca, ca_label) = path_or_data(f, "caPath", "caData")?;
+    let (rekor, _) = path_or_data(v, "rekorPublicKeyPath", "rekorPublicKeyData")
+        .map_err(|e| format!("fulcio needs Rekor's key: {e}"))?;
+    let field = |k: &str| {
+        f.get(k)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| format!("fulcio needs \"{k}\""))
+    };
+    let root =
+        super::keyless::TrustedRoot::from_pem(&ca, &String::from_utf8_lossy(&rekor), &ca_label)
+            .map_err(|e| e.to_string())?;
+    Ok(TrustedKeys {
+        keyless: vec![super::keyless::Keyless {
+            root,
+            identity: super::keyless::KeylessIdentity {
+                issuer: field("oidcIssuer")?,
+                subject: field("subjectEmail")?,
+            },
+        }],
+        ..TrustedKeys::default()
+    })
 }
 
 /// A `signedIdentity` object (absent: `matchRepoDigestOrExact`).
