@@ -404,3 +404,104 @@ pub fn read_front(input: impl std::io::Read + Send) -> Result<Option<TransferFil
         signature,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{media_type, Descriptor, Manifest};
+    use crate::transport::PlatformManifest;
+
+    /// A one-manifest root: an image (no artifact type) or an artifact referring to `subject`.
+    fn root(seed: &str, artifact: Option<&str>, subject: Option<&Digest>) -> SourceImage {
+        let d = |s: &str| Descriptor::new(media_type::OCI_LAYER, Digest::of(s.as_bytes()), 10);
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(media_type::OCI_MANIFEST.into()),
+            config: Descriptor::new(
+                media_type::OCI_CONFIG,
+                Digest::of(format!("c{seed}").as_bytes()),
+                5,
+            ),
+            layers: vec![d(seed)],
+            annotations: None,
+            artifact_type: artifact.map(str::to_string),
+            subject: subject.map(|s| Descriptor::new(media_type::OCI_MANIFEST, s.clone(), 1)),
+        };
+        let desc = Descriptor::new(
+            media_type::OCI_MANIFEST,
+            Digest::of(format!("m{seed}").as_bytes()),
+            100,
+        );
+        SourceImage {
+            names: Vec::new(),
+            root: desc.clone(),
+            generated: false,
+            platforms: vec![PlatformManifest {
+                descriptor: desc,
+                manifest,
+                diff_ids: Vec::new(),
+            }],
+        }
+    }
+
+    #[test]
+    fn referrers_of_referrers_belong_to_the_image_and_orphans_are_artifacts() {
+        let mut app = root("app", None, None);
+        app.names = vec![crate::Reference::parse("registry.example/app:1").unwrap()];
+        let sbom = root(
+            "sbom",
+            Some("application/spdx+json"),
+            Some(&app.root.digest),
+        );
+        let sbom_sig = root(
+            "sig",
+            Some(media_type::COSIGN_SIMPLE_SIGNING),
+            Some(&sbom.root.digest),
+        );
+        let chart = root(
+            "chart",
+            Some("application/vnd.cncf.helm.config.v1+json"),
+            None,
+        );
+        // Listed before their subjects: the walk must not depend on order.
+        let images = vec![sbom_sig.clone(), chart.clone(), sbom.clone(), app.clone()];
+        let m = TransferManifest::of(&images, None);
+        assert_eq!(m.images.len(), 1);
+        let kinds: Vec<(&str, &Digest)> = m.images[0]
+            .referrers
+            .iter()
+            .map(|r| (r.kind.as_str(), &r.digest))
+            .collect();
+        assert!(kinds.contains(&("sbom", &sbom.root.digest)), "{kinds:?}");
+        assert!(
+            kinds.contains(&("signature", &sbom_sig.root.digest)),
+            "{kinds:?}"
+        );
+        assert_eq!(m.artifacts.len(), 1);
+        assert_eq!(m.artifacts[0].digest, chart.root.digest);
+        assert_eq!(m.blobs, 4 * 3);
+        // It round-trips, and agrees with what it was made of.
+        let files = TransferFiles {
+            manifest: m.to_bytes().unwrap(),
+            signature: None,
+        };
+        assert_eq!(files.parse().unwrap(), m);
+        assert!(m.differences(&images).is_empty());
+        // One image less, or renamed: both said.
+        let fewer = vec![sbom_sig, chart, sbom];
+        let diffs = m.differences(&fewer);
+        assert!(
+            diffs
+                .iter()
+                .any(|d| d.contains("is listed but not in the archive")),
+            "{diffs:?}"
+        );
+        let mut renamed = images.clone();
+        renamed[3].names = vec![crate::Reference::parse("registry.example/app:2").unwrap()];
+        let diffs = m.differences(&renamed);
+        assert!(
+            diffs.iter().any(|d| d.contains("registry.example/app:2")),
+            "{diffs:?}"
+        );
+    }
+}
