@@ -57,6 +57,17 @@ impl Airlock {
         self.cmd().args(args).output().expect("run airlock")
     }
 
+    /// Run; whether it succeeded, and its stdout then stderr as one text.
+    pub fn run_text(&self, args: &[&str]) -> (bool, String) {
+        let out = self.run(args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
     /// Run and insist on success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);

@@ -180,17 +180,16 @@ fn check_signature(label: &str, files: &TransferFiles, keys: &[PathBuf]) -> Resu
     if keys.is_empty() {
         return Ok("present, not checked (give --trusted-key PUB)".into());
     }
-    let mut why = Vec::new();
-    for k in keys {
-        let key = TrustedKey::from_file(k)?;
-        match key.verify_detached(&files.manifest, sig) {
-            Ok(()) => return Ok(format!("verified, signed by {}", key.describe())),
-            Err(e) => why.push(e),
+    let keys = keys
+        .iter()
+        .map(|k| TrustedKey::from_file(k))
+        .collect::<airlock_core::Result<Vec<_>>>()?;
+    match TrustedKey::verify_any(&keys, &files.manifest, sig) {
+        Ok(by) => Ok(format!("verified, signed by {by}")),
+        Err(detail) => Err(airlock_core::Error::TransferNotTrusted {
+            archive: label.to_string(),
+            detail,
         }
+        .into()),
     }
-    Err(airlock_core::Error::TransferNotTrusted {
-        archive: label.to_string(),
-        detail: why.join("; "),
-    }
-    .into())
 }

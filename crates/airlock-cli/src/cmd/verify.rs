@@ -150,17 +150,8 @@ fn check_sums(input: &Path, keys: &[TrustedKey]) -> Result<Option<(PathBuf, Stri
             sig_path.display()
         ))
     })?;
-    let mut why = Vec::new();
-    let by = keys
-        .iter()
-        .find_map(|k| match k.verify_detached(&text, &sig) {
-            Ok(()) => Some(k.describe()),
-            Err(e) => {
-                why.push(e);
-                None
-            }
-        })
-        .ok_or_else(|| refuse(format!("{}: {}", sums.display(), why.join("; "))))?;
+    let by = TrustedKey::verify_any(keys, &text, &sig)
+        .map_err(|why| refuse(format!("{}: {why}", sums.display())))?;
     let dir = base.parent().filter(|d| !d.as_os_str().is_empty());
     for line in String::from_utf8_lossy(&text).lines() {
         let Some((hex, name)) = line.split_once("  ") else {

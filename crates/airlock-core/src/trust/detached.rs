@@ -176,6 +176,23 @@ impl TrustedKey {
         }
     }
 
+    /// The first of `keys` whose signature over `message` `signature` is (described), or
+    /// why none is.
+    pub fn verify_any(
+        keys: &[TrustedKey],
+        message: &[u8],
+        signature: &[u8],
+    ) -> std::result::Result<String, String> {
+        let mut why = Vec::new();
+        for key in keys {
+            match key.verify_detached(message, signature) {
+                Ok(()) => return Ok(key.describe()),
+                Err(e) => why.push(e),
+            }
+        }
+        Err(why.join("; "))
+    }
+
     /// Whether `signature` (a signature file's bytes) is this key's over `message`, or why
     /// not.
     pub fn verify_detached(

@@ -59,7 +59,48 @@ impl TrustedKeys {
 pub struct KeyPolicy {
     keys: TrustedKeys,
     /// Each image checked (its names or digest) and its verdict, for the caller to print.
-    verdicts: Mutex<Vec<(String, Verdict)>>,
+    verdicts: VerdictLog,
+}
+
+/// The verdicts of a gate's last check, kept for the caller to print and for the transfer
+/// manifest to record.
+#[derive(Debug, Default)]
+pub(crate) struct VerdictLog(Mutex<Vec<(String, Verdict)>>);
+
+impl VerdictLog {
+    /// Keep `verdicts`; refuse (naming each image and why) unless all were accepted.
+    pub(crate) fn record(&self, verdicts: Vec<(String, Verdict)>) -> Result<()> {
+        let refused: Vec<String> = verdicts
+            .iter()
+            .filter(|(_, v)| v.signed_by.is_none())
+            .map(|(name, v)| format!("{name} ({})", v.problems.join("; ")))
+            .collect();
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = verdicts;
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::NotSigned {
+                detail: refused.join(", "),
+            })
+        }
+    }
+
+    /// The verdicts kept.
+    pub(crate) fn all(&self) -> Vec<(String, Verdict)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The verdict on the image whose root is `root`, as a transfer manifest records it.
+    pub(crate) fn status_of(&self, root: &Digest) -> Option<crate::transfer::SignatureStatus> {
+        let verdicts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        verdicts
+            .iter()
+            .find(|(_, v)| &v.image == root)
+            .map(|(_, v)| crate::transfer::SignatureStatus {
+                signed_by: v.signed_by.clone(),
+                problems: v.problems.clone(),
+            })
+    }
 }
 
 impl KeyPolicy {
@@ -67,16 +108,13 @@ impl KeyPolicy {
     pub fn new(keys: TrustedKeys) -> KeyPolicy {
         KeyPolicy {
             keys,
-            verdicts: Mutex::default(),
+            verdicts: VerdictLog::default(),
         }
     }
 
     /// The verdicts of the last check, image by image.
     pub fn verdicts(&self) -> Vec<(String, Verdict)> {
-        self.verdicts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.verdicts.all()
     }
 }
 
@@ -92,14 +130,7 @@ fn label(img: &SourceImage) -> String {
 
 impl crate::transfer::SignatureChecks for KeyPolicy {
     fn status_of(&self, root: &Digest) -> Option<crate::transfer::SignatureStatus> {
-        let verdicts = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
-        verdicts
-            .iter()
-            .find(|(_, v)| &v.image == root)
-            .map(|(_, v)| crate::transfer::SignatureStatus {
-                signed_by: v.signed_by.clone(),
-                problems: v.problems.clone(),
-            })
+        self.verdicts.status_of(root)
     }
 }
 
@@ -116,19 +147,7 @@ impl crate::copy::Gate for KeyPolicy {
                 cosign::verify_image(img, images, &self.keys, read),
             ));
         }
-        let refused: Vec<String> = verdicts
-            .iter()
-            .filter(|(_, v)| v.signed_by.is_none())
-            .map(|(name, v)| format!("{name} ({})", v.problems.join("; ")))
-            .collect();
-        *self.verdicts.lock().unwrap_or_else(|e| e.into_inner()) = verdicts;
-        if refused.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::NotSigned {
-                detail: refused.join(", "),
-            })
-        }
+        self.verdicts.record(verdicts)
     }
 }
 
@@ -151,18 +170,7 @@ pub fn check_transfer(
         .signature
         .as_deref()
         .ok_or_else(|| refuse("it is not signed (save it with --sign-key)".into()))?;
-    let mut why = Vec::new();
-    let mut signed_by = None;
-    for key in keys {
-        match key.verify_detached(&files.manifest, signature) {
-            Ok(()) => {
-                signed_by = Some(key.describe());
-                break;
-            }
-            Err(e) => why.push(e),
-        }
-    }
-    let signed_by = signed_by.ok_or_else(|| refuse(why.join("; ")))?;
+    let signed_by = TrustedKey::verify_any(keys, &files.manifest, signature).map_err(refuse)?;
     let manifest = files.parse()?;
     let diffs = manifest.differences(images);
     if !diffs.is_empty() {

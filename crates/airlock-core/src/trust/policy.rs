@@ -446,7 +446,7 @@ fn identity_rule(v: Option<&Value>) -> std::result::Result<IdentityRule, String>
 #[derive(Debug)]
 pub struct PolicyGate {
     policy: Policy,
-    verdicts: std::sync::Mutex<Vec<(String, cosign::Verdict)>>,
+    verdicts: super::VerdictLog,
 }
 
 impl PolicyGate {
@@ -460,10 +460,7 @@ impl PolicyGate {
 
     /// The verdicts of the last check.
     pub fn verdicts(&self) -> Vec<(String, cosign::Verdict)> {
-        self.verdicts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.verdicts.all()
     }
 }
 
@@ -499,31 +496,12 @@ impl crate::copy::Gate for PolicyGate {
                 verdicts.push((label, verdict));
             }
         }
-        let refused: Vec<String> = verdicts
-            .iter()
-            .filter(|(_, v)| v.signed_by.is_none())
-            .map(|(n, v)| format!("{n} ({})", v.problems.join("; ")))
-            .collect();
-        *self.verdicts.lock().unwrap_or_else(|e| e.into_inner()) = verdicts;
-        if refused.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::NotSigned {
-                detail: refused.join(", "),
-            })
-        }
+        self.verdicts.record(verdicts)
     }
 }
 
 impl crate::transfer::SignatureChecks for PolicyGate {
     fn status_of(&self, root: &crate::Digest) -> Option<crate::transfer::SignatureStatus> {
-        let verdicts = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
-        verdicts
-            .iter()
-            .find(|(_, v)| &v.image == root)
-            .map(|(_, v)| crate::transfer::SignatureStatus {
-                signed_by: v.signed_by.clone(),
-                problems: v.problems.clone(),
-            })
+        self.verdicts.status_of(root)
     }
 }
