@@ -9,16 +9,14 @@ use std::sync::{Arc, Mutex};
 use super::writer::{ArchiveFormat, ArchiveWriter};
 use crate::blob_reader::BlobReader;
 use crate::compression::{self, Compression};
-use crate::digest::Digest;
-use crate::digest::Hasher;
+use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::spec::Descriptor;
 use crate::store::durable::SyncingFile;
 use crate::store::TagChange;
 use crate::transfer::{Signer, TransferFiles, TransferOptions};
 use crate::transport::inventory::Inventory;
-use crate::transport::volumes;
-use crate::transport::volumes::SharedSplitWriter;
+use crate::transport::volumes::{self, SharedSplitWriter};
 use crate::transport::{ImageDestination, SourceImage};
 
 /// Where the archive's bytes go.

@@ -28,6 +28,8 @@ const MAX_METADATA: u64 = 64 << 20;
 const SMALL_JSON: u64 = 8 << 20;
 /// The largest OpenPGP signed message kept in memory (a simple-signing one is under 1 KiB).
 const SMALL_SIGNATURE: u64 = 64 << 10;
+/// All kept JSON together may not exceed this (a hostile archive of many "configs").
+const SMALL_JSON_TOTAL: u64 = 512 << 20;
 
 /// True for the first byte of an OpenPGP signed message: a compressed-data, one-pass
 /// signature, signature or literal-data packet header, old or new format. (No compressed
@@ -42,8 +44,6 @@ fn opens_openpgp_message(b: u8) -> bool {
     };
     matches!(tag, 2 | 4 | 8 | 11)
 }
-/// All kept JSON together may not exceed this (a hostile archive of many "configs").
-const SMALL_JSON_TOTAL: u64 = 512 << 20;
 
 /// What one pass over an archive found.
 #[derive(Default)]

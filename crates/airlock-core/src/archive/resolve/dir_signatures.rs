@@ -17,10 +17,10 @@ use serde::Deserialize;
 use super::lookup::BlobLookup;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::spec::SIGSTORE_SIGNATURE_MARKER as SIGSTORE_MARKER;
 use crate::spec::{media_type, Descriptor, Manifest};
 use crate::transport::{PlatformManifest, SourceImage};
 
-use crate::spec::SIGSTORE_SIGNATURE_MARKER as SIGSTORE_MARKER;
 #[derive(Deserialize)]
 struct SigstoreJson {
     #[serde(rename = "mimeType")]
