@@ -423,3 +423,46 @@ fn a_policy_with_fulcio_and_rekor_keys_accepts_the_keyless_signature() {
         "{err}"
     );
 }
+
+#[test]
+fn a_policy_with_the_sites_own_ca_accepts_a_certificate_it_issued() {
+    let dir = scratch();
+    let d = dir.path();
+    let sigstore = Sigstore::new(d, "site-pki");
+    let s = &sigstore.dir;
+    let layout = signed_layout(d, "signed", &sigstore, now());
+    let policy = |email: &str, roots: &Path| {
+        let p = d.join(format!("pki-{email}.json"));
+        let doc = json!({"default": [{"type": "reject"}], "transports": {"docker": {APP: [{
+            "type": "sigstoreSigned",
+            "pki": {"caRootsPath": roots, "caIntermediatesPath": s.join("inter.pem"), "subjectEmail": email},
+            "signedIdentity": {"type": "matchRepository"},
+        }]}}});
+        std::fs::write(&p, doc.to_string()).unwrap();
+        p
+    };
+    let store = Airlock::new(&d.join("store"));
+    let src = format!("oci:{}", layout.display());
+    let good = policy(SIGNER, &s.join("root.pem"));
+    let out = store.ok(&[
+        "copy",
+        "--policy",
+        good.to_str().unwrap(),
+        &src,
+        &format!("store:{APP}:1"),
+    ]);
+    assert!(
+        out.contains(&format!("signed by {SIGNER} (certificate of")),
+        "{out}"
+    );
+    let other = Sigstore::new(d, "other-pki");
+    let foreign = policy(SIGNER, &other.dir.join("root.pem"));
+    let err = store.fails(&[
+        "copy",
+        "--policy",
+        foreign.to_str().unwrap(),
+        &src,
+        &format!("store:{APP}:2"),
+    ]);
+    assert!(err.contains("a root") && err.contains("does not trust"), "{err}");
+}

@@ -172,7 +172,7 @@ fn a_policy_airlock_cannot_apply_is_refused_before_anything_is_read() {
         (json!({"default": []}), "no \"default\" requirements"),
         (
             json!({"default": [{"type": "sigstoreSigned", "pki": {}}]}),
-            "\"pki\" (a site's own CA, without Rekor) is not checked",
+            "give exactly one of caRootsPath and caRootsData",
         ),
         (
             json!({"default": [{"type": "sigstoreSigned", "fulcio": {}, "rekorPublicKeyPath": "/x"}]}),

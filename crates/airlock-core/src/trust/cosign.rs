@@ -157,21 +157,32 @@ fn check_layer(
     let b64 = layer
         .annotation(SIGNATURE_ANNOTATION)
         .ok_or("it carries no signature annotation")?;
+    // Some signers wrap the base64 at 76 columns.
+    let joined: String = b64.split_ascii_whitespace().collect();
     let signature = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
+        .decode(&joined)
         .map_err(|_| "its signature is not base64")?;
     let payload = read(&layer.digest).map_err(|e| format!("its payload cannot be read: {e}"))?;
     let annotations = layer.annotations.clone().unwrap_or_default();
     let signer = match keys.pem.iter().find(|k| k.verifies(&payload, &signature)) {
         Some(key) => format!("{} ({})", key.label, key.algorithm()),
         None if annotations.contains_key(keyless::CERTIFICATE_ANNOTATION) => {
-            if keys.keyless.is_empty() {
+            if keys.keyless.is_empty() && keys.pki.is_empty() {
                 return Err("it is a keyless (Fulcio) signature: give --trusted-root with --certificate-identity and --certificate-oidc-issuer".into());
             }
+            let sig = b64.trim();
+            let fulcio = keys
+                .keyless
+                .iter()
+                .map(|k| keyless::check(&payload, sig, &annotations, k));
+            let pki = keys
+                .pki
+                .iter()
+                .map(|p| keyless::check_pki(&payload, sig, &annotations, p));
             let mut why = Vec::new();
             let mut found = None;
-            for k in &keys.keyless {
-                match keyless::check(&payload, b64.trim(), &annotations, k) {
+            for outcome in fulcio.chain(pki) {
+                match outcome {
                     Ok(s) => {
                         found = Some(s);
                         break;

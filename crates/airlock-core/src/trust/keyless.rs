@@ -97,9 +97,11 @@ fn unusable(label: &str, why: impl std::fmt::Display) -> Error {
     ))
 }
 
+/// Base64, line-wrapped or not (some signers wrap it at 76 columns).
 fn b64(s: &str) -> std::result::Result<Vec<u8>, String> {
+    let joined: String = s.split_ascii_whitespace().collect();
     base64::engine::general_purpose::STANDARD
-        .decode(s.trim())
+        .decode(joined)
         .map_err(|_| "it is not base64".to_string())
 }
 
@@ -273,11 +275,14 @@ fn signed_by(cert: &Certificate, issuer: &Certificate) -> bool {
     let Ok(tbs) = cert.tbs_certificate.to_der() else {
         return false;
     };
-    let digest: Vec<u8> = match cert.signature_algorithm.oid.to_string().as_str() {
-        "1.2.840.10045.4.3.2" => sha2::Sha256::digest(&tbs).to_vec(),
-        "1.2.840.10045.4.3.3" => sha2::Sha384::digest(&tbs).to_vec(),
-        _ => return false,
-    };
+    let (digest, rsa_hash): (Vec<u8>, bool) =
+        match cert.signature_algorithm.oid.to_string().as_str() {
+            "1.2.840.10045.4.3.2" => (sha2::Sha256::digest(&tbs).to_vec(), false),
+            "1.2.840.10045.4.3.3" => (sha2::Sha384::digest(&tbs).to_vec(), false),
+            "1.2.840.113549.1.1.11" => (sha2::Sha256::digest(&tbs).to_vec(), true),
+            "1.2.840.113549.1.1.12" => (sha2::Sha384::digest(&tbs).to_vec(), true),
+            _ => return false,
+        };
     let Some(sig) = cert.signature.as_bytes() else {
         return false;
     };
@@ -294,6 +299,20 @@ fn signed_by(cert: &Certificate, issuer: &Certificate) -> bool {
         return p384::ecdsa::Signature::from_der(sig)
             .is_ok_and(|s| k.verify_prehash(&digest, &s).is_ok());
     }
+    if let (Ok(k), true) = (rsa::RsaPublicKey::from_public_key_der(&spki), rsa_hash) {
+        let Ok(s) = rsa::pkcs1v15::Signature::try_from(sig) else {
+            return false;
+        };
+        return if digest.len() == 32 {
+            rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(k)
+                .verify_prehash(&digest, &s)
+                .is_ok()
+        } else {
+            rsa::pkcs1v15::VerifyingKey::<sha2::Sha384>::new(k)
+                .verify_prehash(&digest, &s)
+                .is_ok()
+        };
+    }
     false
 }
 
@@ -304,6 +323,19 @@ fn check_chain(
     root: &TrustedRoot,
     when: i64,
 ) -> std::result::Result<(), String> {
+    chain_to(leaf, chain, &root.cas, &root.label, when)
+}
+
+/// The chain from `leaf` up to a self-signed certificate among `cas` (through `cas` and
+/// the carried `chain`), each link valid at `when`.
+fn chain_to(
+    leaf: &Certificate,
+    chain: &[Certificate],
+    cas: &[Certificate],
+    label: &str,
+    when: i64,
+) -> std::result::Result<(), String> {
+    let root = Anchors { cas, label };
     let mut current = leaf.clone();
     for _ in 0..8 {
         if !valid_at(&current, when) {
@@ -318,6 +350,12 @@ fn check_chain(
         {
             return Ok(());
         }
+        if current.tbs_certificate.subject == current.tbs_certificate.issuer {
+            return Err(format!(
+                "the chain ends in {}, a root {} does not trust",
+                current.tbs_certificate.subject, root.label
+            ));
+        }
         let issuer = root
             .cas
             .iter()
@@ -328,7 +366,7 @@ fn check_chain(
             })
             .ok_or_else(|| {
                 format!(
-                    "certificate {} is not issued by a Fulcio CA {} trusts",
+                    "certificate {} is not issued by a CA {} trusts",
                     current.tbs_certificate.subject, root.label
                 )
             })?;
@@ -349,13 +387,20 @@ fn check_chain(
     Err("the certificate chain is too long".into())
 }
 
-/// The identity a Fulcio certificate was issued to: (OIDC issuer, e-mail or URI), and
-/// whether it may sign code.
+/// The CAs a chain may end in, for [`chain_to`].
+struct Anchors<'a> {
+    cas: &'a [Certificate],
+    label: &'a str,
+}
+
+/// The identity a Fulcio certificate was issued to: (OIDC issuer, e-mail, URI or
+/// `dns:` host names), and whether it may sign code.
 fn identity_of(cert: &Certificate) -> (Option<String>, Vec<String>, bool) {
     use x509_cert::ext::pkix::name::GeneralName;
     let mut issuer = None;
     let mut subjects = Vec::new();
-    let mut code_signing = false;
+    // As Go's x509 reads it: no extended key usage extension allows every usage.
+    let mut code_signing = true;
     for ext in cert.tbs_certificate.extensions.iter().flatten() {
         let value = ext.extn_value.as_bytes();
         match ext.extn_id.to_string().as_str() {
@@ -373,6 +418,7 @@ fn identity_of(cert: &Certificate) -> (Option<String>, Vec<String>, bool) {
                             GeneralName::UniformResourceIdentifier(s) => {
                                 subjects.push(s.to_string())
                             }
+                            GeneralName::DnsName(s) => subjects.push(format!("dns:{s}")),
                             _ => {}
                         }
                     }
@@ -450,4 +496,105 @@ pub fn check(
         "{} ({}, Fulcio via {})",
         want.subject, want.issuer, keyless.root.label
     ))
+}
+
+/// A site's own CA for cosign certificates (containers-policy.json `pki`): no Rekor, the
+/// chain checked now.
+#[derive(Clone, Debug)]
+pub struct Pki {
+    /// Trusted roots, and intermediates the chain may go through.
+    pub cas: Vec<Certificate>,
+    /// The e-mail address the certificate must name, if any.
+    pub email: Option<String>,
+    /// The host name it must name, if any.
+    pub hostname: Option<String>,
+    /// Where the roots came from.
+    pub label: String,
+}
+
+impl Pki {
+    /// Roots (PEM) and optional intermediates (PEM) and the identity required.
+    pub fn from_pem(
+        roots: &[u8],
+        intermediates: Option<&[u8]>,
+        email: Option<String>,
+        hostname: Option<String>,
+        label: &str,
+    ) -> Result<Pki> {
+        let mut cas = Certificate::load_pem_chain(roots).map_err(|e| unusable(label, e))?;
+        if let Some(i) = intermediates {
+            cas.extend(Certificate::load_pem_chain(i).map_err(|e| unusable(label, e))?);
+        }
+        if email.is_none() && hostname.is_none() {
+            return Err(unusable(label, "pki needs subjectEmail or subjectHostname"));
+        }
+        Ok(Pki {
+            cas,
+            email,
+            hostname,
+            label: label.to_string(),
+        })
+    }
+}
+
+/// Check a cosign signature made with a certificate of a site's own CA.
+pub fn check_pki(
+    payload: &[u8],
+    signature_b64: &str,
+    annotations: &BTreeMap<String, String>,
+    pki: &Pki,
+) -> std::result::Result<String, String> {
+    let cert_pem = annotations
+        .get(CERTIFICATE_ANNOTATION)
+        .ok_or("it carries no certificate")?;
+    let cert = Certificate::from_pem(cert_pem.as_bytes())
+        .map_err(|e| format!("its certificate does not parse: {e}"))?;
+    let chain = annotations
+        .get(CHAIN_ANNOTATION)
+        .map(|c| Certificate::load_pem_chain(c.as_bytes()))
+        .transpose()
+        .map_err(|e| format!("its certificate chain does not parse: {e}"))?
+        .unwrap_or_default();
+    let spki = cert
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(|e| e.to_string())?;
+    let key =
+        super::PublicKey::from_spki_der(&spki, "its certificate").map_err(|e| e.to_string())?;
+    if !key.verifies(payload, &b64(signature_b64)?) {
+        return Err("it is not signed by its certificate's key".into());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    chain_to(&cert, &chain, &pki.cas, &pki.label, now)?;
+    let (_, subjects, code_signing) = identity_of(&cert);
+    if !code_signing {
+        return Err("its certificate is not for code signing".into());
+    }
+    for (want, shown) in [
+        (pki.email.clone(), pki.email.clone()),
+        (
+            pki.hostname.as_ref().map(|h| format!("dns:{h}")),
+            pki.hostname.clone(),
+        ),
+    ] {
+        if let Some(w) = want {
+            if !subjects.contains(&w) {
+                return Err(format!(
+                    "its certificate was issued to {}, not {}",
+                    subjects.join(", "),
+                    shown.unwrap_or_default()
+                ));
+            }
+        }
+    }
+    let who = [pki.email.clone(), pki.hostname.clone()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(format!("{who} (certificate of {})", pki.label))
 }

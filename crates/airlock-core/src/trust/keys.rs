@@ -49,6 +49,25 @@ impl PublicKey {
         })
     }
 
+    /// A DER SubjectPublicKeyInfo (a certificate's key), named `label` in messages.
+    pub fn from_spki_der(der: &[u8], label: &str) -> Result<PublicKey> {
+        let kind = if let Ok(k) = p256::PublicKey::from_public_key_der(der) {
+            KeyKind::EcdsaP256(p256::ecdsa::VerifyingKey::from(k))
+        } else if let Ok(k) = ed25519_dalek::VerifyingKey::from_public_key_der(der) {
+            KeyKind::Ed25519(k)
+        } else if let Ok(k) = rsa::RsaPublicKey::from_public_key_der(der) {
+            KeyKind::Rsa(Box::new(k))
+        } else {
+            return Err(Error::Usage(format!(
+                "{label} has a key airlock cannot use (not ECDSA P-256, RSA or Ed25519)"
+            )));
+        };
+        Ok(PublicKey {
+            kind,
+            label: label.to_string(),
+        })
+    }
+
     /// The algorithm, for messages.
     pub fn algorithm(&self) -> &'static str {
         match self.kind {

@@ -34,6 +34,8 @@ pub struct TrustedKeys {
     pub gpg: Vec<gpg::Keyring>,
     /// Trusted roots and identities for keyless signatures.
     pub keyless: Vec<keyless::Keyless>,
+    /// A site's own CAs for certificate-carrying cosign signatures.
+    pub pki: Vec<keyless::Pki>,
 }
 
 impl TrustedKeys {

@@ -6,9 +6,9 @@
 //! `transports.docker[""]`, else `default`; an unnamed image by `default`). Requirements:
 //! `insecureAcceptAnything`, `reject`, `signedBy` with `keyType: GPGKeys` and
 //! `sigstoreSigned` with a public key (from `keyPath`, `keyPaths` or `keyData`) or keyless
-//! (`fulcio` with `rekorPublicKeyPath`/`Data`), and every `signedIdentity` rule. A
-//! requirement airlock cannot check (`pki`, `signedBaseLayer`, X.509 keys) is refused when
-//! the policy is read, so a policy is never half applied.
+//! (`fulcio` with `rekorPublicKeyPath`/`Data`) or by a site's own CA (`pki`), and every
+//! `signedIdentity` rule. A requirement airlock cannot check (`signedBaseLayer`, X.509
+//! keys) is refused when the policy is read, so a policy is never half applied.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -303,13 +303,9 @@ fn requirement(v: &Value, label: &str, scope: &str) -> Result<Requirement> {
                     field("keyType").unwrap_or("(none)")
                 )));
             }
-            if v.get("pki").is_some() {
-                return Err(here(
-                    "sigstoreSigned with \"pki\" (a site's own CA, without Rekor) is not checked by airlock yet; use a key or fulcio".into(),
-                ));
-            }
-            let keys = match v.get("fulcio") {
-                Some(f) if !gpg_kind => fulcio(f, v).map_err(here)?,
+            let keys = match (v.get("fulcio"), v.get("pki")) {
+                (Some(f), _) if !gpg_kind => fulcio(f, v).map_err(here)?,
+                (_, Some(p)) if !gpg_kind => pki(p).map_err(here)?,
                 _ => key_material(v, gpg_kind).map_err(here)?,
             };
             let identity = identity_rule(v.get("signedIdentity")).map_err(here)?;
@@ -413,6 +409,28 @@ fn fulcio(f: &Value, v: &Value) -> std::result::Result<TrustedKeys, String> {
                 subject: field("subjectEmail")?,
             },
         }],
+        ..TrustedKeys::default()
+    })
+}
+
+/// A `sigstoreSigned` requirement's `pki`: a site's own CA.
+fn pki(p: &Value) -> std::result::Result<TrustedKeys, String> {
+    let (roots, label) = path_or_data(p, "caRootsPath", "caRootsData")?;
+    let intermediates = match (p.get("caIntermediatesPath"), p.get("caIntermediatesData")) {
+        (None, None) => None,
+        _ => Some(path_or_data(p, "caIntermediatesPath", "caIntermediatesData")?.0),
+    };
+    let field = |k: &str| p.get(k).and_then(Value::as_str).map(str::to_string);
+    let pki = super::keyless::Pki::from_pem(
+        &roots,
+        intermediates.as_deref(),
+        field("subjectEmail"),
+        field("subjectHostname"),
+        &label,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(TrustedKeys {
+        pki: vec![pki],
         ..TrustedKeys::default()
     })
 }
