@@ -464,5 +464,8 @@ fn a_policy_with_the_sites_own_ca_accepts_a_certificate_it_issued() {
         &src,
         &format!("store:{APP}:2"),
     ]);
-    assert!(err.contains("a root") && err.contains("does not trust"), "{err}");
+    assert!(
+        err.contains("a root") && err.contains("does not trust"),
+        "{err}"
+    );
 }

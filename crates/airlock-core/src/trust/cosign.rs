@@ -178,7 +178,7 @@ fn check_layer(
             let pki = keys
                 .pki
                 .iter()
-                .map(|p| keyless::check_pki(&payload, sig, &annotations, p));
+                .map(|p| super::pki::check(&payload, sig, &annotations, p));
             let mut why = Vec::new();
             let mut found = None;
             for outcome in fulcio.chain(pki) {

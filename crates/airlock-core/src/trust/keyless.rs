@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 
 /// The annotation holding the signing certificate (PEM).
 pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
-const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
+pub(super) const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
 const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
 /// Fulcio's OIDC issuer extensions: v1 (raw string) and v2 (DER UTF8String).
 const ISSUER_V1: &str = "1.3.6.1.4.1.57264.1.1";
@@ -91,14 +91,14 @@ struct RawBytes {
     raw_bytes: String,
 }
 
-fn unusable(label: &str, why: impl std::fmt::Display) -> Error {
+pub(super) fn unusable(label: &str, why: impl std::fmt::Display) -> Error {
     Error::Usage(format!(
         "{label} is not a trusted root airlock can use: {why}"
     ))
 }
 
 /// Base64, line-wrapped or not (some signers wrap it at 76 columns).
-fn b64(s: &str) -> std::result::Result<Vec<u8>, String> {
+pub(super) fn b64(s: &str) -> std::result::Result<Vec<u8>, String> {
     let joined: String = s.split_ascii_whitespace().collect();
     base64::engine::general_purpose::STANDARD
         .decode(joined)
@@ -328,7 +328,7 @@ fn check_chain(
 
 /// The chain from `leaf` up to a self-signed certificate among `cas` (through `cas` and
 /// the carried `chain`), each link valid at `when`.
-fn chain_to(
+pub(super) fn chain_to(
     leaf: &Certificate,
     chain: &[Certificate],
     cas: &[Certificate],
@@ -395,7 +395,7 @@ struct Anchors<'a> {
 
 /// The identity a Fulcio certificate was issued to: (OIDC issuer, e-mail, URI or
 /// `dns:` host names), and whether it may sign code.
-fn identity_of(cert: &Certificate) -> (Option<String>, Vec<String>, bool) {
+pub(super) fn identity_of(cert: &Certificate) -> (Option<String>, Vec<String>, bool) {
     use x509_cert::ext::pkix::name::GeneralName;
     let mut issuer = None;
     let mut subjects = Vec::new();
@@ -496,105 +496,4 @@ pub fn check(
         "{} ({}, Fulcio via {})",
         want.subject, want.issuer, keyless.root.label
     ))
-}
-
-/// A site's own CA for cosign certificates (containers-policy.json `pki`): no Rekor, the
-/// chain checked now.
-#[derive(Clone, Debug)]
-pub struct Pki {
-    /// Trusted roots, and intermediates the chain may go through.
-    pub cas: Vec<Certificate>,
-    /// The e-mail address the certificate must name, if any.
-    pub email: Option<String>,
-    /// The host name it must name, if any.
-    pub hostname: Option<String>,
-    /// Where the roots came from.
-    pub label: String,
-}
-
-impl Pki {
-    /// Roots (PEM) and optional intermediates (PEM) and the identity required.
-    pub fn from_pem(
-        roots: &[u8],
-        intermediates: Option<&[u8]>,
-        email: Option<String>,
-        hostname: Option<String>,
-        label: &str,
-    ) -> Result<Pki> {
-        let mut cas = Certificate::load_pem_chain(roots).map_err(|e| unusable(label, e))?;
-        if let Some(i) = intermediates {
-            cas.extend(Certificate::load_pem_chain(i).map_err(|e| unusable(label, e))?);
-        }
-        if email.is_none() && hostname.is_none() {
-            return Err(unusable(label, "pki needs subjectEmail or subjectHostname"));
-        }
-        Ok(Pki {
-            cas,
-            email,
-            hostname,
-            label: label.to_string(),
-        })
-    }
-}
-
-/// Check a cosign signature made with a certificate of a site's own CA.
-pub fn check_pki(
-    payload: &[u8],
-    signature_b64: &str,
-    annotations: &BTreeMap<String, String>,
-    pki: &Pki,
-) -> std::result::Result<String, String> {
-    let cert_pem = annotations
-        .get(CERTIFICATE_ANNOTATION)
-        .ok_or("it carries no certificate")?;
-    let cert = Certificate::from_pem(cert_pem.as_bytes())
-        .map_err(|e| format!("its certificate does not parse: {e}"))?;
-    let chain = annotations
-        .get(CHAIN_ANNOTATION)
-        .map(|c| Certificate::load_pem_chain(c.as_bytes()))
-        .transpose()
-        .map_err(|e| format!("its certificate chain does not parse: {e}"))?
-        .unwrap_or_default();
-    let spki = cert
-        .tbs_certificate
-        .subject_public_key_info
-        .to_der()
-        .map_err(|e| e.to_string())?;
-    let key =
-        super::PublicKey::from_spki_der(&spki, "its certificate").map_err(|e| e.to_string())?;
-    if !key.verifies(payload, &b64(signature_b64)?) {
-        return Err("it is not signed by its certificate's key".into());
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    chain_to(&cert, &chain, &pki.cas, &pki.label, now)?;
-    let (_, subjects, code_signing) = identity_of(&cert);
-    if !code_signing {
-        return Err("its certificate is not for code signing".into());
-    }
-    for (want, shown) in [
-        (pki.email.clone(), pki.email.clone()),
-        (
-            pki.hostname.as_ref().map(|h| format!("dns:{h}")),
-            pki.hostname.clone(),
-        ),
-    ] {
-        if let Some(w) = want {
-            if !subjects.contains(&w) {
-                return Err(format!(
-                    "its certificate was issued to {}, not {}",
-                    subjects.join(", "),
-                    shown.unwrap_or_default()
-                ));
-            }
-        }
-    }
-    let who = [pki.email.clone(), pki.hostname.clone()]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(", ");
-    Ok(format!("{who} (certificate of {})", pki.label))
 }

@@ -11,6 +11,7 @@ pub mod detached;
 pub mod gpg;
 pub mod keyless;
 pub mod keys;
+pub mod pki;
 pub mod policy;
 pub mod sign;
 
@@ -35,7 +36,7 @@ pub struct TrustedKeys {
     /// Trusted roots and identities for keyless signatures.
     pub keyless: Vec<keyless::Keyless>,
     /// A site's own CAs for certificate-carrying cosign signatures.
-    pub pki: Vec<keyless::Pki>,
+    pub pki: Vec<pki::Pki>,
 }
 
 impl TrustedKeys {

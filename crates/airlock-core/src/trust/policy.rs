@@ -421,7 +421,7 @@ fn pki(p: &Value) -> std::result::Result<TrustedKeys, String> {
         _ => Some(path_or_data(p, "caIntermediatesPath", "caIntermediatesData")?.0),
     };
     let field = |k: &str| p.get(k).and_then(Value::as_str).map(str::to_string);
-    let pki = super::keyless::Pki::from_pem(
+    let pki = super::pki::Pki::from_pem(
         &roots,
         intermediates.as_deref(),
         field("subjectEmail"),
