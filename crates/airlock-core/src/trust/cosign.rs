@@ -168,7 +168,7 @@ fn check_layer(
         Some(key) => format!("{} ({})", key.label, key.algorithm()),
         None if annotations.contains_key(keyless::CERTIFICATE_ANNOTATION) => {
             if keys.keyless.is_empty() && keys.pki.is_empty() {
-                return Err("it is a keyless (Fulcio) signature: give --trusted-root with --certificate-identity and --certificate-oidc-issuer".into());
+                return Err("it is a keyless (Fulcio) signature: give --trusted-root with --certificate-identity and --certificate-oidc-issuer, or a policy with fulcio or pki".into());
             }
             let sig = b64.trim();
             let fulcio = keys
