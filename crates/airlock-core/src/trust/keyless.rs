@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 
 /// The annotation holding the signing certificate (PEM).
 pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
-pub(super) const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
+const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
 const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
 /// Fulcio's OIDC issuer extensions: v1 (raw string) and v2 (DER UTF8String).
 const ISSUER_V1: &str = "1.3.6.1.4.1.57264.1.1";
@@ -435,15 +435,13 @@ pub(super) fn identity_of(cert: &Certificate) -> (Option<String>, Vec<String>, b
     (issuer, subjects, code_signing)
 }
 
-/// Check a keyless cosign signature: `payload` signed with `signature_b64`, carrying
-/// `annotations`, against `keyless`. Returns who signed it.
-pub fn check(
+/// The certificate (and the chain carried with it) whose key made `signature_b64` over
+/// `payload`, from a cosign layer's `annotations`.
+pub(super) fn signing_certificate(
     payload: &[u8],
     signature_b64: &str,
     annotations: &BTreeMap<String, String>,
-    keyless: &Keyless,
-) -> std::result::Result<String, String> {
-    use p256::ecdsa::signature::Verifier;
+) -> std::result::Result<(Certificate, Vec<Certificate>), String> {
     let cert_pem = annotations
         .get(CERTIFICATE_ANNOTATION)
         .ok_or("it carries no certificate")?;
@@ -460,13 +458,23 @@ pub fn check(
         .subject_public_key_info
         .to_der()
         .map_err(|e| e.to_string())?;
-    let key = p256::PublicKey::from_public_key_der(&spki)
-        .map(p256::ecdsa::VerifyingKey::from)
-        .map_err(|_| "its certificate's key is not ECDSA P-256".to_string())?;
-    let sig = p256::ecdsa::Signature::from_der(&b64(signature_b64)?)
-        .map_err(|_| "its signature is not an ECDSA signature".to_string())?;
-    key.verify(payload, &sig)
-        .map_err(|_| "it is not signed by its certificate's key".to_string())?;
+    let key =
+        super::PublicKey::from_spki_der(&spki, "its certificate").map_err(|e| e.to_string())?;
+    if !key.verifies(payload, &b64(signature_b64)?) {
+        return Err("it is not signed by its certificate's key".into());
+    }
+    Ok((cert, chain))
+}
+
+/// Check a keyless cosign signature: `payload` signed with `signature_b64`, carrying
+/// `annotations`, against `keyless`. Returns who signed it.
+pub fn check(
+    payload: &[u8],
+    signature_b64: &str,
+    annotations: &BTreeMap<String, String>,
+    keyless: &Keyless,
+) -> std::result::Result<String, String> {
+    let (cert, chain) = signing_certificate(payload, signature_b64, annotations)?;
     let set = annotations.get(BUNDLE_ANNOTATION).ok_or(
         "it carries no Rekor entry (a keyless signature needs one, to prove when it was made)",
     )?;

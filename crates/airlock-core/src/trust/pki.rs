@@ -5,12 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use x509_cert::der::{DecodePem, Encode};
 use x509_cert::Certificate;
 
-use super::keyless::{
-    b64, chain_to, identity_of, unusable, CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION,
-};
+use super::keyless::{chain_to, identity_of, signing_certificate, unusable};
 use crate::error::Result;
 
 /// A site's own CA for cosign certificates (containers-policy.json `pki`): no Rekor, the
@@ -59,27 +56,7 @@ pub fn check(
     annotations: &BTreeMap<String, String>,
     pki: &Pki,
 ) -> std::result::Result<String, String> {
-    let cert_pem = annotations
-        .get(CERTIFICATE_ANNOTATION)
-        .ok_or("it carries no certificate")?;
-    let cert = Certificate::from_pem(cert_pem.as_bytes())
-        .map_err(|e| format!("its certificate does not parse: {e}"))?;
-    let chain = annotations
-        .get(CHAIN_ANNOTATION)
-        .map(|c| Certificate::load_pem_chain(c.as_bytes()))
-        .transpose()
-        .map_err(|e| format!("its certificate chain does not parse: {e}"))?
-        .unwrap_or_default();
-    let spki = cert
-        .tbs_certificate
-        .subject_public_key_info
-        .to_der()
-        .map_err(|e| e.to_string())?;
-    let key =
-        super::PublicKey::from_spki_der(&spki, "its certificate").map_err(|e| e.to_string())?;
-    if !key.verifies(payload, &b64(signature_b64)?) {
-        return Err("it is not signed by its certificate's key".into());
-    }
+    let (cert, chain) = signing_certificate(payload, signature_b64, annotations)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
