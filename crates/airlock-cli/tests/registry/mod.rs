@@ -516,13 +516,26 @@ fn multi_platform_pull_picks_one_or_keeps_the_whole_index() {
         &format!("docker://{remote}"),
     ]);
 
-    // Default: the host's platform, stored as that manifest alone, never as a sparse index.
+    // Default: the host's platform, under its index (the digest the registry names), which
+    // the store records as sparse: one of the two manifests it lists.
     let one = sb.store("host");
     one.ok(&["pull", &remote]);
     let got = one.inspect(&remote);
     assert_eq!(got["ManifestDigest"], amd64.as_str());
-    assert_eq!(got["IndexDigest"], serde_json::Value::Null);
+    assert_eq!(got["IndexDigest"], index_digest.as_str());
     assert_eq!(got["Platforms"], serde_json::json!(["linux/amd64"]));
+    assert_eq!(got["Complete"], false);
+    assert_eq!(got["ManifestsListed"], 2);
+    // A registry takes an index only whole: the push tags the platform it has, and says so.
+    let single = format!("{}/multi/single:1", reg.host());
+    let out = one.ok(&["push", &remote, &single]);
+    assert!(
+        out.contains(&format!(
+            "the one platform the store has of index {index_digest}"
+        )),
+        "{out}"
+    );
+    assert_eq!(sha256(&skopeo_raw(&single, &[])), amd64);
 
     let arm = sb.store("arm");
     arm.ok(&["pull", "--platform", "linux/arm64", &remote]);

@@ -250,3 +250,58 @@ fn push_and_pull_with_a_key_require_a_signature_and_find_it_through_the_registry
         .fails(&["inspect", &format!("{host}/team/app:1")])
         .contains("no image"));
 }
+
+#[test]
+fn a_signature_made_on_an_index_covers_a_one_platform_pull_across_the_gap() {
+    let reg = RegistryServer::start();
+    let sb = Sandbox::new();
+    let (key, public) = crate::trust::key_pair(sb.path(), "signer", "ec");
+    let public = public.to_str().unwrap();
+    let layout = sb.path().join("multi-layout");
+    let (index_digest, amd64, _) = super::two_platform_layout(&layout);
+    let remote = format!("{}/multi/signed:1", reg.host());
+    let status = Command::new("skopeo")
+        .args([
+            "copy",
+            "-q",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("oci:{}:multi", layout.display()))
+        .arg(format!("docker://{remote}"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Signed as cosign signs a multi-arch image: once, on the index.
+    let near = sb.store("near");
+    near.ok(&["pull", "--all-platforms", &remote]);
+    near.ok(&["sign", &remote, "--key", key.to_str().unwrap()]);
+    near.ok(&["push", &remote]);
+
+    // A one-platform pull keeps the index as its root, so the signature still links.
+    let far = sb.store("far");
+    let out = far.ok(&["pull", "--key", public, &remote]);
+    assert!(
+        out.contains(&format!("Signature verified: {remote}")),
+        "{out}"
+    );
+    let got = far.inspect(&remote);
+    assert_eq!(got["IndexDigest"], index_digest.as_str());
+    assert_eq!(got["ManifestDigest"], amd64.as_str());
+    assert_eq!(got["Complete"], false);
+    // ...and across an archive to a store that checks it again.
+    let archive = sb.path().join("one-platform.tar");
+    far.ok(&["save", "-o", archive.to_str().unwrap(), &remote]);
+    let beyond = sb.store("beyond");
+    let out = beyond.ok(&["load", "-i", archive.to_str().unwrap(), "--key", public]);
+    assert!(
+        out.contains(&format!("Signature verified: {remote}")),
+        "{out}"
+    );
+    assert_eq!(beyond.inspect(&remote)["ManifestDigest"], amd64.as_str());
+    // The control: the signature is what makes it pass.
+    let bare = sb.store("bare");
+    let err = bare.fails(&["pull", "--no-referrers", "--key", public, &remote]);
+    assert!(err.contains("no signature found"), "{err}");
+}

@@ -144,27 +144,15 @@ fn resolve<'r>(
                     platforms.push(fetch(child, *m, &mut small)?);
                 }
             }
-            // Only a complete index is kept as the image; one platform is stored as itself,
-            // never as a sparse index passed off as whole.
-            if matches!(choice, PlatformChoice::All) && platforms.len() == index.manifests.len() {
-                SourceImage {
-                    names: name,
-                    root: root_desc,
-                    generated: false,
-                    platforms,
-                }
-            } else {
-                let p = platforms.remove(0);
-                SourceImage {
-                    names: name,
-                    root: Descriptor::new(
-                        &p.descriptor.media_type,
-                        p.descriptor.digest.clone(),
-                        p.descriptor.size,
-                    ),
-                    generated: false,
-                    platforms: vec![p],
-                }
+            // The index stays the root even when only some platforms are fetched (as
+            // containerd and docker's containerd store keep it): its digest is what the
+            // registry names, what `docker pull` prints and what cosign signs. The store
+            // records it as sparse, and targets that need every manifest are told.
+            SourceImage {
+                names: name,
+                root: root_desc,
+                generated: false,
+                platforms,
             }
         }
     };

@@ -57,6 +57,8 @@ pub struct PushReport {
     pub existing: usize,
     /// Blobs mounted from another repository of the registry.
     pub mounted: usize,
+    /// The index this image came from, when only one of its platforms went up.
+    pub from_index: Option<String>,
 }
 
 impl std::fmt::Display for PushReport {
@@ -65,7 +67,14 @@ impl std::fmt::Display for PushReport {
             f,
             "Pushed {} ({}): {} blobs sent ({} bytes), {} already there, {} mounted",
             self.dest, self.digest, self.sent, self.bytes_sent, self.existing, self.mounted
-        )
+        )?;
+        if let Some(index) = &self.from_index {
+            write!(
+                f,
+                " (the one platform the store has of index {index}; signatures made on the index do not cover this digest)"
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -492,13 +501,14 @@ impl ImageDestination for RegistryDestination<'_> {
                     .map_err(core)?;
                 }
             }
+            let (top, from_index) = pushed_root(img, &manifest(&img.root.digest)?)?;
             let root_ref = push
                 .dest
                 .tag()
                 .map(str::to_string)
-                .unwrap_or_else(|| img.root.digest.to_string());
+                .unwrap_or_else(|| top.digest.to_string());
             let indexed = self
-                .put_manifest(&manifest(&img.root.digest)?, &img.root, &repo, &root_ref)
+                .put_manifest(&manifest(&top.digest)?, &top, &repo, &root_ref)
                 .map_err(core)?;
             if let (Some(subject), false) = (img.subject(), indexed) {
                 let root = img
@@ -515,7 +525,8 @@ impl ImageDestination for RegistryDestination<'_> {
             }
             let mut r = PushReport {
                 dest: push.dest.to_string(),
-                digest: img.root.digest.to_string(),
+                digest: top.digest.to_string(),
+                from_index,
                 ..PushReport::default()
             };
             let blobs: BTreeSet<&Digest> = img
@@ -550,6 +561,30 @@ impl ImageDestination for RegistryDestination<'_> {
             *rep = reports;
         }
         Ok(changes)
+    }
+}
+
+/// The manifest a push tags: the root, or for a sparse index (a one-platform pull keeps
+/// its index, as containerd does) the one platform the store has, since a registry takes
+/// an index only with every manifest it lists.
+fn pushed_root(
+    img: &SourceImage,
+    root_bytes: &[u8],
+) -> airlock_core::Result<(Descriptor, Option<String>)> {
+    let listed = match airlock_core::spec::parse_document(root_bytes, &img.root.digest.to_string())?
+    {
+        airlock_core::spec::Document::Index(index) => index.manifests.len(),
+        airlock_core::spec::Document::Manifest(_) => return Ok((img.root.clone(), None)),
+    };
+    if listed <= img.platforms.len() {
+        return Ok((img.root.clone(), None));
+    }
+    match img.platforms.as_slice() {
+        [only] => Ok((only.descriptor.clone(), Some(img.root.digest.to_string()))),
+        _ => Err(usage(format!(
+            "{} keeps {} of the {listed} platforms its index lists, and a registry takes an index only with all of them; pull it again with --all-platforms, or with --platform for one",
+            img.root.digest, img.platforms.len()
+        ))),
     }
 }
 
