@@ -305,3 +305,100 @@ fn a_signature_made_on_an_index_covers_a_one_platform_pull_across_the_gap() {
     let err = bare.fails(&["pull", "--no-referrers", "--key", public, &remote]);
     assert!(err.contains("no signature found"), "{err}");
 }
+
+/// A proxy that holds the fallback tag of `subject_hex` to the conditional-write rules the
+/// distribution registry does not enforce: it answers 412 to the first `refuse` writes of
+/// the tag, as a registry does when another client changed it after it was read.
+fn refusing_writes(upstream: u16, subject_hex: &str, refuse: usize) -> Proxy {
+    let tag = format!("/manifests/sha256-{subject_hex}");
+    let refused = Arc::new(AtomicUsize::new(0));
+    Proxy::start(upstream, move |req, forward| {
+        if req.method == "PUT"
+            && req.path().ends_with(&tag)
+            && refused.fetch_add(1, Ordering::SeqCst) < refuse
+        {
+            return Reply::Send(Response::new(412, &[], b"{\"errors\":[]}"));
+        }
+        Reply::Send(forward(req))
+    })
+}
+
+#[test]
+fn the_fallback_index_is_written_only_over_what_was_read_and_read_again_when_it_changed() {
+    let reg = RegistryServer::start();
+    let sb = Sandbox::new();
+    let g = Gallery::new();
+    g.write(&sb.path().join("layout"));
+    let cli = sb.store("store");
+    let layout = sb.path().join("layout");
+    cli.ok(&["load", "-q", "-i", layout.to_str().unwrap()]);
+    let app_hex = g.app_manifest[7..].to_string();
+    let fallback = format!("/v2/team/app/manifests/sha256-{app_hex}");
+    let writes = |proxy: &Proxy| -> Vec<Seen> {
+        let seen = proxy.seen();
+        seen.into_iter()
+            .filter(|s| s.method == "PUT" && s.path() == fallback)
+            .collect()
+    };
+
+    // The index is new: its write says so (If-None-Match: *). Another client got there
+    // first (412): airlock reads again and writes again.
+    let proxy = refusing_writes(reg.port, &app_hex, 1);
+    cli.ok(&["push", APP, &format!("{}/team/app:1", proxy.host())]);
+    let first = writes(&proxy);
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert!(first.iter().all(|s| s.header("If-None-Match") == Some("*")));
+    let reads = proxy
+        .seen()
+        .iter()
+        .filter(|s| s.method == "GET" && s.path() == fallback)
+        .count();
+    assert_eq!(reads, 2, "the index is read again after the refused write");
+    let host = reg.host();
+    let raw = skopeo_raw(&format!("{host}/team/app:sha256-{app_hex}"), &[]);
+    let index: Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], g.sbom.as_str());
+
+    // A second referrer of the same image: the write is conditional on the index read,
+    // by the ETag the registry gave it (distribution's is the quoted digest).
+    let (key, _) = crate::trust::key_pair(sb.path(), "signer", "ec");
+    cli.ok(&["sign", APP, "--key", key.to_str().unwrap()]);
+    let proxy = refusing_writes(reg.port, &app_hex, 0);
+    cli.ok(&["push", APP, &format!("{}/team/app:1", proxy.host())]);
+    let second = writes(&proxy);
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_eq!(
+        second[0].header("If-Match"),
+        Some(format!("\"{}\"", sha256(&raw)).as_str()),
+        "{second:?}"
+    );
+    let index: Value = serde_json::from_slice(&skopeo_raw(
+        &format!("{host}/team/app:sha256-{app_hex}"),
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+    assert_eq!(
+        index["manifests"][0]["digest"],
+        g.sbom.as_str(),
+        "the SBOM stays"
+    );
+
+    // A registry that keeps refusing: a clear error, after a few tries, not a lost write.
+    cli.ok(&[
+        "sign",
+        APP,
+        "--key",
+        crate::trust::key_pair(sb.path(), "other", "ec")
+            .0
+            .to_str()
+            .unwrap(),
+    ]);
+    let proxy = refusing_writes(reg.port, &app_hex, usize::MAX);
+    let err = cli.fails(&["push", APP, &format!("{}/team/app:1", proxy.host())]);
+    assert!(
+        err.contains("kept changing") && err.contains("push again"),
+        "{err}"
+    );
+    assert_eq!(writes(&proxy).len(), 4);
+}
