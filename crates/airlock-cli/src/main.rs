@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cmd::{copy, fsck, load, registry, review, save, sign, snapshots, store, verify};
+use cmd::{copy, fsck, load, registry, review, save, serve, sign, snapshots, store, verify};
 
 /// Move container images and filesystem snapshots across an air gap, without any engine.
 #[derive(Parser, Debug)]
@@ -94,6 +94,8 @@ enum Command {
     Logout(registry::LogoutArgs),
     #[command(display_order = 20)]
     Inventory(store::InventoryArgs),
+    #[command(display_order = 21)]
+    Serve(serve::ServeArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -123,6 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Push(a) => registry::push(&ctx, a),
         Command::Login(a) => registry::login(&ctx, a),
         Command::Logout(a) => registry::logout(a),
+        Command::Serve(a) => serve::run(&ctx, a),
     }
 }
 

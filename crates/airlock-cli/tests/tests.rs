@@ -20,6 +20,7 @@ mod policy;
 mod registry;
 mod reliability;
 mod roundtrip;
+mod serve;
 mod snapshots;
 mod streaming;
 

@@ -20,6 +20,7 @@
 pub mod engine;
 pub(crate) mod http;
 pub mod registry;
+pub mod serve;
 pub mod transports;
 
 pub use engine::Engine;

@@ -9,6 +9,7 @@ pub mod registry;
 pub mod request;
 pub mod review;
 pub mod save;
+pub mod serve;
 pub mod sign;
 pub mod snapshots;
 pub mod store;

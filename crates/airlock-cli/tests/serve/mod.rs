@@ -1,0 +1,228 @@
+//! `airlock serve` with the real clients: docker, podman, skopeo, containerd's ctr and
+//! airlock itself pull from it and run what they pulled; mirror names, referrers, and what
+//! hostile clients get.
+
+mod hostile;
+mod mirror;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::containerd::Ctr;
+use crate::util::{require_tool, scratch, sha256, Airlock, Podman};
+
+/// `airlock serve` on a free loopback port, stopped with SIGTERM when dropped.
+pub(crate) struct Served {
+    child: Option<Child>,
+    pub(crate) port: u16,
+    log: PathBuf,
+}
+
+impl Served {
+    pub(crate) fn start(store: &Airlock, extra: &[&str]) -> Served {
+        let log = store
+            .store
+            .with_extension(format!("serve-{}.log", extra.len()));
+        let mut child = store
+            .cmd()
+            .args(["serve", "--listen", "127.0.0.1:0", "--access-log"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "Serving STORE at http://127.0.0.1:PORT/v2/ ..."
+        let port = line
+            .split("http://127.0.0.1:")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("serve did not say where it listens: {line:?}"));
+        Served {
+            child: Some(child),
+            port,
+            log,
+        }
+    }
+
+    pub(crate) fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The access log so far.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, and the exit status.
+    pub(crate) fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One raw HTTP/1.1 request, exactly as written (no client normalises the path), and the
+/// status and body of the answer.
+pub(crate) fn raw(
+    port: u16,
+    method: &str,
+    target: &str,
+    headers: &[&str],
+) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    let split = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no header end");
+    let head = String::from_utf8_lossy(&all[..split]).into_owned();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head, all[split + 4..].to_vec())
+}
+
+/// A store holding one busybox image whose CMD prints `message`, named `name`.
+pub(crate) fn busybox_store(dir: &Path, name: &str, message: &str) -> Airlock {
+    require_tool("busybox");
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    let busybox = if Path::new("/bin/busybox").exists() {
+        PathBuf::from("/bin/busybox")
+    } else {
+        PathBuf::from("/usr/bin/busybox")
+    };
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    let store = Airlock::new(&dir.join("store"));
+    let cmd = format!("CMD [\"/bin/busybox\", \"echo\", \"{message}\"]");
+    store.ok(&["import", root.to_str().unwrap(), name, "-c", &cmd]);
+    store
+}
+
+#[test]
+fn docker_podman_skopeo_ctr_and_airlock_pull_from_serve_and_run_what_they_pulled() {
+    let dir = scratch();
+    let name = "registry.example/team/hello:1";
+    let store = busybox_store(dir.path(), name, "hello from serve");
+    let digest = store.inspect(name)["ManifestDigest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let served = Served::start(&store, &[]);
+    let remote = format!("{}/{name}", served.host());
+
+    // skopeo: the manifest byte for byte, and a copy that checks every digest.
+    let inspected = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--raw"])
+        .arg(format!("docker://{remote}"))
+        .output()
+        .unwrap();
+    assert!(
+        inspected.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspected.stderr)
+    );
+    assert_eq!(sha256(&inspected.stdout), digest);
+    let layout = dir.path().join("copied");
+    let status = Command::new("skopeo")
+        .args(["copy", "-q", "--src-tls-verify=false"])
+        .arg(format!("docker://{remote}"))
+        .arg(format!("oci:{}:hello", layout.display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    // docker pulls it (127.0.0.0/8 is an insecure registry by default) and runs it.
+    require_tool("docker");
+    let out = Command::new("docker")
+        .args(["pull", &remote])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&digest));
+    let run = Command::new("docker")
+        .args(["run", "--rm", &remote])
+        .output()
+        .unwrap();
+    let _ = Command::new("docker").args(["rmi", "-f", &remote]).output();
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "hello from serve\n");
+
+    // podman too.
+    let podman = Podman::new();
+    podman.ok(&["pull", "-q", "--tls-verify=false", &remote]);
+    assert_eq!(podman.run_image(&remote), "hello from serve\n");
+
+    // containerd's ctr, the digest kept.
+    let ctr = Ctr::new_named("-serve");
+    ctr.run(&["images", "pull", "--plain-http", &remote]);
+    assert!(
+        ctr.images()
+            .iter()
+            .any(|(n, d)| n == &remote && d == &digest),
+        "{:?}",
+        ctr.images()
+    );
+
+    // airlock itself.
+    let far = Airlock::new(&dir.path().join("far"));
+    far.ok(&["pull", &remote]);
+    assert_eq!(far.inspect(&remote)["ManifestDigest"], digest.as_str());
+
+    // Ranges: what a resumed download asks for.
+    let layer = store.inspect(name)["Layers"][0]["Digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let whole = std::fs::read(dir.path().join("store/blobs/sha256").join(&layer[7..])).unwrap();
+    let (status, head, body) = raw(
+        served.port,
+        "GET",
+        &format!("/v2/registry.example/team/hello/blobs/{layer}"),
+        &["Range: bytes=100-199"],
+    );
+    assert_eq!(status, 206, "{head}");
+    assert_eq!(body, whole[100..200]);
+    assert!(
+        head.contains(&format!("bytes 100-199/{}", whole.len())),
+        "{head}"
+    );
+
+    let log = served.log();
+    assert!(
+        log.contains("GET /v2/registry.example/team/hello/manifests/1 200"),
+        "{log}"
+    );
+    let mut served = served;
+    assert!(served.stop().success(), "SIGTERM is a clean stop");
+}
