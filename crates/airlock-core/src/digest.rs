@@ -137,6 +137,16 @@ impl<W: Write> HashingWriter<W> {
             hasher: Hasher::new(),
         }
     }
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.hasher.len()
+    }
+
+    /// True before the first byte.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The digest and byte count so far, and the inner writer.
     pub fn finish(self) -> (W, Digest, u64) {
         let len = self.hasher.len();

@@ -11,8 +11,9 @@ use airlock_remote::serve::{self, ServeOptions};
 use crate::context::Context;
 use crate::hints::UsageError;
 
-/// Serve the store as an OCI registry (distribution API v1.1, read-only), straight from
-/// its files: docker, podman, skopeo, containerd and airlock pull from it.
+/// Serve the store as an OCI registry (distribution API v1.1), straight from its files:
+/// docker, podman, skopeo, containerd and airlock pull from it; with `--read-write` they
+/// push to it too.
 ///
 /// Images are served under their full names (`HOST:PORT/registry.k8s.io/pause:3.9`,
 /// `HOST:PORT/docker.io/library/redis:alpine`, or `library/redis` for Docker Hub) and, for
@@ -38,6 +39,13 @@ pub struct ServeArgs {
     /// connection, before it is closed.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub header_timeout: u64,
+    /// Accept pushes (`docker push`, `skopeo copy`, `airlock push`): each blob is checked
+    /// against its digest before it is kept, each manifest is committed with its tag at once.
+    #[arg(long)]
+    pub read_write: bool,
+    /// Seconds an upload may send nothing before it is dropped.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub body_timeout: u64,
 }
 
 /// Run `airlock serve` until SIGTERM or Ctrl-C.
@@ -67,9 +75,16 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<()> {
         access_log: args.access_log,
         max_connections: args.max_connections,
         header_timeout: Duration::from_secs(args.header_timeout.max(1)),
+        read_write: args.read_write,
+        body_timeout: Duration::from_secs(args.body_timeout.max(1)),
+    };
+    let mode = if args.read_write {
+        "read-write"
+    } else {
+        "read-only"
     };
     serve::serve(store, opts, |addr| {
-        println!("Serving {root} at http://{addr}/v2/ (read-only); Ctrl-C or SIGTERM stops");
+        println!("Serving {root} at http://{addr}/v2/ ({mode}); Ctrl-C or SIGTERM stops");
     })?;
     Ok(())
 }

@@ -28,7 +28,7 @@ pub use checked::{BlobCheck, CheckedBlob, VerifiedAtEnd};
 pub use fsck::FsckReport;
 pub use records::{ImageRecord, PlatformImage, TagChange};
 pub(crate) use staging::copy_plain;
-pub use staging::{StagedBlob, Staging};
+pub use staging::{PartialBlob, StagedBlob, Staging};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};

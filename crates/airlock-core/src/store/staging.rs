@@ -163,6 +163,17 @@ impl Staging {
         self.persist(tmp, digest, size)
     }
 
+    /// Begin a blob that arrives in parts (a registry upload session, chunk by chunk). It is
+    /// hashed as it is written and becomes a staged blob only through
+    /// [`PartialBlob::finish`], which checks the digest the client claims.
+    pub fn begin_blob(&self) -> Result<PartialBlob> {
+        let (tmp, out) = self.new_part()?;
+        Ok(PartialBlob {
+            out: digest::HashingWriter::new(out),
+            tmp,
+        })
+    }
+
     /// A new temporary file in the staging area, with a writer that keeps writeback going.
     fn new_part(&self) -> Result<(tempfile::NamedTempFile, SyncingFile)> {
         let tmp = tempfile::Builder::new()
@@ -223,6 +234,53 @@ impl Staging {
                     .unwrap_or_else(|_| Err(Error::Usage("the fsync thread panicked".into())))
             }
         }
+    }
+}
+
+/// A blob being written in parts into a staging area; see [`Staging::begin_blob`]. Dropped
+/// unfinished, its temporary file is removed.
+pub struct PartialBlob {
+    out: digest::HashingWriter<SyncingFile>,
+    tmp: tempfile::NamedTempFile,
+}
+
+impl PartialBlob {
+    /// Append `bytes`.
+    pub fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out
+            .write_all(bytes)
+            .map_err(|e| Error::io("write", self.tmp.path(), e))
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.out.len()
+    }
+
+    /// True before the first byte.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// End the blob: it becomes a staged blob of `staging` if its bytes hash to `expected`
+    /// (`label` names the upload in the error); otherwise it is removed.
+    pub fn finish(self, staging: &Staging, expected: &Digest, label: &str) -> Result<StagedBlob> {
+        let PartialBlob { out, tmp } = self;
+        let (file, digest, size) = out.finish();
+        file.finish(false)
+            .map_err(|e| Error::io("write", tmp.path(), e))?;
+        if &digest != expected {
+            return Err(Error::DigestMismatch {
+                what: "blob",
+                path_in_archive: label.to_string(),
+                expected: expected.clone(),
+                actual: digest,
+            });
+        }
+        if staging.path_of(&digest).is_some() {
+            return Ok(StagedBlob { digest, size });
+        }
+        staging.persist(tmp, digest, size)
     }
 }
 

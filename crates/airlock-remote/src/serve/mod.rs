@@ -10,6 +10,7 @@ mod read;
 mod reply;
 mod route;
 mod view;
+mod write;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -50,6 +51,10 @@ pub struct ServeOptions {
     /// How long a client may take to send a request's headers, and to send anything at all
     /// on an idle connection.
     pub header_timeout: Duration,
+    /// Accept pushes.
+    pub read_write: bool,
+    /// How long an upload may go without sending a byte before it is dropped.
+    pub body_timeout: Duration,
 }
 
 impl Default for ServeOptions {
@@ -60,6 +65,8 @@ impl Default for ServeOptions {
             access_log: false,
             max_connections: 256,
             header_timeout: Duration::from_secs(30),
+            read_write: false,
+            body_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -69,6 +76,7 @@ pub(crate) struct Server {
     store: Store,
     opts: ServeOptions,
     view: Mutex<Option<(Stamp, Arc<View>)>>,
+    writable: Option<write::Writable>,
 }
 
 /// A request's query parameters, decoded.
@@ -133,8 +141,9 @@ impl Server {
     }
 
     /// A blob pushed but not yet part of a committed image (none on a read-only server).
-    async fn staged_blob(&self, _digest: &Digest) -> Option<tokio::fs::File> {
-        None
+    async fn staged_blob(&self, digest: &Digest) -> Option<tokio::fs::File> {
+        let path = self.writable.as_ref()?.staged(digest)?;
+        tokio::fs::File::open(path).await.ok()
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Response<ReplyBody> {
@@ -161,6 +170,12 @@ impl Server {
         };
         let query = Query::parse(req.uri().query());
         let method = req.method().clone();
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
         let reading = method == Method::GET || method == Method::HEAD;
         match (&route, reading) {
             (Route::Base, true) => reply::json(
@@ -174,17 +189,30 @@ impl Server {
                 self.manifest(&method, name, reference, &query).await
             }
             (Route::Blob { digest, .. }, true) => {
-                let range = req
-                    .headers()
-                    .get("Range")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
-                self.blob(&method, digest, range.as_deref()).await
+                self.blob(&method, digest, header("Range").as_deref()).await
             }
             (Route::Referrers { digest, .. }, true) => self.referrers(digest, &query).await,
+            (Route::Upload { name, id }, _) if method != Method::HEAD => {
+                let content_range = header("Content-Range");
+                self.upload(
+                    &method,
+                    name,
+                    id.as_deref(),
+                    &query,
+                    req.into_body(),
+                    content_range.as_deref(),
+                )
+                .await
+            }
+            (Route::Manifest { name, reference }, false) if method == Method::PUT => {
+                let content_type = header("Content-Type");
+                self.put_manifest(name, reference, content_type.as_deref(), req.into_body())
+                    .await
+            }
+            _ if self.writable.is_none() => write::read_only(),
             _ => error(
                 Code::Unsupported,
-                "this registry is read-only: only GET and HEAD are served",
+                format!("{method} is not served on {}", req.uri().path()),
             ),
         }
     }
@@ -222,10 +250,16 @@ async fn run(store: Store, opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -
         .map_err(signal_err)?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(signal_err)?;
+    let writable = if opts.read_write {
+        Some(write::Writable::new(store.staging()?, opts.body_timeout))
+    } else {
+        None
+    };
     let server = Arc::new(Server {
         store,
         opts: opts.clone(),
         view: Mutex::new(None),
+        writable,
     });
     let limit = Arc::new(Semaphore::new(opts.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();

@@ -24,14 +24,14 @@ impl Server {
         view: &View,
         name: &str,
         query: &Query,
-    ) -> Result<String, Response<ReplyBody>> {
+    ) -> Result<String, (Code, String)> {
         match view.repository_for(name, query.get("ns"), self.opts.prefix.as_deref()) {
             Lookup::Found(r) => Ok(r),
-            Lookup::Unknown => Err(error(
+            Lookup::Unknown => Err((
                 Code::NameUnknown,
                 format!("no repository {name} in this store"),
             )),
-            Lookup::Ambiguous(many) => Err(error(
+            Lookup::Ambiguous(many) => Err((
                 Code::NameUnknown,
                 format!(
                     "{name} is a repository of several registries here ({}); ask for the full name",
@@ -53,7 +53,7 @@ impl Server {
             Target::Tag(tag) => {
                 let repo = match self.repository(&view, name, query) {
                     Ok(r) => r,
-                    Err(e) => return e,
+                    Err((code, message)) => return error(code, message),
                 };
                 match view.tags.get(&repo).and_then(|t| t.get(tag)) {
                     Some(d) => (d.digest.clone(), d.media_type.clone()),
@@ -65,8 +65,13 @@ impl Server {
                     }
                 }
             }
-            Target::Digest(d) => match view.manifests.get(d) {
-                Some(mt) => (d.clone(), mt.clone()),
+            Target::Digest(d) => match view
+                .manifests
+                .get(d)
+                .cloned()
+                .or_else(|| self.writable.as_ref().and_then(|w| w.pending_manifest(d)))
+            {
+                Some(mt) => (d.clone(), mt),
                 None => {
                     return error(
                         Code::ManifestUnknown,
@@ -103,7 +108,10 @@ impl Server {
     }
 
     async fn read_small(&self, digest: &Digest) -> Option<Vec<u8>> {
-        let path = self.store.blob_path(digest);
+        let mut path = self.store.blob_path(digest);
+        if !path.is_file() {
+            path = self.writable.as_ref()?.staged(digest)?;
+        }
         let meta = tokio::fs::metadata(&path).await.ok()?;
         if meta.len() > MAX_MANIFEST {
             return None;
@@ -167,7 +175,7 @@ impl Server {
         let view = self.view().await;
         let repo = match self.repository(&view, name, query) {
             Ok(r) => r,
-            Err(e) => return e,
+            Err((code, message)) => return error(code, message),
         };
         let all: Vec<&String> = view
             .tags

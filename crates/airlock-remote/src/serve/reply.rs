@@ -37,8 +37,6 @@ pub enum Code {
     BlobUploadInvalid,
     /// Provided digest did not match uploaded content, or is malformed.
     DigestInvalid,
-    /// Provided length did not match content length.
-    SizeInvalid,
     /// Tag invalid (the spec folds it into MANIFEST_INVALID's family; distribution says TAG_INVALID).
     TagInvalid,
     /// Authentication required.
@@ -49,8 +47,6 @@ pub enum Code {
     TooManyRequests,
     /// No such endpoint.
     NotFound,
-    /// The requested range cannot be served.
-    RangeInvalid,
 }
 
 impl Code {
@@ -66,13 +62,11 @@ impl Code {
             Code::BlobUploadUnknown => (S::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
             Code::BlobUploadInvalid => (S::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
             Code::DigestInvalid => (S::BAD_REQUEST, "DIGEST_INVALID"),
-            Code::SizeInvalid => (S::BAD_REQUEST, "SIZE_INVALID"),
             Code::TagInvalid => (S::BAD_REQUEST, "TAG_INVALID"),
             Code::Unauthorized => (S::UNAUTHORIZED, "UNAUTHORIZED"),
             Code::Unsupported => (S::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             Code::TooManyRequests => (S::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
             Code::NotFound => (S::NOT_FOUND, "NOT_FOUND"),
-            Code::RangeInvalid => (S::RANGE_NOT_SATISFIABLE, "RANGE_INVALID"),
         }
     }
 }

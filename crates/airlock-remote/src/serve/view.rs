@@ -77,7 +77,7 @@ impl View {
             }
         }
         for list in view.referrers.values_mut() {
-            list.sort_by(|a, b| a.digest.to_string().cmp(&b.digest.to_string()));
+            list.sort_by_key(|d| d.digest.to_string());
         }
         Ok(view)
     }
