@@ -203,3 +203,32 @@ impl TrustArgs {
         )))))
     }
 }
+
+/// Where `containerd:` is, for `load --into containerd` and `copy ... containerd:`.
+#[derive(Args, Debug, Clone)]
+pub struct ContainerdArgs {
+    /// containerd's socket [default: $CONTAINERD_ADDRESS, else /run/containerd/containerd.sock]
+    #[arg(long = "address", value_name = "SOCKET")]
+    pub address: Option<String>,
+    /// containerd namespace (`k8s.io` is what Kubernetes sees).
+    #[arg(long, value_name = "NS", default_value = "default")]
+    pub namespace: String,
+    /// Snapshotter to unpack images for (`native` works where overlayfs does not).
+    #[arg(long, value_name = "NAME", default_value = "overlayfs")]
+    pub snapshotter: String,
+    /// Do not unpack the images (containerd then unpacks on first use).
+    #[arg(long)]
+    pub no_unpack: bool,
+}
+
+impl ContainerdArgs {
+    /// The options of the copy request.
+    pub fn options(&self) -> airlock_remote::transports::ContainerdOptions {
+        airlock_remote::transports::ContainerdOptions {
+            address: self.address.clone(),
+            namespace: self.namespace.clone(),
+            snapshotter: self.snapshotter.clone(),
+            unpack: !self.no_unpack,
+        }
+    }
+}

@@ -381,3 +381,31 @@ pub fn verdict_lines(verdicts: &[(String, airlock_core::trust::Verdict)]) -> Vec
         })
         .collect()
 }
+
+/// What a load into containerd did: each image named, then the blobs and layers.
+pub fn containerd_lines(
+    outcome: &airlock_remote::transports::CopyOutcome,
+    opts: &airlock_remote::transports::ContainerdOptions,
+) -> Vec<String> {
+    let Some(r) = &outcome.containerd else {
+        return Vec::new();
+    };
+    let mut lines: Vec<String> = r
+        .named
+        .iter()
+        .map(|n| format!("Loaded {n} into containerd (namespace {})", opts.namespace))
+        .collect();
+    lines.push(format!(
+        "{} blobs sent ({} bytes), {} already there; {} layers unpacked ({})",
+        r.sent,
+        r.bytes_sent,
+        r.existing,
+        r.unpacked,
+        if opts.unpack {
+            opts.snapshotter.as_str()
+        } else {
+            "--no-unpack"
+        }
+    ));
+    lines
+}

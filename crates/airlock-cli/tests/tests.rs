@@ -6,6 +6,7 @@ mod artifacts;
 mod bundles;
 mod cli;
 mod containerd;
+mod containerd_api;
 mod corruption;
 mod dialects;
 mod differentials;

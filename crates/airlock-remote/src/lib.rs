@@ -17,6 +17,7 @@
 
 #![deny(missing_docs)]
 
+pub mod containerd;
 pub mod engine;
 pub(crate) mod http;
 pub mod registry;
@@ -93,6 +94,24 @@ pub enum RemoteError {
         host: String,
         /// Which content, expected and actual digest.
         detail: String,
+    },
+    /// Nothing answers on containerd's socket, or it may not be opened.
+    #[error("cannot reach containerd at {address}: {reason}")]
+    NoContainerd {
+        /// The socket path tried.
+        address: String,
+        /// Why (missing socket, permission denied, not containerd), with what to do.
+        reason: String,
+    },
+    /// containerd refused a call.
+    #[error("containerd at {address} refused to {doing}: {message}")]
+    Containerd {
+        /// The socket path.
+        address: String,
+        /// What airlock asked it to do.
+        doing: String,
+        /// containerd's message.
+        message: String,
     },
     /// The engine's answer could not be understood.
     #[error("unexpected answer from the Docker Engine: {0}")]

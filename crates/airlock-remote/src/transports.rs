@@ -84,6 +84,32 @@ pub struct CopyRequest {
     pub exact_destination: bool,
     /// What the chosen images must pass (a signature policy) before any becomes visible.
     pub gate: Option<Arc<dyn airlock_core::copy::Gate>>,
+    /// Where a `containerd:` destination is, and how images are unpacked there.
+    pub containerd: ContainerdOptions,
+}
+
+/// A containerd destination's socket, namespace and snapshotter.
+#[derive(Clone, Debug)]
+pub struct ContainerdOptions {
+    /// The socket (`--address`; else `CONTAINERD_ADDRESS`, else containerd's default).
+    pub address: Option<String>,
+    /// The namespace (`k8s.io` is what Kubernetes sees).
+    pub namespace: String,
+    /// The snapshotter images are unpacked for.
+    pub snapshotter: String,
+    /// Unpack images (so a container starts without another step).
+    pub unpack: bool,
+}
+
+impl Default for ContainerdOptions {
+    fn default() -> Self {
+        ContainerdOptions {
+            address: None,
+            namespace: "default".into(),
+            snapshotter: "overlayfs".into(),
+            unpack: true,
+        }
+    }
 }
 
 impl Default for CopyRequest {
@@ -97,6 +123,7 @@ impl Default for CopyRequest {
             progress: Progress::default(),
             exact_destination: false,
             gate: None,
+            containerd: ContainerdOptions::default(),
         }
     }
 }
@@ -120,6 +147,8 @@ pub struct CopyOutcome {
     pub notes: Vec<String>,
     /// The transfer manifest an archive source carries, and its signature.
     pub transfer: Option<airlock_core::transfer::TransferFiles>,
+    /// What a load into containerd did.
+    pub containerd: Option<crate::containerd::ContainerdReport>,
 }
 
 fn usage(msg: String) -> RemoteError {
@@ -197,6 +226,19 @@ fn copy_between(
             let engine = Engine::from_env()?;
             let (ran, lines) = engine.load_with(run)?;
             outcome.engine_lines = lines;
+            ran
+        }
+        Some(TransportName::Containerd(_)) => {
+            let o = &req.containerd;
+            let client = crate::containerd::Client::connect(
+                &crate::containerd::address(o.address.as_deref()),
+                &o.namespace,
+            )?;
+            let dest =
+                crate::containerd::ContainerdDestination::new(client, &o.snapshotter, o.unpack)?;
+            let report = dest.report();
+            let ran = run(Box::new(dest))?;
+            outcome.containerd = report.lock().ok().map(|r| r.clone());
             ran
         }
         Some(TransportName::Registry(r)) => {
@@ -289,6 +331,11 @@ fn open_source<'a>(
             Opened::Stream(ArchiveInput::Dir(p.clone()), name.clone())
         }
         TransportName::Dir(p) => Opened::Stream(ArchiveInput::Dir(p.clone()), None),
+        TransportName::Containerd(_) => {
+            return Err(usage(
+                "containerd: is a destination (load --into containerd, copy NAME containerd:); to take images out of containerd, `ctr images export` them and load the archive".into(),
+            ))
+        }
         TransportName::DockerDaemon(name) => {
             let engine = Engine::from_env()?;
             let mut names: Vec<String> = name.iter().cloned().collect();

@@ -13,7 +13,8 @@ use crate::output::{loaded_lines, print_lines};
 use crate::progress::Meter;
 
 /// Copy images between transports: store:NAME (or NAME), docker-archive:PATH[:NAME],
-/// oci-archive:PATH[:NAME], oci:DIR[:NAME], dir:DIR, docker-daemon:NAME, docker://HOST/REPO[:TAG]
+/// oci-archive:PATH[:NAME], oci:DIR[:NAME], dir:DIR, docker-daemon:NAME, containerd:
+/// (destination), docker://HOST/REPO[:TAG]
 /// (a destination docker://HOST[/PREFIX] without a tag renames every image onto it).
 #[derive(Args, Debug)]
 pub struct CopyArgs {
@@ -32,6 +33,8 @@ pub struct CopyArgs {
     pub platform: PlatformArgs,
     #[command(flatten)]
     pub trust: crate::options::TrustArgs,
+    #[command(flatten)]
+    pub containerd: crate::options::ContainerdArgs,
 }
 
 /// Run `airlock copy`.
@@ -50,6 +53,7 @@ pub fn run(ctx: &Context, args: CopyArgs) -> Result<()> {
         Some((&args.archive, format)),
         Some(&args.platform),
     )?;
+    req.containerd = args.containerd.options();
     let policy = args.trust.policy()?;
     req.gate = policy.as_ref().map(|p| p.gate());
     let meter = Meter::start("Copying", &req.progress, args.quiet);
@@ -59,6 +63,7 @@ pub fn run(ctx: &Context, args: CopyArgs) -> Result<()> {
     let lines: Vec<String> = match &dst {
         TransportName::Store(_) => loaded_lines(&outcome.changes),
         TransportName::DockerDaemon(_) => outcome.engine_lines.clone(),
+        TransportName::Containerd(_) => crate::output::containerd_lines(&outcome, &req.containerd),
         TransportName::Registry(_) => outcome.pushed.iter().map(|p| p.to_string()).collect(),
         TransportName::OciDir(p, Some(n)) => vec![format!("Wrote {n} to {}", p.display())],
         TransportName::OciDir(..) => loaded_lines(&outcome.changes),

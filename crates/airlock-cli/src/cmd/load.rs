@@ -24,10 +24,15 @@ pub struct LoadArgs {
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Load into the Docker Engine (`docker-daemon`) instead of the store; the archive
-    /// streams through airlock's checks into the engine, in the form every Docker loads.
+    /// Load into the Docker Engine (`docker-daemon`) or containerd (`containerd`, through
+    /// its API: only the blobs it lacks are sent, digests kept, images unpacked) instead of
+    /// the store.
+    ///
+    /// Example: airlock load -i images.tar --into containerd --namespace k8s.io
     #[arg(long, value_name = "DEST")]
     pub into: Option<String>,
+    #[command(flatten)]
+    pub containerd: crate::options::ContainerdArgs,
     #[command(flatten)]
     pub trust: crate::options::TrustArgs,
 }
@@ -54,13 +59,15 @@ pub fn run(ctx: &Context, args: LoadArgs) -> Result<()> {
     let dest = match args.into.as_deref() {
         None => TransportName::Store(None),
         Some("docker-daemon") | Some("docker-daemon:") => TransportName::DockerDaemon(None),
+        Some("containerd") | Some("containerd:") => TransportName::Containerd(None),
         Some(other) => bail!(UsageError(format!(
-            "--into {other}: load goes into the store (default) or `--into docker-daemon`; for other destinations use `airlock copy`"
+            "--into {other}: load goes into the store (default), `--into docker-daemon` or `--into containerd`; for other destinations use `airlock copy`"
         ))),
     };
     let src = input_name(args.input.as_deref(), "load")?;
     let store = ctx.store()?;
     let mut req = crate::cmd::request::build(ctx, Vec::new(), None, None, None)?;
+    req.containerd = args.containerd.options();
     let policy = args.trust.policy()?;
     req.gate = policy.as_ref().map(|p| p.gate());
     let meter = Meter::start("Loading", &req.progress, args.quiet);
@@ -69,6 +76,7 @@ pub fn run(ctx: &Context, args: LoadArgs) -> Result<()> {
     crate::output::print_notes(&outcome.notes);
     let lines = match dest {
         TransportName::DockerDaemon(_) => outcome.engine_lines,
+        TransportName::Containerd(_) => crate::output::containerd_lines(&outcome, &req.containerd),
         _ => loaded_lines(&outcome.changes),
     };
     print_lines(&lines, args.quiet);

@@ -23,6 +23,9 @@ pub enum TransportName {
     DockerDaemon(Option<String>),
     /// A registry: what follows `docker://`.
     Registry(String),
+    /// containerd (its socket and namespace are options of the request), optionally one
+    /// image in it.
+    Containerd(Option<String>),
 }
 
 impl TransportName {
@@ -50,6 +53,8 @@ impl TransportName {
             TransportName::Dir(PathBuf::from(r))
         } else if let Some(r) = s.strip_prefix("docker-daemon:") {
             TransportName::DockerDaemon(opt(r))
+        } else if let Some(r) = s.strip_prefix("containerd:") {
+            TransportName::Containerd(opt(r))
         } else if let Some(r) = s.strip_prefix("docker://") {
             TransportName::Registry(r.to_string())
         } else if s.contains("://")
@@ -58,7 +63,7 @@ impl TransportName {
             })
         {
             return Err(Error::Usage(format!(
-                "{s}: unknown transport; use store:, docker-archive:, oci-archive:, oci:, dir:, docker-daemon: or docker://"
+                "{s}: unknown transport; use store:, docker-archive:, oci-archive:, oci:, dir:, docker-daemon:, containerd: or docker://"
             )));
         } else {
             TransportName::Store(opt(s))
@@ -72,7 +77,8 @@ impl TransportName {
             | TransportName::DockerArchive(_, n)
             | TransportName::OciArchive(_, n)
             | TransportName::OciDir(_, n)
-            | TransportName::DockerDaemon(n) => n.as_deref(),
+            | TransportName::DockerDaemon(n)
+            | TransportName::Containerd(n) => n.as_deref(),
             TransportName::Registry(r) => Some(r),
             TransportName::Dir(_) => None,
         }
@@ -104,6 +110,7 @@ mod tests {
             TransportName::DockerDaemon(Some("busybox:1".into()))
         );
         assert_eq!(p("docker-daemon:"), TransportName::DockerDaemon(None));
+        assert_eq!(p("containerd:"), TransportName::Containerd(None));
         assert_eq!(
             p("docker://x.io/y:1"),
             TransportName::Registry("x.io/y:1".into())
