@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark airlock against the raw limits of this machine and the real peers
 # (skopeo, podman), in one run, and write docs/benchmarks.md.
+# (`airlock serve` against the distribution registry: bench/serve.sh, which adds its own
+# section to docs/benchmarks.md; this script rewrites the whole file, so run that after.)
 #
 #   bench/run.sh [--size-mib N] [--layers N] [--runs N] [--rss-4g] [--no-build]
 #
@@ -28,7 +30,7 @@ RUNS=3
 RSS_4G=0
 BUILD=1
 
-usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
