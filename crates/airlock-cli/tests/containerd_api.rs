@@ -284,3 +284,55 @@ fn a_missing_socket_or_snapshotter_is_one_clear_sentence_and_nothing_is_named() 
     // All or nothing: the image is not named when it could not be unpacked.
     assert!(ctd.images().is_empty(), "{:?}", ctd.images());
 }
+
+#[test]
+fn an_archive_written_for_k3s_agent_images_is_what_containerd_imports() {
+    // k3s and RKE2 import every archive in /var/lib/rancher/{k3s,rke2}/agent/images/ at
+    // start: `.tar` as it is, `.tar.zst` decompressed first, each through containerd's
+    // importer. The README's commands, into a directory of that shape, then the importer.
+    require_tool("zstd");
+    let dir = scratch();
+    let store = busybox_store(dir.path(), "registry.example/team/hello:1", "hi");
+    let digest = store.inspect("registry.example/team/hello:1")["ManifestDigest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let images = dir.path().join("var/lib/rancher/k3s/agent/images");
+    std::fs::create_dir_all(&images).unwrap();
+    let plain = images.join("hello.tar");
+    let zst = images.join("hello.tar.zst");
+    store.ok(&[
+        "save",
+        "-o",
+        plain.to_str().unwrap(),
+        "registry.example/team/hello:1",
+    ]);
+    store.ok(&[
+        "save",
+        "--compress",
+        "zstd",
+        "-o",
+        zst.to_str().unwrap(),
+        "registry.example/team/hello:1",
+    ]);
+    let unpacked = dir.path().join("from-zst.tar");
+    let status = Command::new("zstd")
+        .args(["-q", "-d", "-o"])
+        .arg(&unpacked)
+        .arg(&zst)
+        .status()
+        .unwrap();
+    assert!(status.success(), "the .tar.zst is not a zstd stream");
+    let ctd = Containerd::start(&dir.path().join("ctd"));
+    for archive in [&plain, &unpacked] {
+        ctd.ok(&["images", "rm", "registry.example/team/hello:1"]);
+        ctd.ok(&["images", "import", archive.to_str().unwrap()]);
+        assert!(
+            ctd.images()
+                .contains(&("registry.example/team/hello:1".into(), digest.clone())),
+            "{}: {:?}",
+            archive.display(),
+            ctd.images()
+        );
+    }
+}
