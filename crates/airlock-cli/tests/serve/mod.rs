@@ -226,7 +226,13 @@ fn docker_podman_skopeo_ctr_and_airlock_pull_from_serve_and_run_what_they_pulled
         "{head}"
     );
 
+    // The access log line is written when the body has gone, with what was sent.
+    std::thread::sleep(Duration::from_millis(100));
     let log = served.log();
+    assert!(
+        log.contains(&format!("/blobs/{layer} 206 100 bytes")),
+        "{log}"
+    );
     assert!(
         log.contains("GET /v2/registry.example/team/hello/manifests/1 200"),
         "{log}"

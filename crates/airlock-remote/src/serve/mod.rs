@@ -278,14 +278,13 @@ async fn run(store: Store, opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -
                         let start = Instant::now();
                         let (method, path) = (req.method().clone(), req.uri().path().to_string());
                         let resp = server.handle(req).await;
-                        if server.opts.access_log {
-                            eprintln!(
-                                "{peer} {method} {path} {} {}ms",
-                                resp.status().as_u16(),
-                                start.elapsed().as_millis()
-                            );
+                        if !server.opts.access_log {
+                            return Ok::<_, Infallible>(resp);
                         }
-                        Ok::<_, Infallible>(resp)
+                        let line = format!("{peer} {method} {path} {}", resp.status().as_u16());
+                        let (parts, body) = resp.into_parts();
+                        let body = reply::LoggedBody::new(body, line, start);
+                        Ok(Response::from_parts(parts, http_body_util::BodyExt::boxed(body)))
                     }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()

@@ -239,3 +239,81 @@ mod tests {
         assert_eq!(range(Some("items=0-1"), 10), Ok(None));
     }
 }
+
+/// A response body that writes the access-log line when it has been sent (or was cut off),
+/// so the line gives the whole transfer's time and bytes, not the time to the headers.
+pub struct LoggedBody {
+    inner: ReplyBody,
+    line: String,
+    start: std::time::Instant,
+    sent: u64,
+    done: bool,
+}
+
+impl LoggedBody {
+    /// Log `line` (peer, method, path, status) once `inner` is sent.
+    pub fn new(inner: ReplyBody, line: String, start: std::time::Instant) -> LoggedBody {
+        LoggedBody {
+            inner,
+            line,
+            start,
+            sent: 0,
+            done: false,
+        }
+    }
+
+    fn log(&mut self, how: &str) {
+        if !self.done {
+            self.done = true;
+            eprintln!(
+                "{} {} bytes {}ms{how}",
+                self.line,
+                self.sent,
+                self.start.elapsed().as_millis()
+            );
+        }
+    }
+}
+
+impl Body for LoggedBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    this.sent += d.len() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.log(" (failed)"),
+            Poll::Ready(None) => this.log(""),
+            Poll::Pending => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        // An empty body may never be polled; a cut-off one is dropped part-way.
+        if self.inner.is_end_stream() {
+            self.log("");
+        } else {
+            self.log(" (cut off)");
+        }
+    }
+}
