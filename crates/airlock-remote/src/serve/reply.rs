@@ -221,25 +221,6 @@ pub fn range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> 
     Ok(Some((start, end)))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::range;
-
-    #[test]
-    fn ranges_follow_rfc_9110() {
-        assert_eq!(range(None, 10), Ok(None));
-        assert_eq!(range(Some("bytes=0-3"), 10), Ok(Some((0, 3))));
-        assert_eq!(range(Some("bytes=5-"), 10), Ok(Some((5, 9))));
-        assert_eq!(range(Some("bytes=-4"), 10), Ok(Some((6, 9))));
-        assert_eq!(range(Some("bytes=8-100"), 10), Ok(Some((8, 9))));
-        assert_eq!(range(Some("bytes=10-"), 10), Err(()));
-        assert_eq!(range(Some("bytes=4-2"), 10), Err(()));
-        assert_eq!(range(Some("bytes=x-2"), 10), Err(()));
-        assert_eq!(range(Some("bytes=0-1,4-5"), 10), Ok(None));
-        assert_eq!(range(Some("items=0-1"), 10), Ok(None));
-    }
-}
-
 /// A response body that writes the access-log line when it has been sent (or was cut off),
 /// so the line gives the whole transfer's time and bytes, not the time to the headers.
 pub struct LoggedBody {
@@ -315,5 +296,24 @@ impl Drop for LoggedBody {
         } else {
             self.log(" (cut off)");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::range;
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        assert_eq!(range(None, 10), Ok(None));
+        assert_eq!(range(Some("bytes=0-3"), 10), Ok(Some((0, 3))));
+        assert_eq!(range(Some("bytes=5-"), 10), Ok(Some((5, 9))));
+        assert_eq!(range(Some("bytes=-4"), 10), Ok(Some((6, 9))));
+        assert_eq!(range(Some("bytes=8-100"), 10), Ok(Some((8, 9))));
+        assert_eq!(range(Some("bytes=10-"), 10), Err(()));
+        assert_eq!(range(Some("bytes=4-2"), 10), Err(()));
+        assert_eq!(range(Some("bytes=x-2"), 10), Err(()));
+        assert_eq!(range(Some("bytes=0-1,4-5"), 10), Ok(None));
+        assert_eq!(range(Some("items=0-1"), 10), Ok(None));
     }
 }
