@@ -204,15 +204,34 @@ impl TrustArgs {
     }
 }
 
-/// Where `containerd:` is, for `load --into containerd` and `copy ... containerd:`.
+/// Which containerd, and which namespace of it.
 #[derive(Args, Debug, Clone)]
-pub struct ContainerdArgs {
+pub struct ContainerdWhere {
     /// containerd's socket [default: $CONTAINERD_ADDRESS, else /run/containerd/containerd.sock]
     #[arg(long = "address", value_name = "SOCKET")]
     pub address: Option<String>,
     /// containerd namespace (`k8s.io` is what Kubernetes sees).
     #[arg(long, value_name = "NS", default_value = "default")]
     pub namespace: String,
+}
+
+impl ContainerdWhere {
+    /// The options of the copy request (unpacking as `load` does by default).
+    pub fn options(&self) -> airlock_remote::transports::ContainerdOptions {
+        airlock_remote::transports::ContainerdOptions {
+            address: self.address.clone(),
+            namespace: self.namespace.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Where `containerd:` is and how images are unpacked there, for `load --into containerd`
+/// and `copy ... containerd:`.
+#[derive(Args, Debug, Clone)]
+pub struct ContainerdArgs {
+    #[command(flatten)]
+    pub place: ContainerdWhere,
     /// Snapshotter to unpack images for (`native` works where overlayfs does not).
     #[arg(long, value_name = "NAME", default_value = "overlayfs")]
     pub snapshotter: String,
@@ -225,10 +244,9 @@ impl ContainerdArgs {
     /// The options of the copy request.
     pub fn options(&self) -> airlock_remote::transports::ContainerdOptions {
         airlock_remote::transports::ContainerdOptions {
-            address: self.address.clone(),
-            namespace: self.namespace.clone(),
             snapshotter: self.snapshotter.clone(),
             unpack: !self.no_unpack,
+            ..self.place.options()
         }
     }
 }

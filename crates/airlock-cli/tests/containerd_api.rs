@@ -106,6 +106,7 @@ impl Drop for Containerd {
         let _ = Command::new("umount")
             .arg("-R")
             .arg(self.dir.join("root"))
+            .stderr(Stdio::null())
             .status();
     }
 }
@@ -335,4 +336,64 @@ fn an_archive_written_for_k3s_agent_images_is_what_containerd_imports() {
             ctd.images()
         );
     }
+}
+
+#[test]
+fn images_come_back_out_of_containerd_byte_for_byte() {
+    let dir = scratch();
+    let store = busybox_store(dir.path(), "registry.example/team/hello:1", "back out");
+    let g = Gallery::new();
+    let layout = dir.path().join("layout");
+    g.write(&layout);
+    store.ok(&["load", "-q", "-i", layout.to_str().unwrap()]);
+    let hello = store.inspect("registry.example/team/hello:1")["ManifestDigest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ctd = Containerd::start(&dir.path().join("ctd"));
+    let socket = ctd.socket();
+    let at = ["--address", socket.as_str(), "--namespace", "k8s.io"];
+    for image in ["registry.example/team/hello:1", MULTI] {
+        let mut args = vec!["copy", image, "containerd:"];
+        args.extend(at);
+        args.extend(["--snapshotter", "native"]);
+        store.ok(&args);
+    }
+    // save containerd:NAME: an archive airlock (and docker) load, with containerd's digests.
+    let archive = dir.path().join("out.tar");
+    let mut args = vec![
+        "save",
+        "-o",
+        archive.to_str().unwrap(),
+        "containerd:registry.example/team/hello:1",
+    ];
+    args.extend(at);
+    store.ok(&args);
+    let far = Airlock::new(&dir.path().join("far"));
+    far.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    assert_eq!(
+        far.inspect("registry.example/team/hello:1")["ManifestDigest"],
+        hello.as_str()
+    );
+    // copy containerd:NAME into a store, the index kept whole with --all-platforms.
+    let multi_src = format!("containerd:{MULTI}");
+    let mut args = vec!["copy", "--all-platforms", multi_src.as_str(), "store:"];
+    args.extend(at);
+    far.ok(&args);
+    let got = far.inspect(MULTI);
+    assert_eq!(got["IndexDigest"], g.multi_index.as_str());
+    assert_eq!(got["Complete"], true);
+    // A name containerd does not have: one sentence naming it.
+    let mut args = vec![
+        "save",
+        "-o",
+        "/dev/null",
+        "containerd:registry.example/none:1",
+    ];
+    args.extend(at);
+    let err = far.fails(&args);
+    assert!(
+        err.contains("has no image registry.example/none:1"),
+        "{err}"
+    );
 }

@@ -331,10 +331,22 @@ fn open_source<'a>(
             Opened::Stream(ArchiveInput::Dir(p.clone()), name.clone())
         }
         TransportName::Dir(p) => Opened::Stream(ArchiveInput::Dir(p.clone()), None),
-        TransportName::Containerd(_) => {
-            return Err(usage(
-                "containerd: is a destination (load --into containerd, copy NAME containerd:); to take images out of containerd, `ctr images export` them and load the archive".into(),
-            ))
+        TransportName::Containerd(name) => {
+            let o = &req.containerd;
+            let client = crate::containerd::Client::connect(
+                &crate::containerd::address(o.address.as_deref()),
+                &o.namespace,
+            )?;
+            let mut names: Vec<String> = name.iter().cloned().collect();
+            names.extend(req.selection.queries.iter().cloned());
+            if names.is_empty() {
+                return Err(usage("name the image: containerd:NAME".into()));
+            }
+            let all = matches!(req.platform, PlatformChoice::All);
+            let source = crate::containerd::ContainerdSource::open(client, &names, all)?;
+            let images = source.images().to_vec();
+            set_total(progress, &images);
+            Opened::Planned(Box::new(source), images)
         }
         TransportName::DockerDaemon(name) => {
             let engine = Engine::from_env()?;

@@ -21,8 +21,9 @@ use crate::hints::UsageError;
 use crate::options::{ArchiveArgs, Format, SelectArgs};
 use crate::progress::Meter;
 
-/// Save images from the store (or `docker-daemon:` images from the Docker Engine) into one
-/// archive that docker, podman, containerd and skopeo all load.
+/// Save images from the store (or `docker-daemon:` images from the Docker Engine, or
+/// `containerd:` images from containerd) into one archive that docker, podman, containerd
+/// and skopeo all load.
 #[derive(Args, Debug)]
 pub struct SaveArgs {
     /// Output file; `-` or nothing writes standard output (never a terminal).
@@ -37,6 +38,8 @@ pub struct SaveArgs {
     pub select: SelectArgs,
     #[command(flatten)]
     pub trust: crate::options::TrustArgs,
+    #[command(flatten)]
+    pub containerd: crate::options::ContainerdWhere,
     /// Sign the transfer manifest (and the volumes' checksums) with this private key: an
     /// OpenSSH key (checked with `ssh-keygen -Y verify -n airlock-transfer`) or a PEM key
     /// (a cosign-style signature). Writes `FILE.transfer.json`, `FILE.SHA256SUMS` and their
@@ -45,7 +48,7 @@ pub struct SaveArgs {
     pub sign_key: Option<PathBuf>,
     /// Images by name, image ID, short ID or `repo@sha256:...`; `docker-daemon:NAME` takes
     /// them from the Docker Engine instead (`docker-daemon:` with --match: every engine
-    /// image whose name matches).
+    /// image whose name matches), `containerd:NAME` from containerd (--address, --namespace).
     pub images: Vec<String>,
 }
 
@@ -61,28 +64,37 @@ pub fn run(ctx: &Context, args: SaveArgs) -> Result<()> {
             "--split needs -o FILE to name the volumes".into()
         ));
     }
-    // `docker-daemon:NAME` arguments come from the engine, everything else from the store.
-    let from_engine: Vec<&String> = args
-        .images
-        .iter()
-        .filter(|q| q.starts_with("docker-daemon:"))
-        .collect();
-    let (src, queries) = if from_engine.is_empty() {
+    // `docker-daemon:NAME` arguments come from the engine, `containerd:NAME` from
+    // containerd, everything else from the store.
+    let from = |prefix: &str| args.images.iter().filter(|q| q.starts_with(prefix)).count();
+    let (engine, containerd) = (from("docker-daemon:"), from("containerd:"));
+    let (src, queries) = if engine == 0 && containerd == 0 {
         (TransportName::Store(None), args.images.clone())
     } else {
-        if from_engine.len() != args.images.len() {
+        if engine.max(containerd) != args.images.len() {
             bail!(UsageError(
-                "save takes images either all from the store or all from docker-daemon:, not both"
+                "save takes images all from one place: the store, docker-daemon: or containerd:, not a mix"
                     .into()
             ));
         }
-        let names = from_engine
+        let prefix = if engine > 0 {
+            "docker-daemon:"
+        } else {
+            "containerd:"
+        };
+        let names = args
+            .images
             .iter()
-            .filter_map(|q| q.strip_prefix("docker-daemon:"))
+            .filter_map(|q| q.strip_prefix(prefix))
             .filter(|n| !n.is_empty())
             .map(str::to_string)
             .collect();
-        (TransportName::DockerDaemon(None), names)
+        let src = if engine > 0 {
+            TransportName::DockerDaemon(None)
+        } else {
+            TransportName::Containerd(None)
+        };
+        (src, names)
     };
     let path = match args.output.filter(|p| p.as_os_str() != "-") {
         Some(p) => p,
@@ -118,6 +130,7 @@ pub fn run(ctx: &Context, args: SaveArgs) -> Result<()> {
         Some((&args.archive, args.format)),
         None,
     )?;
+    req.containerd = args.containerd.options();
     let policy = args.trust.policy()?;
     req.gate = policy.as_ref().map(|p| p.gate());
     req.archive.transfer = TransferOptions {

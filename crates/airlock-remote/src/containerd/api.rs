@@ -147,6 +147,12 @@ pub struct Image {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
+pub struct GetImageRequest {
+    #[prost(string, tag = "1")]
+    pub name: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
 pub struct CreateImageRequest {
     #[prost(message, optional, tag = "1")]
     pub image: Option<Image>,

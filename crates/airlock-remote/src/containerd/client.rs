@@ -95,7 +95,17 @@ impl Client {
         &self.namespace
     }
 
-    fn request<T>(&self, message: T, lease: Option<&str>) -> Request<T> {
+    /// The gRPC channel (cheap to clone).
+    pub(super) fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// The runtime the calls run on.
+    pub(super) fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.rt
+    }
+
+    pub(super) fn request<T>(&self, message: T, lease: Option<&str>) -> Request<T> {
         let mut r = Request::new(message);
         if let Ok(ns) = self.namespace.parse() {
             r.metadata_mut().insert("containerd-namespace", ns);

@@ -1,13 +1,16 @@
 //! containerd through its gRPC API: the content, images, leases, snapshots and diff
 //! services, on its unix socket. `load --into containerd` and `copy NAME containerd:` use
-//! [`ContainerdDestination`]; what Kubernetes sees is the `k8s.io` namespace.
+//! [`ContainerdDestination`], `save containerd:NAME` [`ContainerdSource`]; what Kubernetes
+//! sees is the `k8s.io` namespace.
 
 mod api;
 mod client;
 mod dest;
+mod source;
 
 pub use client::Client;
 pub use dest::{ContainerdDestination, ContainerdReport};
+pub use source::ContainerdSource;
 
 /// containerd's default socket.
 pub const DEFAULT_ADDRESS: &str = "/run/containerd/containerd.sock";
