@@ -26,13 +26,23 @@ use super::{Query, Server};
 
 /// Upload sessions open at once; more get 429 until some finish.
 const MAX_SESSIONS: usize = 1024;
+/// An upload session nobody touched for this long is dropped when room is needed (a
+/// client that starts uploads and walks away cannot hold every slot).
+const ABANDONED: Duration = Duration::from_secs(600);
+
+/// One upload in progress: the blob (locked while a request appends to it) and when a
+/// request last came for it.
+type Session = (
+    Arc<tokio::sync::Mutex<Option<PartialBlob>>>,
+    std::time::Instant,
+);
 /// Manifests larger than this are refused (distribution's limit is 4 MiB too).
 const MAX_MANIFEST: usize = 4 << 20;
 
 /// What `--read-write` adds to a server.
 pub(super) struct Writable {
     staging: Staging,
-    sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<PartialBlob>>>>>,
+    sessions: Mutex<HashMap<String, Session>>,
     /// Manifests pushed by digest that no tag or index names yet: served by digest, kept
     /// for the index or tag that will name them.
     pending: Mutex<HashMap<Digest, String>>,
@@ -187,9 +197,21 @@ impl Server {
                         return busy();
                     };
                     if sessions.len() >= MAX_SESSIONS {
+                        // Drop the abandoned ones (not one a request is appending to).
+                        sessions.retain(|_, (blob, touched)| {
+                            touched.elapsed() < ABANDONED || blob.try_lock().is_err()
+                        });
+                    }
+                    if sessions.len() >= MAX_SESSIONS {
                         return busy();
                     }
-                    sessions.insert(id.clone(), Arc::new(tokio::sync::Mutex::new(Some(blob))));
+                    sessions.insert(
+                        id.clone(),
+                        (
+                            Arc::new(tokio::sync::Mutex::new(Some(blob))),
+                            std::time::Instant::now(),
+                        ),
+                    );
                 }
                 reply::finish(
                     builder(StatusCode::ACCEPTED)
@@ -201,7 +223,12 @@ impl Server {
                 )
             }
             (_, Some(id)) => {
-                let session = w.sessions.lock().ok().and_then(|s| s.get(id).cloned());
+                let session = w.sessions.lock().ok().and_then(|mut s| {
+                    s.get_mut(id).map(|(blob, touched)| {
+                        *touched = std::time::Instant::now();
+                        blob.clone()
+                    })
+                });
                 let Some(session) = session else {
                     return error(
                         Code::BlobUploadUnknown,
