@@ -469,3 +469,80 @@ fn a_policy_with_the_sites_own_ca_accepts_a_certificate_it_issued() {
         "{err}"
     );
 }
+
+/// A layout with APP:1 and a keyless sigstore bundle (v0.3, message signature) of it: the
+/// signing certificate in the verification material, Rekor's entry and promise beside it.
+fn bundled_layout(dir: &Path, name: &str, store: &Sigstore, when: i64) -> PathBuf {
+    const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+    let mut l = Layout::default();
+    let app = l.image(&format!("{APP}:1"), b"bundled keyless\n");
+    let [_, _, manifest] =
+        crate::artifacts::gallery::one_layer_image("amd64", b"bundled keyless\n");
+    assert_eq!(sha256(&manifest), app);
+    let signature = b64(&store.sign("leaf.key", &manifest));
+    let cert = String::from_utf8(store.read("leaf.pem")).unwrap();
+    let entry = json!({"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
+        "data": {"hash": {"algorithm": "sha256", "value": &app[7..]}},
+        "signature": {"content": signature, "publicKey": {"content": b64(cert.as_bytes())}}}});
+    let body = b64(entry.to_string().as_bytes());
+    let log_id = sha2_of(&store.read("rekor.der"));
+    let canonical = format!(
+        "{{\"body\":\"{body}\",\"integratedTime\":{when},\"logID\":\"{}\",\"logIndex\":9}}",
+        hex::encode(&log_id)
+    );
+    let set = b64(&store.sign("rekor.key", canonical.as_bytes()));
+    let bundle = serde_json::to_vec(&json!({
+        "mediaType": BUNDLE,
+        "verificationMaterial": {
+            "certificate": {"rawBytes": b64(&store.der("leaf.pem"))},
+            "tlogEntries": [{
+                "logIndex": "9", "logId": {"keyId": b64(&log_id)},
+                "kindVersion": {"kind": "hashedrekord", "version": "0.0.1"},
+                "integratedTime": when.to_string(),
+                "inclusionPromise": {"signedEntryTimestamp": set},
+                "canonicalizedBody": body,
+            }],
+        },
+        "messageSignature": {
+            "messageDigest": {"algorithm": "SHA2_256", "digest": b64(&sha2_of(&manifest))},
+            "signature": signature,
+        },
+    }))
+    .unwrap();
+    let empty = b"{}".to_vec();
+    let referrer = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": BUNDLE,
+        "config": desc("application/vnd.oci.empty.v1+json", &empty),
+        "layers": [desc(BUNDLE, &bundle)],
+        "subject": desc("application/vnd.oci.image.manifest.v1+json", &manifest),
+    }))
+    .unwrap();
+    l.referrer(&referrer, vec![bundle, empty]);
+    l.write(&dir.join(name))
+}
+
+#[test]
+fn a_keyless_sigstore_bundle_verifies_offline_by_its_own_tlog_entry() {
+    let dir = scratch();
+    let d = dir.path();
+    let sigstore = Sigstore::new(d, "bundle-sigstore");
+    let root = sigstore.trusted_root();
+    let good = bundled_layout(d, "bundled", &sigstore, now());
+    let (ok, text) = verify(d, &good, &root, SIGNER, ISSUER);
+    assert!(
+        ok && text.contains(&format!("signed by {SIGNER} ({ISSUER}")),
+        "{text}"
+    );
+    // The identity still counts.
+    let (ok, text) = verify(d, &good, &root, "someone@else.example", ISSUER);
+    assert!(!ok && text.contains("not someone@else.example"), "{text}");
+    // Another sigstore's root trusts neither the CA nor the log that promised the entry.
+    let other = Sigstore::new(d, "other-sigstore").trusted_root();
+    let (ok, text) = verify(d, &good, &other, SIGNER, ISSUER);
+    assert!(!ok && text.contains("does not trust"), "{text}");
+    // Logged after the ten-minute certificate had expired (a day on): refused.
+    let late = bundled_layout(d, "late", &sigstore, now() + 3 * 86_400);
+    let (ok, text) = verify(d, &late, &root, SIGNER, ISSUER);
+    assert!(!ok, "{text}");
+}

@@ -6,9 +6,12 @@
 //! - a message signature: the signature over the manifest itself, with the manifest's
 //!   digest given beside it.
 //!
-//! Only the key signature is checked here, offline, against the keys given. The transparency
-//! log entry a bundle carries (Rekor's inclusion proof and promise) is not checked: that
-//! needs the log's key, which keyless verification will take.
+//! A bundle signed with a key is checked against the keys given. A keyless one (a Fulcio
+//! certificate in its verification material) in the message-signature form is checked
+//! against a trusted root: the certificate's key made the signature, Rekor's signed entry
+//! timestamp in the bundle's tlog entry logs exactly that signature, digest and
+//! certificate, and the chain and identity hold at the logged time. A keyless DSSE bundle
+//! (Rekor's `dsse` entry kind) is refused with that reason.
 
 use base64::Engine;
 use serde::Deserialize;
@@ -34,6 +37,62 @@ struct Bundle {
     dsse_envelope: Option<Envelope>,
     #[serde(default)]
     message_signature: Option<MessageSignature>,
+    #[serde(default)]
+    verification_material: Option<Material>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Material {
+    /// v0.3: the signing certificate alone.
+    #[serde(default)]
+    certificate: Option<RawBytes>,
+    /// v0.1/v0.2: the chain, signing certificate first.
+    #[serde(default)]
+    x509_certificate_chain: Option<CertChain>,
+    #[serde(default)]
+    tlog_entries: Vec<TlogEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawBytes {
+    raw_bytes: String,
+}
+
+#[derive(Deserialize)]
+struct CertChain {
+    #[serde(default)]
+    certificates: Vec<RawBytes>,
+}
+
+/// One transparency log entry; protobuf's JSON writes the 64-bit integers as strings.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TlogEntry {
+    log_index: serde_json::Value,
+    log_id: LogId,
+    integrated_time: serde_json::Value,
+    #[serde(default)]
+    inclusion_promise: Option<Promise>,
+    canonicalized_body: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogId {
+    key_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Promise {
+    signed_entry_timestamp: String,
+}
+
+fn int(v: &serde_json::Value) -> Option<i64> {
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
 #[derive(Deserialize)]
@@ -99,6 +158,16 @@ pub fn check(bytes: &[u8], subject: &Digest, keys: &TrustedKeys) -> Result<Valid
     let bundle: Bundle =
         serde_json::from_slice(bytes).map_err(|e| format!("it is not a sigstore bundle: {e}"))?;
     if let Some(env) = bundle.dsse_envelope {
+        let keyless = bundle
+            .verification_material
+            .as_ref()
+            .is_some_and(|m| m.certificate.is_some() || m.x509_certificate_chain.is_some());
+        if keyless {
+            return Err(
+                "it is a keyless DSSE bundle, which airlock does not check yet (keyless message signatures and key-signed DSSE bundles it does)"
+                    .into(),
+            );
+        }
         if env.payload_type != IN_TOTO {
             return Err(format!(
                 "its DSSE payload is a '{}', not an in-toto statement",
@@ -156,6 +225,10 @@ pub fn check(bytes: &[u8], subject: &Digest, keys: &TrustedKeys) -> Result<Valid
             ));
         }
         let sig = b64(&m.signature, "signature")?;
+        let material = bundle.verification_material.unwrap_or_default();
+        if material.certificate.is_some() || material.x509_certificate_chain.is_some() {
+            return keyless(&material, &digest, &m.signature, &sig, keys);
+        }
         let key = keys
             .pem
             .iter()
@@ -168,6 +241,79 @@ pub fn check(bytes: &[u8], subject: &Digest, keys: &TrustedKeys) -> Result<Valid
         });
     }
     Err("it holds neither a DSSE envelope nor a message signature".into())
+}
+
+/// A keyless message signature: `sig` (`sig_b64` as the bundle has it) over the manifest
+/// digest `digest`, by the certificate in `material`, logged in its first tlog entry.
+fn keyless(
+    material: &Material,
+    digest: &[u8],
+    sig_b64: &str,
+    sig: &[u8],
+    keys: &TrustedKeys,
+) -> Result<ValidSignature, String> {
+    use spki::der::{Decode, Encode};
+    let mut certs: Vec<x509_cert::Certificate> = Vec::new();
+    let raw = material.certificate.iter().chain(
+        material
+            .x509_certificate_chain
+            .iter()
+            .flat_map(|c| &c.certificates),
+    );
+    for r in raw {
+        let der = b64(&r.raw_bytes, "certificate")?;
+        certs.push(
+            x509_cert::Certificate::from_der(&der)
+                .map_err(|e| format!("its certificate does not parse: {e}"))?,
+        );
+    }
+    let (cert, chain) = certs.split_first().ok_or("it carries no certificate")?;
+    let spki = cert
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(|e| e.to_string())?;
+    let key =
+        super::PublicKey::from_spki_der(&spki, "its certificate").map_err(|e| e.to_string())?;
+    if !key.verifies_prehash(digest, sig) {
+        return Err("it is not signed by its certificate's key".into());
+    }
+    if keys.keyless.is_empty() {
+        return Err(
+            "it is a keyless signature: give the trusted root (--trusted-root) and the identity (--certificate-identity, --certificate-oidc-issuer)"
+                .into(),
+        );
+    }
+    let entry = material.tlog_entries.first().ok_or(
+        "it carries no Rekor entry (a keyless signature needs one, to prove when it was made)",
+    )?;
+    let promise = entry.inclusion_promise.as_ref().ok_or(
+        "its Rekor entry has no signed entry timestamp (an inclusion proof alone is not checked)",
+    )?;
+    let log_id = hex::encode(b64(&entry.log_id.key_id, "log ID")?);
+    let (Some(index), Some(time)) = (int(&entry.log_index), int(&entry.integrated_time)) else {
+        return Err("its Rekor entry's index or time is not a number".into());
+    };
+    // The same promise cosign's bundle annotation carries, in that annotation's form.
+    let set = serde_json::json!({
+        "SignedEntryTimestamp": promise.signed_entry_timestamp,
+        "Payload": {"body": entry.canonicalized_body, "integratedTime": time, "logIndex": index, "logID": log_id},
+    })
+    .to_string();
+    let mut why = Vec::new();
+    for k in &keys.keyless {
+        match super::keyless::check_logged(cert, chain, sig_b64, &hex::encode(digest), &set, k) {
+            Ok(signer) => {
+                return Ok(ValidSignature {
+                    signer,
+                    identity: String::new(),
+                    gpg: false,
+                })
+            }
+            Err(e) => why.push(e),
+        }
+    }
+    Err(why.join("; "))
 }
 
 #[cfg(test)]

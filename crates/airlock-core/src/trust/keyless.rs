@@ -479,9 +479,24 @@ pub fn check(
         "it carries no Rekor entry (a keyless signature needs one, to prove when it was made)",
     )?;
     let payload_hex = hex::encode(sha2::Sha256::digest(payload));
-    let when = check_set(set, &keyless.root, signature_b64, &payload_hex, &cert)?;
-    check_chain(&cert, &chain, &keyless.root, when)?;
-    let (issuer, subjects, code_signing) = identity_of(&cert);
+    check_logged(&cert, &chain, signature_b64, &payload_hex, set, keyless)
+}
+
+/// The rest of a keyless check once `cert`'s key is known to have made `signature_b64`:
+/// Rekor's signed entry timestamp `set` (the JSON of cosign's bundle annotation) logs that
+/// signature over `payload_hex` by `cert`, the chain reaches the trusted root at that time,
+/// and the certificate names the identity required. Returns who signed.
+pub(super) fn check_logged(
+    cert: &Certificate,
+    chain: &[Certificate],
+    signature_b64: &str,
+    payload_hex: &str,
+    set: &str,
+    keyless: &Keyless,
+) -> std::result::Result<String, String> {
+    let when = check_set(set, &keyless.root, signature_b64, payload_hex, cert)?;
+    check_chain(cert, chain, &keyless.root, when)?;
+    let (issuer, subjects, code_signing) = identity_of(cert);
     if !code_signing {
         return Err("its certificate is not for code signing".into());
     }
