@@ -82,6 +82,12 @@ fn remote_hint(r: &airlock_remote::RemoteError) -> Option<&'static str> {
         RemoteError::Corrupt { .. } => Some(
             "the registry, or something between it and you, served damaged content; nothing was stored: try again, or check the registry's storage",
         ),
+        // rustls's words for a certificate whose CA is not in the trust store.
+        RemoteError::Registry {
+            status: 0, message, ..
+        } if message.contains("UnknownIssuer") => Some(
+            "the registry's certificate comes from a CA this machine does not trust: add the CA to the system store (cp CA.crt /usr/local/share/ca-certificates/ && update-ca-certificates) or point SSL_CERT_FILE at it; --insecure skips the check",
+        ),
         RemoteError::Registry { status: 0, .. } => {
             Some("check the registry address; a registry without TLS needs --insecure (loopback ones work as they are)")
         }

@@ -127,6 +127,10 @@ pub enum RemoteError {
     /// A core error (archive, digest, store) while streaming.
     #[error(transparent)]
     Core(#[from] airlock_core::Error),
+    /// `airlock serve` cannot start as asked: a TLS or htpasswd file is unusable, or the
+    /// options would send passwords in the clear. The message names the file or option.
+    #[error("{0}")]
+    ServeRefused(String),
 }
 
 /// Result alias for this crate.

@@ -1,60 +1,110 @@
 //! `airlock serve` with the real clients: docker, podman, skopeo, containerd's ctr and
-//! airlock itself pull from it and run what they pulled; mirror names, referrers, and what
-//! hostile clients get.
+//! airlock itself pull from it and run what they pulled; mirror names, referrers, what
+//! hostile clients get, TLS and basic auth.
 
+mod auth;
 mod hostile;
 mod mirror;
 mod push;
+mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::containerd::Ctr;
 use crate::util::{require_tool, scratch, sha256, Airlock, Podman};
 
-/// `airlock serve` on a free loopback port, stopped with SIGTERM when dropped.
+/// `airlock serve` on a free port, stopped with SIGTERM when dropped.
 pub(crate) struct Served {
     child: Option<Child>,
     pub(crate) port: u16,
+    /// `HOST:PORT` as the server printed it.
+    addr: String,
+    /// `http` or `https`, as the server printed it.
+    pub(crate) scheme: String,
     log: PathBuf,
+    /// Everything the server printed on standard output, read as it comes (the pipe is
+    /// drained so the server never blocks on it).
+    stdout: Arc<Mutex<String>>,
 }
 
 impl Served {
+    /// On a free loopback port.
     pub(crate) fn start(store: &Airlock, extra: &[&str]) -> Served {
+        Self::start_on(store, "127.0.0.1:0", extra, &[])
+    }
+
+    /// On `listen`, with `env` set for the server.
+    pub(crate) fn start_on(
+        store: &Airlock,
+        listen: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Served {
         let log = store
             .store
             .with_extension(format!("serve-{}.log", extra.len()));
         let mut child = store
             .cmd()
-            .args(["serve", "--listen", "127.0.0.1:0", "--access-log"])
+            .args(["serve", "--listen", listen, "--access-log"])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        // "Serving STORE at http://127.0.0.1:PORT/v2/ ..."
-        let port = line
-            .split("http://127.0.0.1:")
-            .nth(1)
-            .and_then(|r| r.split('/').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("serve did not say where it listens: {line:?}"));
+        reader.read_line(&mut line).unwrap();
+        // "Serving STORE at http://127.0.0.1:PORT/v2/ ..." (https:// with TLS)
+        let (scheme, addr) = line
+            .split_once(" at ")
+            .and_then(|(_, r)| r.split_once("://"))
+            .and_then(|(scheme, r)| Some((scheme, r.split_once("/v2/")?.0)))
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                let err = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("serve did not say where it listens: {line:?}\n{err}")
+            });
+        let port = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+        let (scheme, addr) = (scheme.to_string(), addr.to_string());
+        let stdout = Arc::new(Mutex::new(line));
+        let sink = stdout.clone();
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            while reader.read_line(&mut rest).unwrap_or(0) > 0 {
+                sink.lock().unwrap().push_str(&rest);
+                rest.clear();
+            }
+        });
         Served {
             child: Some(child),
             port,
+            addr,
+            scheme,
             log,
+            stdout,
         }
     }
 
     pub(crate) fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.addr.clone()
+    }
+
+    /// Standard output once it holds `marker` (waiting up to ten seconds for it).
+    pub(crate) fn stdout_with(&self, marker: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let out = self.stdout.lock().unwrap().clone();
+            if out.contains(marker) || start.elapsed() > Duration::from_secs(10) {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The access log so far.

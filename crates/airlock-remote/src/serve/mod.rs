@@ -2,13 +2,16 @@
 //! the machines on the far side of the gap. Manifests and blobs are the store's own files,
 //! served unchanged; nothing is copied into a second registry directory first.
 //!
-//! This is the one async part of airlock: hyper's HTTP/1.1 server on tokio. Store reads that
-//! are not plain file reads (the records behind the [`view::View`]) run on tokio's blocking
-//! pool.
+//! This is the one async part of airlock: hyper's HTTP/1.1 server on tokio, over TLS
+//! ([`tls`], rustls) when asked, behind HTTP basic auth ([`auth`], an htpasswd file) when
+//! asked. Store reads that are not plain file reads (the records behind the [`view::View`])
+//! run on tokio's blocking pool, and so do bcrypt checks.
 
+pub mod auth;
 mod read;
 mod reply;
 mod route;
+pub mod tls;
 mod view;
 mod write;
 
@@ -24,6 +27,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -55,6 +59,12 @@ pub struct ServeOptions {
     pub read_write: bool,
     /// How long an upload may go without sending a byte before it is dropped.
     pub body_timeout: Duration,
+    /// Serve HTTPS with this certificate (plain HTTP without).
+    pub tls: Option<tls::Tls>,
+    /// Answer only requests that carry the credentials of a user of this file. Refused
+    /// without `tls` unless `listen` is a loopback address: the passwords would cross the
+    /// network in the clear.
+    pub htpasswd: Option<auth::Htpasswd>,
 }
 
 impl Default for ServeOptions {
@@ -67,7 +77,23 @@ impl Default for ServeOptions {
             header_timeout: Duration::from_secs(30),
             read_write: false,
             body_timeout: Duration::from_secs(60),
+            tls: None,
+            htpasswd: None,
         }
+    }
+}
+
+impl ServeOptions {
+    /// Refuse what must not be served: basic auth without TLS beyond loopback, where the
+    /// passwords would cross the network in the clear.
+    pub fn check(&self) -> Result<()> {
+        if self.htpasswd.is_some() && self.tls.is_none() && !self.listen.ip().is_loopback() {
+            return Err(RemoteError::ServeRefused(format!(
+                "--htpasswd without TLS would take passwords in the clear on {}: give --tls-cert and --tls-key (or --tls-generate DIR), or listen on a loopback address",
+                self.listen
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -77,6 +103,7 @@ pub(crate) struct Server {
     opts: ServeOptions,
     view: Mutex<Option<(Stamp, Arc<View>)>>,
     writable: Option<write::Writable>,
+    gate: Option<Arc<auth::Gate>>,
 }
 
 /// A request's query parameters, decoded.
@@ -218,6 +245,123 @@ impl Server {
     }
 }
 
+/// One accepted connection: the TLS handshake first when TLS is on, then HTTP.
+async fn one_connection(
+    server: Arc<Server>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    peer: SocketAddr,
+    stream: tokio::net::TcpStream,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let Some(acceptor) = acceptor else {
+        return connection(server, peer, stream, watcher).await;
+    };
+    // The handshake gets the time the request's headers get: a client that opens a
+    // connection and sends nothing holds a connection slot no longer.
+    let timeout = server.opts.header_timeout;
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] != TLS_HANDSHAKE => {
+            plain_http_on_tls(peer, stream, &server.opts, watcher).await
+        }
+        Ok(Ok(1)) => {
+            if let Ok(Ok(stream)) = tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                connection(server, peer, stream, watcher).await;
+            }
+        }
+        _ => {} // closed, or silent past the timeout
+    }
+}
+
+/// The first byte of a TLS connection (a handshake record): anything else on the TLS port is
+/// a client speaking plain HTTP, which is told so rather than sent bytes it cannot read.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Answer a plain HTTP request on the TLS port with a sentence saying what to do, and close.
+async fn plain_http_on_tls(
+    peer: SocketAddr,
+    stream: tokio::net::TcpStream,
+    opts: &ServeOptions,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let access_log = opts.access_log;
+    let service = service_fn(move |req: Request<Incoming>| async move {
+        let body = serde_json::json!({"errors": [{
+            "code": "UNSUPPORTED",
+            "message": "this registry speaks HTTPS only: use https:// (and trust its certificate)",
+            "detail": null,
+        }]});
+        if access_log {
+            eprintln!(
+                "{peer} {} {} 400 plain HTTP on the TLS port",
+                req.method(),
+                req.uri().path()
+            );
+        }
+        Ok::<_, Infallible>(reply::json(
+            reply::builder(hyper::StatusCode::BAD_REQUEST).header("Connection", "close"),
+            "application/json",
+            serde_json::to_vec(&body).unwrap_or_default(),
+        ))
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_timeout)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service);
+    let _ = watcher.watch(conn).await;
+}
+
+/// Serve HTTP/1.1 on one connection (plain or TLS) until it closes or the server stops.
+async fn connection<S>(
+    server: Arc<Server>,
+    peer: SocketAddr,
+    stream: S,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let timeout = server.opts.header_timeout;
+    let service = service_fn(move |req: Request<Incoming>| {
+        let server = server.clone();
+        async move {
+            let start = Instant::now();
+            let (method, path) = (req.method().clone(), req.uri().path().to_string());
+            let resp = match &server.gate {
+                Some(gate) => {
+                    let authorization = req
+                        .headers()
+                        .get(hyper::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok());
+                    if gate.allows(authorization).await {
+                        server.handle(req).await
+                    } else {
+                        // Every endpoint, `/v2/` first: `docker login` probes it for the
+                        // challenge.
+                        error(Code::Unauthorized, "authentication required")
+                    }
+                }
+                None => server.handle(req).await,
+            };
+            if !server.opts.access_log {
+                return Ok::<_, Infallible>(resp);
+            }
+            let line = format!("{peer} {method} {path} {}", resp.status().as_u16());
+            let (parts, body) = resp.into_parts();
+            let body = reply::LoggedBody::new(body, line, start);
+            Ok(Response::from_parts(
+                parts,
+                http_body_util::BodyExt::boxed(body),
+            ))
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    let _ = watcher.watch(conn).await;
+}
+
 /// Serve `store` until SIGTERM or SIGINT. `ready` is told the address once the socket
 /// listens (port 0 picks a free one).
 pub fn serve(store: Store, opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
@@ -232,6 +376,11 @@ pub fn serve(store: Store, opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -
 }
 
 async fn run(store: Store, opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
+    opts.check()?;
+    let gate = match opts.htpasswd.clone() {
+        Some(users) => Some(Arc::new(auth::Gate::new(users)?)),
+        None => None,
+    };
     let listener = TcpListener::bind(opts.listen)
         .await
         .map_err(|e| RemoteError::Io {
@@ -260,7 +409,9 @@ async fn run(store: Store, opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -
         opts: opts.clone(),
         view: Mutex::new(None),
         writable,
+        gate,
     });
+    let acceptor = opts.tls.as_ref().map(tls::Tls::acceptor);
     let limit = Arc::new(Semaphore::new(opts.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     ready(addr);
@@ -271,29 +422,9 @@ async fn run(store: Store, opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -
                 // Over the limit: the connection is closed at once, holding nothing.
                 let Ok(permit) = limit.clone().try_acquire_owned() else { continue };
                 let _ = stream.set_nodelay(true);
-                let server = server.clone();
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let server = server.clone();
-                    async move {
-                        let start = Instant::now();
-                        let (method, path) = (req.method().clone(), req.uri().path().to_string());
-                        let resp = server.handle(req).await;
-                        if !server.opts.access_log {
-                            return Ok::<_, Infallible>(resp);
-                        }
-                        let line = format!("{peer} {method} {path} {}", resp.status().as_u16());
-                        let (parts, body) = resp.into_parts();
-                        let body = reply::LoggedBody::new(body, line, start);
-                        Ok(Response::from_parts(parts, http_body_util::BodyExt::boxed(body)))
-                    }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(opts.header_timeout)
-                    .serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
+                let (server, acceptor, watcher) = (server.clone(), acceptor.clone(), graceful.watcher());
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    one_connection(server, acceptor, peer, stream, watcher).await;
                     drop(permit);
                 });
             }
