@@ -251,6 +251,12 @@ fn docker_podman_skopeo_ctr_and_airlock_pull_from_serve_and_run_what_they_pulled
         "{:?}",
         ctr.images()
     );
+    // ...and runs it (ctr pull unpacked it for containerd's default snapshotter).
+    let container = format!("airlock-serve-{}", std::process::id());
+    assert_eq!(
+        ctr.run(&["run", "--rm", &remote, &container]),
+        "hello from serve\n"
+    );
 
     // airlock itself.
     let far = Airlock::new(&dir.path().join("far"));
