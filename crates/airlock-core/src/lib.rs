@@ -30,6 +30,7 @@ pub mod graph;
 pub mod import;
 pub mod layer;
 pub mod reference;
+pub mod shipment;
 pub mod snapshot;
 pub mod spec;
 pub mod store;

@@ -1,0 +1,559 @@
+//! Shipment files (`airlock sync -f shipment.yaml`): what crosses, declared once.
+//!
+//! ```yaml
+//! apiVersion: airlock.dev/v1
+//! kind: Shipment
+//! images:
+//!   - source: registry.example.com/team/app
+//!     tags: ["1.4.2", "1.5.*", "/^v2\\.[0-9]+$/", ">=1.4 <2"]
+//!     latest: 2
+//!     platforms: [linux/amd64]
+//!     referrers: keep            # keep | drop | [artifactType, ...]
+//!   - list: images.txt           # one reference per line
+//!   - kubernetes: deploy/        # image: fields of the YAML files under it
+//!   - docker-daemon: "*k8s*"     # engine images by glob
+//! rename: "registry.internal/mirror/{repo}"
+//! ```
+//!
+//! Parsing and tag selection are pure; the remote part resolves what they name. Errors name
+//! the line: serde's own carry it, and entry-level ones find the entry's line in the text.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The `apiVersion` this reader takes.
+pub const API_VERSION: &str = "airlock.dev/v1";
+
+/// A shipment file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Shipment {
+    /// Must be [`API_VERSION`].
+    pub api_version: String,
+    /// Must be `Shipment`.
+    pub kind: String,
+    /// What to ship.
+    pub images: Vec<Entry>,
+    /// Where the images go on the far side (`{repo}`: the repository path).
+    #[serde(default)]
+    pub rename: Option<String>,
+}
+
+/// One entry of `images:`; exactly one of its sources is given.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// A registry repository.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Tags of `source`: exact, glob, `/regex/` or a semver range.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Also the newest N tags of `source` by semver.
+    #[serde(default)]
+    pub latest: Option<usize>,
+    /// Platforms (`linux/amd64`, or `all`); the host's by default.
+    #[serde(default)]
+    pub platforms: Vec<String>,
+    /// `keep` (default), `drop`, or the artifact types to keep.
+    #[serde(default)]
+    pub referrers: Option<Referrers>,
+    /// A file of references, one per line.
+    #[serde(default)]
+    pub list: Option<PathBuf>,
+    /// A directory (or file) of Kubernetes YAML.
+    #[serde(default)]
+    pub kubernetes: Option<PathBuf>,
+    /// Docker Engine images by glob.
+    #[serde(default, rename = "docker-daemon")]
+    pub docker_daemon: Option<String>,
+}
+
+/// What travels with an image.
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum Referrers {
+    /// `keep` or `drop`.
+    Mode(String),
+    /// Only these artifact types.
+    Types(Vec<String>),
+}
+
+/// How one tag selector matches.
+#[derive(Debug)]
+pub enum TagSelector {
+    /// This tag.
+    Exact(String),
+    /// A glob (`1.5.*`).
+    Glob(String),
+    /// `/regex/`.
+    Regex(regex::Regex),
+    /// A semver range (`>=1.4 <2`).
+    Range(semver::VersionReq),
+}
+
+impl TagSelector {
+    /// Read a selector as the shipment file writes it.
+    pub fn parse(s: &str) -> std::result::Result<TagSelector, String> {
+        if let Some(re) = s.strip_prefix('/').and_then(|r| r.strip_suffix('/')) {
+            return regex::Regex::new(re)
+                .map(TagSelector::Regex)
+                .map_err(|e| format!("{s:?} is not a regular expression: {e}"));
+        }
+        if s.starts_with(['<', '>', '=', '^', '~']) {
+            // `>=1.4 <2` as people write it; the semver crate wants commas.
+            let joined = s.split_whitespace().collect::<Vec<_>>().join(", ");
+            return semver::VersionReq::parse(&joined)
+                .map(TagSelector::Range)
+                .map_err(|e| format!("{s:?} is not a semver range: {e}"));
+        }
+        if s.contains(['*', '?']) {
+            return Ok(TagSelector::Glob(s.to_string()));
+        }
+        if !s.is_empty()
+            && s.len() <= 128
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Ok(TagSelector::Exact(s.to_string()));
+        }
+        Err(format!("{s:?} is no tag, glob, /regex/ or semver range"))
+    }
+
+    /// True when `tag` is selected.
+    pub fn matches(&self, tag: &str) -> bool {
+        match self {
+            TagSelector::Exact(t) => t == tag,
+            TagSelector::Glob(g) => crate::reference::glob_match(g, tag),
+            TagSelector::Regex(r) => r.is_match(tag),
+            TagSelector::Range(req) => version_of(tag).is_some_and(|v| req.matches(&v)),
+        }
+    }
+}
+
+/// A tag read as a version: an optional `v`, then one to three numbers (missing ones are
+/// 0), then an optional pre-release (`1.5`, `v2.0.1`, `1.6.0-rc.1`).
+pub fn version_of(tag: &str) -> Option<semver::Version> {
+    let t = tag.strip_prefix('v').unwrap_or(tag);
+    let (core, pre) = match t.split_once('-') {
+        Some((c, p)) => (c, Some(p)),
+        None => (t, None),
+    };
+    let parts: Vec<&str> = core.split('.').collect();
+    if parts.is_empty()
+        || parts.len() > 3
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    let mut full = [0u64; 3];
+    for (i, p) in parts.iter().enumerate() {
+        full[i] = p.parse().ok()?;
+    }
+    let mut v = semver::Version::new(full[0], full[1], full[2]);
+    if let Some(p) = pre {
+        v.pre = semver::Prerelease::new(p).ok()?;
+    }
+    Some(v)
+}
+
+/// The tags of `all` an entry selects: those its selectors match, and its newest `latest`
+/// releases by semver (pre-releases are never "latest"). Sorted, without repeats.
+pub fn select_tags(
+    all: &[String],
+    selectors: &[TagSelector],
+    latest: Option<usize>,
+) -> Vec<String> {
+    let mut out: Vec<String> = all
+        .iter()
+        .filter(|t| selectors.iter().any(|s| s.matches(t)))
+        .cloned()
+        .collect();
+    if let Some(n) = latest {
+        let mut releases: Vec<(semver::Version, &String)> = all
+            .iter()
+            .filter_map(|t| version_of(t).filter(|v| v.pre.is_empty()).map(|v| (v, t)))
+            .collect();
+        releases.sort_by(|a, b| b.0.cmp(&a.0));
+        out.extend(releases.into_iter().take(n).map(|(_, t)| t.clone()));
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A source, checked: what the remote part resolves.
+#[derive(Debug)]
+pub enum Source {
+    /// A registry repository and its selectors (an entry with only exact tags needs no
+    /// listing).
+    Registry {
+        /// `HOST/PATH`.
+        repository: String,
+        /// The selectors.
+        tags: Vec<TagSelector>,
+        /// Newest N by semver.
+        latest: Option<usize>,
+    },
+    /// References read from a file.
+    List(PathBuf),
+    /// Kubernetes YAML under a path.
+    Kubernetes(PathBuf),
+    /// Engine images matching a glob.
+    DockerDaemon(String),
+}
+
+/// One checked entry.
+#[derive(Debug)]
+pub struct Planned {
+    /// Where its images come from.
+    pub source: Source,
+    /// Its platforms (empty: the host's).
+    pub platforms: Vec<String>,
+    /// Its referrers rule.
+    pub referrers: Referrers,
+    /// The line of the file it starts on.
+    pub line: usize,
+}
+
+/// Read and check a shipment file. Paths in it are made relative to its directory.
+pub fn read(path: &Path) -> Result<(Shipment, Vec<Planned>)> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+    parse(
+        &text,
+        &path.display().to_string(),
+        path.parent().unwrap_or(Path::new(".")),
+    )
+}
+
+/// Parse `text` (named `label` in errors), paths relative to `base`.
+pub fn parse(text: &str, label: &str, base: &Path) -> Result<(Shipment, Vec<Planned>)> {
+    let bad = |line: Option<usize>, what: String| {
+        Error::Usage(match line {
+            Some(l) => format!("{label}, line {l}: {what}"),
+            None => format!("{label}: {what}"),
+        })
+    };
+    let shipment: Shipment = serde_yaml::from_str(text).map_err(|e| {
+        let line = e.location().map(|l| l.line());
+        // serde_yaml's message ends with its own "at line N column M"; the line leads here.
+        let msg = e.to_string();
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        bad(line, msg)
+    })?;
+    if shipment.api_version != API_VERSION {
+        return Err(bad(
+            line_of(text, "apiVersion:"),
+            format!(
+                "apiVersion is {:?}; this airlock reads {API_VERSION}",
+                shipment.api_version
+            ),
+        ));
+    }
+    if shipment.kind != "Shipment" {
+        return Err(bad(
+            line_of(text, "kind:"),
+            format!("kind is {:?}, not Shipment", shipment.kind),
+        ));
+    }
+    if shipment.images.is_empty() {
+        return Err(bad(
+            line_of(text, "images:"),
+            "images: lists nothing to ship".into(),
+        ));
+    }
+    if let Some(r) = &shipment.rename {
+        if !r.contains("{repo}") {
+            return Err(bad(
+                line_of(text, "rename:"),
+                format!("rename {r:?} has no {{repo}}: every image would get the same name"),
+            ));
+        }
+    }
+    let lines = entry_lines(text);
+    let mut planned = Vec::new();
+    for (i, e) in shipment.images.iter().enumerate() {
+        let line = lines.get(i).copied();
+        let err = |what: String| bad(line, format!("images[{i}]: {what}"));
+        let kinds = [
+            e.source.is_some(),
+            e.list.is_some(),
+            e.kubernetes.is_some(),
+            e.docker_daemon.is_some(),
+        ];
+        let given = kinds.iter().filter(|k| **k).count();
+        if given != 1 {
+            return Err(err(format!(
+                "give exactly one of source, list, kubernetes, docker-daemon ({given} given)"
+            )));
+        }
+        let registry_only = !e.tags.is_empty() || e.latest.is_some();
+        if registry_only && e.source.is_none() {
+            return Err(err(
+                "tags and latest apply to a source: registry repository only".into(),
+            ));
+        }
+        for p in &e.platforms {
+            if p != "all" && crate::import::parse_platform(p).is_err() {
+                return Err(err(format!(
+                    "platform {p:?} is not os/arch[/variant] or all"
+                )));
+            }
+        }
+        let referrers = match &e.referrers {
+            None => Referrers::Mode("keep".into()),
+            Some(Referrers::Mode(m)) if m == "keep" || m == "drop" => Referrers::Mode(m.clone()),
+            Some(Referrers::Mode(m)) => {
+                return Err(err(format!(
+                    "referrers: {m:?}; use keep, drop or a list of artifact types"
+                )))
+            }
+            Some(t) => t.clone(),
+        };
+        let source = if let Some(repo) = &e.source {
+            crate::Reference::parse(repo).map_err(|x| err(x.to_string()))?;
+            let named =
+                repo.contains('@') || repo.rsplit('/').next().is_some_and(|l| l.contains(':'));
+            if named && registry_only {
+                return Err(err(format!(
+                    "{repo} names a tag or digest already; list tags under tags:"
+                )));
+            }
+            let tags = e
+                .tags
+                .iter()
+                .map(|t| TagSelector::parse(t).map_err(&err))
+                .collect::<Result<Vec<_>>>()?;
+            Source::Registry {
+                repository: repo.clone(),
+                tags,
+                latest: e.latest,
+            }
+        } else if let Some(l) = &e.list {
+            Source::List(base.join(l))
+        } else if let Some(k) = &e.kubernetes {
+            Source::Kubernetes(base.join(k))
+        } else {
+            Source::DockerDaemon(e.docker_daemon.clone().unwrap_or_default())
+        };
+        planned.push(Planned {
+            source,
+            platforms: e.platforms.clone(),
+            referrers,
+            line: line.unwrap_or(0),
+        });
+    }
+    Ok((shipment, planned))
+}
+
+/// The first line (1-based) holding `key` at the start of its text.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| l.trim_start().starts_with(key))
+        .map(|i| i + 1)
+}
+
+/// The line each item of the top-level `images:` list starts on.
+fn entry_lines(text: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    let mut indent = None;
+    for (i, l) in text.lines().enumerate() {
+        let trimmed = l.trim_start();
+        let depth = l.len() - trimmed.len();
+        if depth == 0
+            && !trimmed.is_empty()
+            && !trimmed.starts_with('#')
+            && !trimmed.starts_with('-')
+        {
+            inside = trimmed.starts_with("images:");
+            continue;
+        }
+        if inside && trimmed.starts_with('-') && indent.is_none_or(|d| d == depth) {
+            indent = Some(depth);
+            out.push(i + 1);
+        }
+    }
+    out
+}
+
+/// The references a list file names: one per line; blank lines and `#` comments skipped.
+pub fn read_list(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+    Ok(text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+/// The images Kubernetes YAML under `path` (a file, or every `.yaml`/`.yml` below a
+/// directory) runs: the `image:` of every container, init container and ephemeral
+/// container, whatever the workload kind (a Pod, a Deployment's template, a CronJob's job
+/// template). Sorted, without repeats.
+pub fn kubernetes_images(path: &Path) -> Result<Vec<String>> {
+    let mut files = Vec::new();
+    collect_yaml(path, &mut files)?;
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).map_err(|e| Error::io("read", &f, e))?;
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_yaml::Value::deserialize(doc)
+                .map_err(|e| Error::Usage(format!("{}: {e}", f.display())))?;
+            images_in(&value, &mut out);
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn collect_yaml(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    if path.is_file() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| Error::io("read", path, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            collect_yaml(&p, out)?;
+        } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+fn images_in(v: &serde_yaml::Value, out: &mut Vec<String>) {
+    match v {
+        serde_yaml::Value::Mapping(m) => {
+            for (k, child) in m {
+                let containers = matches!(
+                    k.as_str(),
+                    Some("containers" | "initContainers" | "ephemeralContainers")
+                );
+                if let (true, serde_yaml::Value::Sequence(items)) = (containers, child) {
+                    for item in items {
+                        if let Some(image) = item.get("image").and_then(|i| i.as_str()) {
+                            out.push(image.to_string());
+                        }
+                    }
+                }
+                images_in(child, out);
+            }
+        }
+        serde_yaml::Value::Sequence(items) => items.iter().for_each(|i| images_in(i, out)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn selectors_pick_exact_glob_regex_range_and_latest() {
+        let all = tags(&[
+            "1.4.1",
+            "1.4.2",
+            "1.5.0",
+            "1.5.3",
+            "2.0.0",
+            "v2.1",
+            "v2.10",
+            "2.1.0-rc.1",
+            "latest",
+            "nightly",
+        ]);
+        let sel = |specs: &[&str], latest| {
+            let s: Vec<TagSelector> = specs
+                .iter()
+                .map(|x| TagSelector::parse(x).unwrap())
+                .collect();
+            select_tags(&all, &s, latest)
+        };
+        assert_eq!(sel(&["1.4.2"], None), tags(&["1.4.2"]));
+        assert_eq!(sel(&["1.5.*"], None), tags(&["1.5.0", "1.5.3"]));
+        assert_eq!(sel(&["/^v2\\.[0-9]+$/"], None), tags(&["v2.1", "v2.10"]));
+        assert_eq!(
+            sel(&[">=1.4.2 <2"], None),
+            tags(&["1.4.2", "1.5.0", "1.5.3"])
+        );
+        // Newest two releases by semver (v2.10 > v2.1 > 2.0.0; the rc is no release).
+        assert_eq!(sel(&[], Some(2)), tags(&["v2.1", "v2.10"]));
+        assert_eq!(sel(&["1.4.1"], Some(1)), tags(&["1.4.1", "v2.10"]));
+        assert!(TagSelector::parse("/(/").is_err());
+        assert!(TagSelector::parse(">=x").is_err());
+        assert!(TagSelector::parse("a b").is_err());
+    }
+
+    #[test]
+    fn the_example_of_the_issue_parses_and_mistakes_name_their_line() {
+        let text = "apiVersion: airlock.dev/v1\nkind: Shipment\nimages:\n  - source: registry.example.com/team/app\n    tags: [\"1.4.2\", \"1.5.*\", \"/^v2\\\\.[0-9]+$/\", \">=1.4 <2\"]\n    latest: 2\n    platforms: [linux/amd64]\n    referrers: keep\n  - list: images.txt\n  - kubernetes: deploy/\n  - docker-daemon: \"*k8s*\"\nrename: \"registry.internal/mirror/{repo}\"\n";
+        let (s, planned) = parse(text, "s.yaml", Path::new("/base")).unwrap();
+        assert_eq!(planned.len(), 4);
+        assert_eq!(s.rename.as_deref(), Some("registry.internal/mirror/{repo}"));
+        assert!(
+            matches!(&planned[0].source, Source::Registry { tags, latest: Some(2), .. } if tags.len() == 4)
+        );
+        assert!(
+            matches!(&planned[1].source, Source::List(p) if p == Path::new("/base/images.txt"))
+        );
+        assert_eq!(planned[2].line, 10);
+
+        let err = |t: &str| parse(t, "s.yaml", Path::new(".")).unwrap_err().to_string();
+        let head = "apiVersion: airlock.dev/v1\nkind: Shipment\nimages:\n";
+        let e = err(&format!(
+            "{head}  - source: a/b\n  - list: x\n    tags: [\"1\"]\n"
+        ));
+        assert!(
+            e.contains("line 5") && e.contains("images[1]") && e.contains("tags and latest"),
+            "{e}"
+        );
+        let e = err(&format!("{head}  - source: a/b\n    tagz: [\"1\"]\n"));
+        assert!(e.contains("line 5") && e.contains("tagz"), "{e}");
+        let e = err(&format!("{head}  - source: a/b\n    list: x\n"));
+        assert!(e.contains("line 4") && e.contains("exactly one"), "{e}");
+        let e = err(&format!("{head}  - source: a/b\n    tags: [\"/(/\"]\n"));
+        assert!(
+            e.contains("line 4") && e.contains("regular expression"),
+            "{e}"
+        );
+        let e = err("apiVersion: v2\nkind: Shipment\nimages: []\n");
+        assert!(e.contains("line 1") && e.contains("airlock.dev/v1"), "{e}");
+        let e = err(&format!("{head}  - source: a/b\n    platforms: [linux]\n"));
+        assert!(e.contains("platform \"linux\""), "{e}");
+    }
+
+    #[test]
+    fn kubernetes_workloads_give_every_container_image() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("a.yaml"), "apiVersion: apps/v1\nkind: Deployment\nspec:\n  template:\n    spec:\n      initContainers:\n        - name: init\n          image: busybox:1.36\n      containers:\n        - name: app\n          image: registry.example/app:1\n---\napiVersion: v1\nkind: Pod\nspec:\n  containers:\n    - image: nginx:1.25\n").unwrap();
+        std::fs::write(dir.path().join("sub/cron.yml"), "kind: CronJob\nspec:\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          containers:\n            - image: registry.example/job:2\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "image: not-this:1\n").unwrap();
+        assert_eq!(
+            kubernetes_images(dir.path()).unwrap(),
+            tags(&[
+                "busybox:1.36",
+                "nginx:1.25",
+                "registry.example/app:1",
+                "registry.example/job:2"
+            ])
+        );
+    }
+}
