@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cmd::{copy, fsck, load, registry, review, save, serve, sign, snapshots, store, verify};
+use cmd::{copy, fsck, load, registry, review, save, serve, sign, snapshots, store, sync, verify};
 
 /// Move container images and filesystem snapshots across an air gap, without any engine.
 #[derive(Parser, Debug)]
@@ -96,6 +96,8 @@ enum Command {
     Inventory(store::InventoryArgs),
     #[command(display_order = 21)]
     Serve(serve::ServeArgs),
+    #[command(display_order = 22)]
+    Sync(sync::SyncArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -126,6 +128,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Login(a) => registry::login(&ctx, a),
         Command::Logout(a) => registry::logout(a),
         Command::Serve(a) => serve::run(&ctx, a),
+        Command::Sync(a) => sync::run(&ctx, a),
     }
 }
 

@@ -22,6 +22,7 @@ pub mod engine;
 pub(crate) mod http;
 pub mod registry;
 pub mod serve;
+pub mod sync;
 pub mod transports;
 
 pub use engine::Engine;

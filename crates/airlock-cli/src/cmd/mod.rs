@@ -13,4 +13,5 @@ pub mod serve;
 pub mod sign;
 pub mod snapshots;
 pub mod store;
+pub mod sync;
 pub mod verify;

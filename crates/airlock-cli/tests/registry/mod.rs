@@ -12,6 +12,7 @@ mod helpers;
 mod protocol;
 mod referrers;
 mod streaming;
+mod sync;
 
 use std::fs;
 use std::path::Path;

@@ -10,6 +10,7 @@ mod fetch;
 pub mod pull;
 pub mod push;
 pub mod referrers;
+pub mod tags;
 pub mod target;
 pub mod token;
 

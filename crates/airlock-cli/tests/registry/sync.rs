@@ -1,0 +1,110 @@
+//! `airlock sync -f shipment.yaml` against the real distribution registry: tag selectors,
+//! a list file and Kubernetes YAML resolved to digests, planned against the store, pulled,
+//! and a failure listed at the end without stopping the rest.
+
+use serde_json::Value;
+
+use crate::util::{layer_with_file, write_docker_archive};
+
+use super::*;
+
+#[test]
+fn a_shipment_file_is_planned_pulled_and_planned_again_as_held() {
+    let reg = RegistryServer::start();
+    let sb = Sandbox::new();
+    let host = reg.host();
+    let near = sb.store("near");
+    for (name, content) in [
+        ("example/app:1", &b"app\n"[..]),
+        ("example/tool:1", b"tool\n"),
+    ] {
+        let archive = sb
+            .path()
+            .join(format!("{}.tar", name.replace([':', '/'], "-")));
+        write_docker_archive(&archive, name, &[layer_with_file("f", content)]);
+        near.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    }
+    for tag in ["1.4.1", "1.4.2", "1.5.0", "2.0.0", "nightly"] {
+        near.ok(&["push", "example/app:1", &format!("{host}/team/app:{tag}")]);
+    }
+    near.ok(&["push", "example/tool:1", &format!("{host}/other/tool:1")]);
+
+    let dir = sb.path().join("shipment");
+    fs::create_dir_all(dir.join("deploy")).unwrap();
+    fs::write(
+        dir.join("images.txt"),
+        format!("# tools\n{host}/other/tool:1\n{host}/other/tool:missing\n"),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("deploy/app.yaml"),
+        format!("apiVersion: apps/v1\nkind: Deployment\nspec:\n  template:\n    spec:\n      containers:\n        - name: app\n          image: {host}/team/app:1.5.0\n"),
+    )
+    .unwrap();
+    let file = dir.join("shipment.yaml");
+    fs::write(
+        &file,
+        format!("apiVersion: airlock.dev/v1\nkind: Shipment\nimages:\n  - source: {host}/team/app\n    tags: [\"1.4.*\"]\n    latest: 1\n  - list: images.txt\n  - kubernetes: deploy/\n"),
+    )
+    .unwrap();
+    let far = sb.store("far");
+    let f = file.to_str().unwrap();
+
+    // The plan: 1.4.* and the newest release by semver, the list, the Deployment's image;
+    // the missing tag is listed as a failure, the rest still planned.
+    let out = far.run(&["sync", "-f", f, "--dry-run", "--format", "json"]);
+    assert!(
+        !out.status.success(),
+        "a missing tag must make the exit code non-zero"
+    );
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let refs: Vec<&str> = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["reference"].as_str().unwrap())
+        .collect();
+    let want = [
+        format!("{host}/team/app:1.4.1"),
+        format!("{host}/team/app:1.4.2"),
+        format!("{host}/team/app:2.0.0"),
+        format!("{host}/other/tool:1"),
+        format!("{host}/other/tool:missing"),
+        format!("{host}/team/app:1.5.0"),
+    ];
+    assert_eq!(
+        refs,
+        want.iter().map(String::as_str).collect::<Vec<_>>(),
+        "{plan}"
+    );
+    let app_digest = sha256(&skopeo_raw(&format!("{host}/team/app:1.4.1"), &[]));
+    assert_eq!(plan[0]["digest"], app_digest.as_str());
+    assert_eq!(plan[0]["in_store"], false);
+    assert!(plan[4]["error"].as_str().is_some(), "{plan}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("other/tool:missing"));
+
+    // The sync pulls every one it can and names the one it could not.
+    let out = far.run(&["sync", "-f", f]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success());
+    assert!(
+        err.contains("1 of 6 images could not be synced") && err.contains("tool:missing"),
+        "{err}"
+    );
+    for r in want.iter().filter(|r| !r.ends_with("missing")) {
+        far.ok(&["inspect", r]);
+    }
+    // Planned again: what it pulled is held now.
+    let out = far.run(&["sync", "-f", f, "--dry-run"]);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(table.matches("in store").count(), 5, "{table}");
+    assert!(!table.contains(" new"), "{table}");
+
+    // A mistake in the file is one sentence naming its line, and nothing is asked of anyone.
+    fs::write(&file, format!("apiVersion: airlock.dev/v1\nkind: Shipment\nimages:\n  - source: {host}/team/app\n    tags: [\">=x\"]\n")).unwrap();
+    let err = far.fails(&["sync", "-f", f, "--dry-run"]);
+    assert!(
+        err.contains("line 4") && err.contains("semver range"),
+        "{err}"
+    );
+}
