@@ -317,9 +317,7 @@ pub fn parse(text: &str, label: &str, base: &Path) -> Result<(Shipment, Vec<Plan
         };
         let source = if let Some(repo) = &e.source {
             crate::Reference::parse(repo).map_err(|x| err(x.to_string()))?;
-            let named =
-                repo.contains('@') || repo.rsplit('/').next().is_some_and(|l| l.contains(':'));
-            if named && registry_only {
+            if names_one_image(repo) && registry_only {
                 return Err(err(format!(
                     "{repo} names a tag or digest already; list tags under tags:"
                 )));
@@ -349,6 +347,12 @@ pub fn parse(text: &str, label: &str, base: &Path) -> Result<(Shipment, Vec<Plan
         });
     }
     Ok((shipment, planned))
+}
+
+/// True when a `source:` names one image itself (`repo:tag` or `repo@digest`) rather than
+/// a repository whose tags the entry selects.
+pub fn names_one_image(source: &str) -> bool {
+    source.contains('@') || source.rsplit('/').next().is_some_and(|l| l.contains(':'))
 }
 
 /// The first line (1-based) holding `key` at the start of its text.

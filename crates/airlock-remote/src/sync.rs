@@ -105,12 +105,7 @@ fn registry_refs(
     latest: Option<usize>,
     opts: &RegistryOptions,
 ) -> Result<Vec<String>, String> {
-    let named = repository.contains('@')
-        || repository
-            .rsplit('/')
-            .next()
-            .is_some_and(|l| l.contains(':'));
-    if named || (selectors.is_empty() && latest.is_none()) {
+    if shipment::names_one_image(repository) || (selectors.is_empty() && latest.is_none()) {
         let r = Reference::parse(repository).map_err(|e| e.to_string())?;
         return Ok(vec![r.to_string()]);
     }
