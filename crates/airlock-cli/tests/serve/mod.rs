@@ -140,12 +140,23 @@ impl Drop for Served {
 }
 
 /// One raw HTTP/1.1 request, exactly as written (no client normalises the path), and the
-/// status and body of the answer.
+/// status, head and body of the answer.
 pub(crate) fn raw(
     port: u16,
     method: &str,
     target: &str,
     headers: &[&str],
+) -> (u16, String, Vec<u8>) {
+    raw_with_body(port, method, target, headers, b"")
+}
+
+/// The same with a request body (sent as is: give its `Content-Length` in `headers`).
+pub(crate) fn raw_with_body(
+    port: u16,
+    method: &str,
+    target: &str,
+    headers: &[&str],
+    body: &[u8],
 ) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -156,6 +167,7 @@ pub(crate) fn raw(
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
     let mut all = Vec::new();
     s.read_to_end(&mut all).unwrap();
     let split = all

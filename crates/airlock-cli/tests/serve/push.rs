@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{raw, Served};
+use super::{raw, raw_with_body, Served};
 use crate::artifacts::gallery::{Gallery, APP, SPDX};
 use crate::util::{layer_with_file, noise, scratch, sha256, write_docker_archive, Airlock};
 
@@ -185,7 +185,9 @@ fn uploads_and_manifests_that_lie_are_refused_and_nothing_becomes_visible() {
     let send = |method: &str, path: &str, body: &[u8], headers: &[&str]| {
         let mut all: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
         all.push(format!("Content-Length: {}", body.len()));
-        raw_with_body(served.port, method, path, &all, body)
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let (status, _, answer) = raw_with_body(served.port, method, path, &all, body);
+        (status, String::from_utf8_lossy(&answer).into_owned())
     };
 
     // A monolithic upload whose bytes are not the digest it names.
@@ -301,36 +303,6 @@ fn uploads_and_manifests_that_lie_are_refused_and_nothing_becomes_visible() {
         sha256(&good).as_str()
     );
     assert!(server.ok(&["fsck"]).contains("consistent"));
-}
-
-/// One request with a body; the status and the body of the answer.
-fn raw_with_body(
-    port: u16,
-    method: &str,
-    target: &str,
-    headers: &[String],
-    body: &[u8],
-) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    for h in headers {
-        req.push_str(h);
-        req.push_str("\r\n");
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut all = Vec::new();
-    s.read_to_end(&mut all).unwrap();
-    let text = String::from_utf8_lossy(&all).into_owned();
-    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 #[test]

@@ -192,9 +192,7 @@ impl Client {
     /// through a bounded channel (a few chunks in memory at most).
     pub fn write(&self, digest: &str, size: u64, data: &mut dyn Read, lease: &str) -> Result<()> {
         let (tx, rx) = tokio::sync::mpsc::channel::<api::WriteContentRequest>(4);
-        let mut request =
-            self.request(tokio_stream::wrappers::ReceiverStream::new(rx), Some(lease));
-        let _ = &mut request;
+        let request = self.request(tokio_stream::wrappers::ReceiverStream::new(rx), Some(lease));
         let mut grpc = tonic::client::Grpc::new(self.channel.clone());
         let path = "/containerd.services.content.v1.Content/Write";
         let call = self.rt.spawn(async move {
