@@ -95,17 +95,7 @@ impl Client {
         &self.namespace
     }
 
-    /// The gRPC channel (cheap to clone).
-    pub(super) fn channel(&self) -> Channel {
-        self.channel.clone()
-    }
-
-    /// The runtime the calls run on.
-    pub(super) fn runtime(&self) -> &tokio::runtime::Runtime {
-        &self.rt
-    }
-
-    pub(super) fn request<T>(&self, message: T, lease: Option<&str>) -> Request<T> {
+    fn request<T>(&self, message: T, lease: Option<&str>) -> Request<T> {
         let mut r = Request::new(message);
         if let Ok(ns) = self.namespace.parse() {
             r.metadata_mut().insert("containerd-namespace", ns);
@@ -280,8 +270,11 @@ impl Client {
         }
     }
 
-    /// Read a blob from the content store, whole (for manifests and configs: small).
-    pub fn read_small(&self, digest: &str, limit: usize) -> Result<Vec<u8>> {
+    /// Stream a blob out of the content store (`Content/Read`): the messages arrive on the
+    /// runtime and wait in a 4-message channel until the reader takes them, so memory stays
+    /// at a few messages whatever the blob's size.
+    pub fn read_stream(&self, digest: &str) -> impl Read + Send + 'static {
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
         let request = self.request(
             api::ReadContentRequest {
                 digest: digest.to_string(),
@@ -291,26 +284,63 @@ impl Client {
             None,
         );
         let mut grpc = tonic::client::Grpc::new(self.channel.clone());
-        let path = "/containerd.services.content.v1.Content/Read";
-        let r = self.rt.block_on(async move {
-            grpc.ready()
-                .await
-                .map_err(|e| Status::unavailable(e.to_string()))?;
-            let codec = ProstCodec::<api::ReadContentRequest, api::ReadContentResponse>::default();
-            let mut parts = grpc
-                .server_streaming(request, PathAndQuery::from_static(path), codec)
-                .await?
-                .into_inner();
-            let mut out = Vec::new();
-            while let Some(p) = parts.message().await? {
-                out.extend_from_slice(&p.data);
-                if out.len() > limit {
-                    return Err(Status::out_of_range(format!("more than {limit} bytes")));
+        self.rt.spawn(async move {
+            let run = async {
+                grpc.ready()
+                    .await
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+                let codec =
+                    ProstCodec::<api::ReadContentRequest, api::ReadContentResponse>::default();
+                let path = "/containerd.services.content.v1.Content/Read";
+                let mut parts = grpc
+                    .server_streaming(request, PathAndQuery::from_static(path), codec)
+                    .await?
+                    .into_inner();
+                while let Some(p) = parts.message().await? {
+                    let tx = tx.clone();
+                    // The channel is bounded: wait off the runtime's threads while the
+                    // reader catches up.
+                    if tokio::task::spawn_blocking(move || tx.send(Ok(p.data)))
+                        .await
+                        .ok()
+                        .and_then(|r| r.ok())
+                        .is_none()
+                    {
+                        return Ok(()); // the reader went away
+                    }
                 }
+                Ok::<_, Status>(())
+            };
+            if let Err(s) = run.await {
+                let _ = tx.send(Err(format!("containerd: {}", s.message())));
             }
-            Ok(out)
         });
-        r.map_err(|s| self.refused(&format!("read {digest}"), &s))
+        Streamed {
+            parts: rx,
+            current: Vec::new(),
+            at: 0,
+        }
+    }
+
+    /// Read a blob from the content store, whole (for manifests and configs: small).
+    pub fn read_small(&self, digest: &str, limit: usize) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.read_stream(digest)
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| RemoteError::Containerd {
+                address: self.address.clone(),
+                doing: format!("read {digest}"),
+                message: e.to_string(),
+            })?;
+        if out.len() > limit {
+            return Err(RemoteError::Containerd {
+                address: self.address.clone(),
+                doing: format!("read {digest}"),
+                message: format!("it is more than {limit} bytes"),
+            });
+        }
+        Ok(out)
     }
 
     /// Create a lease (content written under it is kept until it is deleted).
@@ -350,4 +380,30 @@ fn expiry_in(seconds: u64) -> String {
     let t = std::time::SystemTime::now() + std::time::Duration::from_secs(seconds);
     let dt: chrono::DateTime<chrono::Utc> = t.into();
     dt.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A blob arriving from `Content/Read`, a message at a time, through a small channel.
+struct Streamed {
+    parts: std::sync::mpsc::Receiver<std::result::Result<Vec<u8>, String>>,
+    current: Vec<u8>,
+    at: usize,
+}
+
+impl Read for Streamed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.current.len() {
+            match self.parts.recv() {
+                Ok(Ok(next)) => {
+                    self.current = next;
+                    self.at = 0;
+                }
+                Ok(Err(e)) => return Err(std::io::Error::other(e)),
+                Err(_) => return Ok(0), // the stream ended
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }

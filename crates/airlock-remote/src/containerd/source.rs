@@ -10,8 +10,6 @@ use std::io::Read;
 use airlock_core::spec::{self, Descriptor, Document, Platform};
 use airlock_core::transport::{ImageSource, PlatformManifest, SourceImage};
 use airlock_core::{Digest, Reference};
-use tonic::codec::ProstCodec;
-use tonic::codegen::http::uri::PathAndQuery;
 use tonic::Status;
 
 use super::api;
@@ -152,32 +150,6 @@ impl ContainerdSource {
     }
 }
 
-/// A blob streamed from containerd's `Read`, a message at a time, through a small channel.
-struct Streamed {
-    parts: std::sync::mpsc::Receiver<std::result::Result<Vec<u8>, String>>,
-    current: Vec<u8>,
-    at: usize,
-}
-
-impl Read for Streamed {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.at == self.current.len() {
-            match self.parts.recv() {
-                Ok(Ok(next)) => {
-                    self.current = next;
-                    self.at = 0;
-                }
-                Ok(Err(e)) => return Err(std::io::Error::other(e)),
-                Err(_) => return Ok(0), // the stream ended
-            }
-        }
-        let n = buf.len().min(self.current.len() - self.at);
-        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
-}
-
 impl ImageSource for ContainerdSource {
     fn images(&self) -> &[SourceImage] {
         &self.images
@@ -187,55 +159,7 @@ impl ImageSource for ContainerdSource {
         if let Some(b) = self.small.get(digest) {
             return Ok(Box::new(std::io::Cursor::new(b.clone())));
         }
-        let (tx, rx) = std::sync::mpsc::sync_channel(4);
-        let request = self.client.request(
-            api::ReadContentRequest {
-                digest: digest.to_string(),
-                offset: 0,
-                size: 0,
-            },
-            None,
-        );
-        let mut grpc = tonic::client::Grpc::new(self.client.channel());
-        self.client.runtime().spawn(async move {
-            let run = async {
-                grpc.ready()
-                    .await
-                    .map_err(|e| Status::unavailable(e.to_string()))?;
-                let codec =
-                    ProstCodec::<api::ReadContentRequest, api::ReadContentResponse>::default();
-                let mut parts = grpc
-                    .server_streaming(
-                        request,
-                        PathAndQuery::from_static("/containerd.services.content.v1.Content/Read"),
-                        codec,
-                    )
-                    .await?
-                    .into_inner();
-                while let Some(p) = parts.message().await? {
-                    let tx = tx.clone();
-                    // The channel is bounded: wait off the runtime's threads while the copy
-                    // engine catches up.
-                    if tokio::task::spawn_blocking(move || tx.send(Ok(p.data)))
-                        .await
-                        .ok()
-                        .and_then(|r| r.ok())
-                        .is_none()
-                    {
-                        return Ok(()); // the reader went away
-                    }
-                }
-                Ok::<_, Status>(())
-            };
-            if let Err(s) = run.await {
-                let _ = tx.send(Err(format!("containerd: {}", s.message())));
-            }
-        });
-        Ok(Box::new(Streamed {
-            parts: rx,
-            current: Vec::new(),
-            at: 0,
-        }))
+        Ok(Box::new(self.client.read_stream(&digest.to_string())))
     }
 
     fn has_blob(&self, digest: &Digest) -> bool {
