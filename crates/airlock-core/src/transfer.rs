@@ -45,6 +45,31 @@ pub struct TransferOptions {
     pub signer: Option<Arc<dyn Signer>>,
     /// Record these verdicts in the manifest.
     pub checks: Option<Arc<dyn SignatureChecks>>,
+    /// Which shipment file the archive was made from.
+    pub shipment: Option<ShipmentOrigin>,
+}
+
+/// The shipment file an archive was made from (`sync --output`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ShipmentOrigin {
+    /// Its path as given.
+    pub file: String,
+    /// The digest of its bytes.
+    pub digest: Digest,
+}
+
+/// What an archive was made from, besides the images: recorded so the far side can tell
+/// which shipment and which of its inventories it answers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Origin {
+    /// The shipment file (`sync --output`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipment: Option<ShipmentOrigin>,
+    /// The digest of the far side's inventory it leaves out what that lists
+    /// (`--incremental-from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<Digest>,
 }
 
 /// The bill of materials of one archive.
@@ -64,6 +89,9 @@ pub struct TransferManifest {
     pub blobs: usize,
     /// Their total size in bytes.
     pub size: u64,
+    /// The shipment file and inventory it was made from, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
 }
 
 /// One container image in a transfer manifest.
@@ -283,6 +311,7 @@ impl TransferManifest {
             artifacts,
             blobs: blobs.len(),
             size: blobs.iter().map(|b| b.size).sum(),
+            origin: None,
         }
     }
 

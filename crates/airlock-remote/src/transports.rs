@@ -47,6 +47,12 @@ pub struct Selection {
     pub without_referrers: bool,
     /// Keep only referrers of these artifact types (all when empty).
     pub referrer_types: Vec<String>,
+    /// Choosing nothing is an answer, not a mistake: a shipment whose every image the far
+    /// side holds makes an archive of no images (that still records what it answers).
+    pub may_be_empty: bool,
+    /// Give every chosen name its far-side form under this rule (a shipment's `rename:`,
+    /// `registry.internal/mirror/{repo}`).
+    pub rename_rule: Option<String>,
 }
 
 impl Selection {
@@ -305,7 +311,7 @@ fn open_source<'a>(
             let source = StoreSource::new(store)?;
             let mut sel = req.selection.clone();
             sel.queries.extend(name.iter().cloned());
-            if sel.is_empty() {
+            if sel.is_empty() && !sel.may_be_empty {
                 return Err(usage(
                     "name the images: store:NAME (or just NAME), --match PATTERN or --all".into(),
                 ));
@@ -415,7 +421,9 @@ fn select_images(
     images: &[SourceImage],
     sel: &Selection,
 ) -> airlock_core::Result<Vec<SourceImage>> {
-    let mut picked = if sel.is_empty() {
+    let mut picked = if sel.is_empty() && sel.may_be_empty {
+        Vec::new()
+    } else if sel.is_empty() {
         images.to_vec()
     } else {
         select(images, &sel.queries, &sel.patterns, sel.all)?
@@ -435,8 +443,16 @@ fn select_images(
             }
         }
     }
-    if picked.is_empty() {
+    // A source that holds nothing got past its reader only as a shipment that says so.
+    if picked.is_empty() && !sel.may_be_empty && !images.is_empty() {
         return Err(Error::Usage("the source has no images to copy".into()));
+    }
+    if let Some(rule) = &sel.rename_rule {
+        for img in &mut picked {
+            for n in &mut img.names {
+                *n = airlock_core::shipment::rename(rule, n)?;
+            }
+        }
     }
     Ok(picked)
 }

@@ -74,6 +74,12 @@ pub fn run(ctx: &Context, args: LoadArgs) -> Result<()> {
     let outcome = transports::copy(&store, &src, Some(&dest), &req)?;
     drop(meter);
     crate::output::print_notes(&outcome.notes);
+    if outcome.images.is_empty() {
+        print_lines(
+            &["The archive carries no image: it is a shipment whose every image the receiving store held already".to_string()],
+            args.quiet,
+        );
+    }
     let lines = match dest {
         TransportName::DockerDaemon(_) => outcome.engine_lines,
         TransportName::Containerd(_) => crate::output::containerd_lines(&outcome, &req.containerd),

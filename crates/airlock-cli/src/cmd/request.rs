@@ -31,6 +31,7 @@ pub fn build(
         referrer_types: select
             .map(|s| s.referrers.referrer_types.clone())
             .unwrap_or_default(),
+        ..Selection::default()
     };
     if let Some((a, format)) = archive {
         req.archive = ArchiveOptions {

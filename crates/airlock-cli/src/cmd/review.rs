@@ -78,6 +78,16 @@ pub fn run(ctx: &Context, args: ReviewArgs) -> Result<()> {
         ))?;
         out(&format!("Manifest signature: {signed}"))?;
     }
+    if let Some(o) = &manifest.origin {
+        if let Some(s) = &o.shipment {
+            out(&format!("Made from shipment {} ({})", s.file, s.digest))?;
+        }
+        if let Some(inv) = &o.inventory {
+            out(&format!(
+                "Incremental: leaves out what inventory {inv} lists; only airlock loads it, into that store"
+            ))?;
+        }
+    }
     out(&format!(
         "{} image(s), {} other artifact(s), {} blobs, {}",
         manifest.images.len(),

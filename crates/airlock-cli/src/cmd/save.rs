@@ -136,6 +136,7 @@ pub fn run(ctx: &Context, args: SaveArgs) -> Result<()> {
     req.archive.transfer = TransferOptions {
         signer: signer.clone().map(|s| s as _),
         checks: policy.as_ref().map(|p| p.checks()),
+        shipment: None,
     };
     let meter = Meter::start("Saving", &req.progress, false);
     let outcome = transports::copy(&store, &src, Some(&dest), &req)?;
@@ -146,22 +147,10 @@ pub fn run(ctx: &Context, args: SaveArgs) -> Result<()> {
             eprintln!("{line}");
         }
     }
-    let beside = args.archive.split.is_some() || signer.is_some();
-    if let (true, Some(first)) = (beside, outcome.files.first()) {
-        let base = match args.archive.split {
-            Some(_) => first.with_extension(""),
-            None => first.clone(),
-        };
-        for p in &outcome.files {
-            eprintln!("Wrote {}", p.display());
-        }
-        for suffix in [".SHA256SUMS", TRANSFER_SUFFIX] {
-            let side = volumes::beside(&base, suffix);
-            if side.exists() {
-                eprintln!("Wrote {}", side.display());
-            }
-        }
-    }
+    report_files(
+        &outcome.files,
+        args.archive.split.is_some() || signer.is_some(),
+    );
     if let Some(s) = &signer {
         eprintln!(
             "Signed the transfer manifest and checksums with {}",
@@ -169,4 +158,25 @@ pub fn run(ctx: &Context, args: SaveArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Name the files a save wrote when there is more than the one asked for (volumes, their
+/// checksums, the transfer manifest beside them).
+pub(crate) fn report_files(files: &[PathBuf], beside: bool) {
+    let Some(first) = files.first().filter(|_| beside) else {
+        return;
+    };
+    let base = match first.extension().and_then(|e| e.to_str()) {
+        Some("000") => first.with_extension(""),
+        _ => first.clone(),
+    };
+    for p in files {
+        eprintln!("Wrote {}", p.display());
+    }
+    for suffix in [".SHA256SUMS", TRANSFER_SUFFIX] {
+        let side = volumes::beside(&base, suffix);
+        if side.exists() {
+            eprintln!("Wrote {}", side.display());
+        }
+    }
 }

@@ -11,6 +11,7 @@ mod harness;
 mod helpers;
 mod protocol;
 mod referrers;
+mod shipment;
 mod streaming;
 mod sync;
 

@@ -79,7 +79,7 @@ fn a_shipment_file_is_planned_pulled_and_planned_again_as_held() {
     );
     let app_digest = sha256(&skopeo_raw(&format!("{host}/team/app:1.4.1"), &[]));
     assert_eq!(plan[0]["digest"], app_digest.as_str());
-    assert_eq!(plan[0]["in_store"], false);
+    assert_eq!(plan[0]["inStore"], false);
     assert!(plan[4]["error"].as_str().is_some(), "{plan}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("other/tool:missing"));
 

@@ -294,7 +294,15 @@ impl ArchiveWriter {
         let mut files = Vec::new();
         if let Some(opts) = &self.transfer {
             // First in the stream, so review reads it without reading the blobs.
-            let manifest = TransferManifest::of(images, opts.checks.as_deref()).to_bytes()?;
+            let mut manifest = TransferManifest::of(images, opts.checks.as_deref());
+            let origin = crate::transfer::Origin {
+                shipment: opts.shipment.clone(),
+                inventory: self.inventory.clone(),
+            };
+            if origin != crate::transfer::Origin::default() {
+                manifest.origin = Some(origin);
+            }
+            let manifest = manifest.to_bytes()?;
             let signature = match &opts.signer {
                 Some(s) => Some(s.sign_detached(&manifest)?.into_bytes()),
                 None => None,

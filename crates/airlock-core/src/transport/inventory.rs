@@ -1,7 +1,15 @@
 //! The inventory: what a store holds, written on the far side (`airlock inventory`) and read
-//! on the near side (`save --incremental-from`) to leave out the layers already there.
+//! on the near side (`save --incremental-from`, `sync --incremental-from`) to leave out the
+//! layers already there, and (`sync`) the images it holds under the names they would get.
+//!
+//! ```json
+//! { "kind": "airlock-inventory/v1",
+//!   "blobs": ["sha256:...", ...],
+//!   "images": [{ "name": "registry.example/app:1.4", "digest": "sha256:..." }, ...] }
+//! ```
+//! `images` came later: an inventory without it still reads (its store's names unknown).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::digest::Digest;
@@ -16,6 +24,8 @@ pub const INVENTORY_KIND: &str = "airlock-inventory/v1";
 pub struct Inventory {
     /// Every blob digest of the store.
     pub blobs: BTreeSet<Digest>,
+    /// Each name the store holds, and the digest of the image it names.
+    pub images: BTreeMap<String, Digest>,
     /// Digest of the inventory file itself (recorded in an incremental archive).
     pub digest: Digest,
 }
@@ -27,7 +37,15 @@ pub fn of_store(store: &Store) -> Result<Vec<u8>> {
         .iter()
         .map(|d| d.to_string())
         .collect();
-    let doc = serde_json::json!({ "kind": INVENTORY_KIND, "blobs": blobs });
+    let mut images = Vec::new();
+    for img in store.images()? {
+        for n in &img.names {
+            images.push(
+                serde_json::json!({ "name": n.to_string(), "digest": img.root.digest.to_string() }),
+            );
+        }
+    }
+    let doc = serde_json::json!({ "kind": INVENTORY_KIND, "blobs": blobs, "images": images });
     serde_json::to_vec_pretty(&doc).map_err(|e| Error::Usage(format!("cannot encode JSON: {e}")))
 }
 
@@ -57,8 +75,24 @@ pub fn parse(bytes: &[u8], label: &str) -> Result<Inventory> {
             .ok_or_else(|| Error::Usage(format!("{label}: '{b}' is not a digest")))?;
         blobs.insert(d);
     }
+    let mut images = BTreeMap::new();
+    for i in doc["images"].as_array().into_iter().flatten() {
+        let (name, digest) = (i["name"].as_str(), i["digest"].as_str());
+        let parsed = digest.and_then(|d| d.parse::<Digest>().ok());
+        match (name, parsed) {
+            (Some(n), Some(d)) => {
+                images.insert(n.to_string(), d);
+            }
+            _ => {
+                return Err(Error::Usage(format!(
+                    "{label}: image entry {i} needs a name and a digest"
+                )))
+            }
+        }
+    }
     Ok(Inventory {
         blobs,
+        images,
         digest: Digest::of(bytes),
     })
 }
@@ -78,5 +112,15 @@ mod tests {
         let e = parse(br#"{"kind":"other"}"#, "inv.json").unwrap_err();
         assert!(e.to_string().contains("not an inventory"), "{e}");
         assert!(parse(br#"{"kind":"airlock-inventory/v1","blobs":["nope"]}"#, "i").is_err());
+        assert!(
+            inv.images.is_empty(),
+            "an inventory of blobs only still reads"
+        );
+        let named = serde_json::json!({ "kind": INVENTORY_KIND, "blobs": [],
+            "images": [{ "name": "docker.io/library/a:1", "digest": d.to_string() }] });
+        let inv = parse(&serde_json::to_vec(&named).unwrap(), "i").unwrap();
+        assert_eq!(inv.images.get("docker.io/library/a:1"), Some(&d));
+        let bad = serde_json::json!({ "kind": INVENTORY_KIND, "images": [{ "name": "a" }] });
+        assert!(parse(&serde_json::to_vec(&bad).unwrap(), "i").is_err());
     }
 }

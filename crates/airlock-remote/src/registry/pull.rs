@@ -24,6 +24,9 @@ pub enum PlatformChoice {
     Host,
     /// One given platform.
     One(Platform),
+    /// These platforms (a shipment's `platforms: [linux/amd64, linux/arm64]`); the index
+    /// stays the root, sparse.
+    Several(Vec<Platform>),
     /// Every platform: the index itself is kept.
     All,
 }
@@ -181,28 +184,33 @@ fn pick_platforms<'d>(
     choice: &PlatformChoice,
     reference: &Reference,
 ) -> Result<Vec<&'d Descriptor>> {
-    let want = match choice {
+    let wanted = match choice {
         PlatformChoice::All => return Ok(manifests.iter().collect()),
-        PlatformChoice::One(p) => p.clone(),
-        PlatformChoice::Host => Platform::host(),
+        PlatformChoice::One(p) => vec![p.clone()],
+        PlatformChoice::Several(ps) => ps.clone(),
+        PlatformChoice::Host => vec![Platform::host()],
     };
-    match manifests
-        .iter()
-        .find(|d| d.platform.as_ref().is_some_and(|p| want.matches(p)))
-    {
-        Some(d) => Ok(vec![d]),
-        None => {
+    let mut out: Vec<&Descriptor> = Vec::new();
+    for want in &wanted {
+        let Some(d) = manifests
+            .iter()
+            .find(|d| d.platform.as_ref().is_some_and(|p| want.matches(p)))
+        else {
             let have: Vec<String> = manifests
                 .iter()
                 .filter_map(|d| d.platform.as_ref().map(|p| p.display()))
                 .collect();
-            Err(RemoteError::Core(airlock_core::Error::Usage(format!(
+            return Err(RemoteError::Core(airlock_core::Error::Usage(format!(
                 "{reference} has no {} image; it has: {}",
                 want.display(),
                 have.join(", ")
-            ))))
+            ))));
+        };
+        if !out.iter().any(|o| o.digest == d.digest) {
+            out.push(d);
         }
     }
+    Ok(out)
 }
 
 impl ImageSource for RegistrySource<'_> {

@@ -85,6 +85,14 @@ pub(crate) fn dialect_of(contents: &ArchiveContents) -> Dialect {
     }
 }
 
+/// True when the archive's transfer manifest says it was made to carry no image (`sync
+/// --output` against an inventory that holds everything).
+fn empty_shipment(md: &std::collections::BTreeMap<String, Vec<u8>>) -> bool {
+    md.get(crate::transfer::TRANSFER_FILE)
+        .and_then(|b| serde_json::from_slice::<crate::transfer::TransferManifest>(b).ok())
+        .is_some_and(|t| t.images.is_empty() && t.artifacts.is_empty() && t.origin.is_some())
+}
+
 /// Resolve the images of an archive. Generated manifests are staged.
 pub(crate) fn resolve(lookup: &BlobLookup) -> Result<(Dialect, Vec<SourceImage>)> {
     let md = &lookup.contents.metadata;
@@ -138,6 +146,11 @@ pub(crate) fn resolve(lookup: &BlobLookup) -> Result<(Dialect, Vec<SourceImage>)
             if let Some(img) = from_oci_descriptor(lookup, desc, names)? {
                 images.push(img);
             }
+        }
+        if idx.manifests.is_empty() && empty_shipment(md) {
+            // A shipment whose every image the far side held already: it carries nothing,
+            // and says so in its transfer manifest.
+            return Ok((Dialect::Oci, Vec::new()));
         }
         if idx.manifests.is_empty() {
             return Err(Error::NoImage {

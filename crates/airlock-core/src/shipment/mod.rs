@@ -12,6 +12,7 @@
 //!   - list: images.txt           # one reference per line
 //!   - kubernetes: deploy/        # image: fields of the YAML files under it
 //!   - docker-daemon: "*k8s*"     # engine images by glob
+//!   - archive: vendor/tools.tar  # an archive or OCI layout on disk
 //! rename: "registry.internal/mirror/{repo}"
 //! ```
 //!
@@ -23,6 +24,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+
+mod select;
+mod sources;
+
+pub use select::{select_tags, version_of, TagSelector};
+pub use sources::{kubernetes_images, read_list, rename};
 
 /// The `apiVersion` this reader takes.
 pub const API_VERSION: &str = "airlock.dev/v1";
@@ -70,6 +77,9 @@ pub struct Entry {
     /// Docker Engine images by glob.
     #[serde(default, rename = "docker-daemon")]
     pub docker_daemon: Option<String>,
+    /// An archive (any dialect `load` reads) or an OCI layout directory.
+    #[serde(default)]
+    pub archive: Option<PathBuf>,
 }
 
 /// What travels with an image.
@@ -80,111 +90,6 @@ pub enum Referrers {
     Mode(String),
     /// Only these artifact types.
     Types(Vec<String>),
-}
-
-/// How one tag selector matches.
-#[derive(Debug)]
-pub enum TagSelector {
-    /// This tag.
-    Exact(String),
-    /// A glob (`1.5.*`).
-    Glob(String),
-    /// `/regex/`.
-    Regex(regex::Regex),
-    /// A semver range (`>=1.4 <2`).
-    Range(semver::VersionReq),
-}
-
-impl TagSelector {
-    /// Read a selector as the shipment file writes it.
-    pub fn parse(s: &str) -> std::result::Result<TagSelector, String> {
-        if let Some(re) = s.strip_prefix('/').and_then(|r| r.strip_suffix('/')) {
-            return regex::Regex::new(re)
-                .map(TagSelector::Regex)
-                .map_err(|e| format!("{s:?} is not a regular expression: {e}"));
-        }
-        if s.starts_with(['<', '>', '=', '^', '~']) {
-            // `>=1.4 <2` as people write it; the semver crate wants commas.
-            let joined = s.split_whitespace().collect::<Vec<_>>().join(", ");
-            return semver::VersionReq::parse(&joined)
-                .map(TagSelector::Range)
-                .map_err(|e| format!("{s:?} is not a semver range: {e}"));
-        }
-        if s.contains(['*', '?']) {
-            return Ok(TagSelector::Glob(s.to_string()));
-        }
-        if !s.is_empty()
-            && s.len() <= 128
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        {
-            return Ok(TagSelector::Exact(s.to_string()));
-        }
-        Err(format!("{s:?} is no tag, glob, /regex/ or semver range"))
-    }
-
-    /// True when `tag` is selected.
-    pub fn matches(&self, tag: &str) -> bool {
-        match self {
-            TagSelector::Exact(t) => t == tag,
-            TagSelector::Glob(g) => crate::reference::glob_match(g, tag),
-            TagSelector::Regex(r) => r.is_match(tag),
-            TagSelector::Range(req) => version_of(tag).is_some_and(|v| req.matches(&v)),
-        }
-    }
-}
-
-/// A tag read as a version: an optional `v`, then one to three numbers (missing ones are
-/// 0), then an optional pre-release (`1.5`, `v2.0.1`, `1.6.0-rc.1`).
-pub fn version_of(tag: &str) -> Option<semver::Version> {
-    let t = tag.strip_prefix('v').unwrap_or(tag);
-    let (core, pre) = match t.split_once('-') {
-        Some((c, p)) => (c, Some(p)),
-        None => (t, None),
-    };
-    let parts: Vec<&str> = core.split('.').collect();
-    if parts.is_empty()
-        || parts.len() > 3
-        || parts
-            .iter()
-            .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return None;
-    }
-    let mut full = [0u64; 3];
-    for (i, p) in parts.iter().enumerate() {
-        full[i] = p.parse().ok()?;
-    }
-    let mut v = semver::Version::new(full[0], full[1], full[2]);
-    if let Some(p) = pre {
-        v.pre = semver::Prerelease::new(p).ok()?;
-    }
-    Some(v)
-}
-
-/// The tags of `all` an entry selects: those its selectors match, and its newest `latest`
-/// releases by semver (pre-releases are never "latest"). Sorted, without repeats.
-pub fn select_tags(
-    all: &[String],
-    selectors: &[TagSelector],
-    latest: Option<usize>,
-) -> Vec<String> {
-    let mut out: Vec<String> = all
-        .iter()
-        .filter(|t| selectors.iter().any(|s| s.matches(t)))
-        .cloned()
-        .collect();
-    if let Some(n) = latest {
-        let mut releases: Vec<(semver::Version, &String)> = all
-            .iter()
-            .filter_map(|t| version_of(t).filter(|v| v.pre.is_empty()).map(|v| (v, t)))
-            .collect();
-        releases.sort_by(|a, b| b.0.cmp(&a.0));
-        out.extend(releases.into_iter().take(n).map(|(_, t)| t.clone()));
-    }
-    out.sort();
-    out.dedup();
-    out
 }
 
 /// A source, checked: what the remote part resolves.
@@ -206,6 +111,8 @@ pub enum Source {
     Kubernetes(PathBuf),
     /// Engine images matching a glob.
     DockerDaemon(String),
+    /// Every image of an archive or OCI layout on disk.
+    Archive(PathBuf),
 }
 
 /// One checked entry.
@@ -285,11 +192,12 @@ pub fn parse(text: &str, label: &str, base: &Path) -> Result<(Shipment, Vec<Plan
             e.list.is_some(),
             e.kubernetes.is_some(),
             e.docker_daemon.is_some(),
+            e.archive.is_some(),
         ];
         let given = kinds.iter().filter(|k| **k).count();
         if given != 1 {
             return Err(err(format!(
-                "give exactly one of source, list, kubernetes, docker-daemon ({given} given)"
+                "give exactly one of source, list, kubernetes, docker-daemon, archive ({given} given)"
             )));
         }
         let registry_only = !e.tags.is_empty() || e.latest.is_some();
@@ -336,6 +244,8 @@ pub fn parse(text: &str, label: &str, base: &Path) -> Result<(Shipment, Vec<Plan
             Source::List(base.join(l))
         } else if let Some(k) = &e.kubernetes {
             Source::Kubernetes(base.join(k))
+        } else if let Some(a) = &e.archive {
+            Source::Archive(base.join(a))
         } else {
             Source::DockerDaemon(e.docker_daemon.clone().unwrap_or_default())
         };
@@ -384,81 +294,6 @@ fn entry_lines(text: &str) -> Vec<usize> {
         }
     }
     out
-}
-
-/// The references a list file names: one per line; blank lines and `#` comments skipped.
-pub fn read_list(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
-    Ok(text
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect())
-}
-
-/// The images Kubernetes YAML under `path` (a file, or every `.yaml`/`.yml` below a
-/// directory) runs: the `image:` of every container, init container and ephemeral
-/// container, whatever the workload kind (a Pod, a Deployment's template, a CronJob's job
-/// template). Sorted, without repeats.
-pub fn kubernetes_images(path: &Path) -> Result<Vec<String>> {
-    let mut files = Vec::new();
-    collect_yaml(path, &mut files)?;
-    let mut out = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).map_err(|e| Error::io("read", &f, e))?;
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value = serde_yaml::Value::deserialize(doc)
-                .map_err(|e| Error::Usage(format!("{}: {e}", f.display())))?;
-            images_in(&value, &mut out);
-        }
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
-}
-
-fn collect_yaml(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    if path.is_file() {
-        out.push(path.to_path_buf());
-        return Ok(());
-    }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| Error::io("read", path, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            collect_yaml(&p, out)?;
-        } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
-
-fn images_in(v: &serde_yaml::Value, out: &mut Vec<String>) {
-    match v {
-        serde_yaml::Value::Mapping(m) => {
-            for (k, child) in m {
-                let containers = matches!(
-                    k.as_str(),
-                    Some("containers" | "initContainers" | "ephemeralContainers")
-                );
-                if let (true, serde_yaml::Value::Sequence(items)) = (containers, child) {
-                    for item in items {
-                        if let Some(image) = item.get("image").and_then(|i| i.as_str()) {
-                            out.push(image.to_string());
-                        }
-                    }
-                }
-                images_in(child, out);
-            }
-        }
-        serde_yaml::Value::Sequence(items) => items.iter().for_each(|i| images_in(i, out)),
-        _ => {}
-    }
 }
 
 #[cfg(test)]
@@ -541,6 +376,36 @@ mod tests {
         assert!(e.contains("line 1") && e.contains("airlock.dev/v1"), "{e}");
         let e = err(&format!("{head}  - source: a/b\n    platforms: [linux]\n"));
         assert!(e.contains("platform \"linux\""), "{e}");
+    }
+
+    #[test]
+    fn rename_keeps_the_repository_path_and_the_tag() {
+        let to = |n: &str| {
+            rename(
+                "registry.internal/mirror/{repo}",
+                &crate::Reference::parse(n).unwrap(),
+            )
+            .map(|r| r.to_string())
+        };
+        assert_eq!(
+            to("registry.example.com/team/app:1.4").unwrap(),
+            "registry.internal/mirror/team/app:1.4"
+        );
+        assert_eq!(
+            to("redis:7").unwrap(),
+            "registry.internal/mirror/library/redis:7"
+        );
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(
+            to(&format!("quay.io/x/y@{d}")).unwrap(),
+            format!("registry.internal/mirror/x/y@{d}")
+        );
+        let e = rename(
+            "Bad Host/{repo}",
+            &crate::Reference::parse("a/b:1").unwrap(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("no image name"), "{e}");
     }
 
     #[test]
