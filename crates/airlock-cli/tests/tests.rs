@@ -20,6 +20,7 @@ mod podman_service;
 mod policy;
 mod registry;
 mod reliability;
+mod resume;
 mod roundtrip;
 mod serve;
 mod snapshots;

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use airlock_core::archive::file::{ArchiveFileDestination, ArchiveOptions, ArchiveTarget};
+use airlock_core::archive::resume;
 use airlock_core::archive::Dialect;
 use airlock_core::compression::Compression;
 use airlock_core::copy::stream::{copy_archive, ArchiveInput};
@@ -173,14 +174,54 @@ fn copy_between(
     dst: Option<&TransportName>,
     req: &CopyRequest,
 ) -> Result<CopyOutcome> {
-    let staging = store.staging()?;
+    // A load of split volumes into the store stages where a rerun finds it again.
+    let mut resumable = match (src, dst) {
+        (
+            TransportName::DockerArchive(p, _) | TransportName::OciArchive(p, _),
+            Some(TransportName::Store(_)),
+        ) => resume::split_base(p).and_then(|b| resume::key_of(&b).map(|k| (b, k))),
+        _ => None,
+    };
+    let mut staging = match &resumable {
+        Some((_, key)) => store.resumable_staging(key)?,
+        None => store.staging()?,
+    };
     let src_registry = match src {
         TransportName::Registry(r) => {
             Some(Registry::new(Reference::parse(r)?.domain(), &req.registry)?)
         }
         _ => None,
     };
-    let opened = open_source(store, src, src_registry.as_ref(), req)?;
+    let mut resumed_note = None;
+    let journalled = match &resumable {
+        Some((base, _)) => resume::open(base, &staging, store)?,
+        None => None,
+    };
+    if resumable.is_some() && journalled.is_none() {
+        // Compressed volumes cannot be entered mid-way: an ordinary staging area.
+        std::mem::replace(&mut staging, store.staging()?).discard()?;
+        resumable = None;
+    }
+    let opened = match (journalled, src) {
+        (
+            Some(mut r),
+            TransportName::DockerArchive(_, name) | TransportName::OciArchive(_, name),
+        ) => {
+            req.progress.total.store(r.end - r.start, Ordering::Relaxed);
+            r.reader = Box::new(Counted {
+                inner: r.reader,
+                done: req.progress.done.clone(),
+            });
+            resumed_note = r.resumed_at.as_ref().map(|v| {
+                format!(
+                    "Resumed at {}: what the volumes before it held was loaded by the interrupted run, and they were not read again",
+                    v.display()
+                )
+            });
+            Opened::Stream(ArchiveInput::Resumable(Box::new(r)), name.clone())
+        }
+        _ => open_source(store, src, src_registry.as_ref(), req)?,
+    };
     let rename = dst.and_then(|d| match d {
         TransportName::Registry(_) | TransportName::OciDir(..) => None,
         other => other.image().map(str::to_string),
@@ -261,11 +302,16 @@ fn copy_between(
             ran
         }
     };
-    drop(staging);
+    if resumable.is_some() {
+        staging.discard()?;
+    } else {
+        drop(staging);
+    }
     outcome.images = ran.images;
     outcome.changes = ran.changes;
     outcome.archive = ran.archive;
     outcome.notes = ran.notes;
+    outcome.notes.extend(resumed_note);
     outcome.transfer = ran.transfer;
     Ok(outcome)
 }

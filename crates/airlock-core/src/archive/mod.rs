@@ -9,6 +9,7 @@ pub mod file;
 pub mod guard;
 pub mod reader;
 pub mod resolve;
+pub mod resume;
 pub mod sniff;
 pub mod strict;
 pub mod tarball;

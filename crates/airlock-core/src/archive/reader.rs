@@ -358,10 +358,33 @@ fn truncation(path: &str, size: u64, e: Error) -> Error {
 /// Read a whole tar stream, handing every blob to `dest`. Files the destination's store
 /// already has under `blobs/sha256/<hex>` are skipped (not re-written).
 pub fn read_archive(input: &mut dyn Read, dest: &dyn ImageDestination) -> Result<ArchiveContents> {
+    read_archive_from(input, dest, None)
+}
+
+/// Where a resumed read of split volumes starts (see [`super::resume`]).
+pub struct ResumeFrom<'j> {
+    /// The journal every entry is logged to.
+    pub journal: &'j super::resume::Journal,
+    /// What the interrupted run had read.
+    pub contents: ArchiveContents,
+    /// Whether that included an image-archive file.
+    pub seen_archive_entry: bool,
+    /// The offset of the stream's first byte in the joined volumes.
+    pub start: u64,
+}
+
+/// [`read_archive`], logging every entry to a resume journal (and starting from what an
+/// interrupted run had read) when `resume` is given.
+pub fn read_archive_from(
+    input: &mut dyn Read,
+    dest: &dyn ImageDestination,
+    resume: Option<ResumeFrom<'_>>,
+) -> Result<ArchiveContents> {
     // Judge the first block ourselves so a non-tar gets a useful message, not a parser's.
     let (head, rest) =
         compression::peek(input, 512).map_err(|e| Error::stream("read the archive", e))?;
-    if !sniff::is_tar_header(&head) {
+    // (A resumed stream may start at the end-of-archive blocks.)
+    if resume.is_none() && !sniff::is_tar_header(&head) {
         return Err(Error::NotATar {
             looks_like: sniff::describe_non_tar(&head, head.len()),
         });
@@ -371,13 +394,27 @@ pub fn read_archive(input: &mut dyn Read, dest: &dyn ImageDestination) -> Result
         hit_eof: false,
     }));
     let mut ingest = Ingest::new(dest);
+    let (journal, start) = match resume {
+        Some(r) => {
+            ingest.contents = r.contents;
+            ingest.seen_archive_entry = r.seen_archive_entry;
+            (Some(r.journal), r.start)
+        }
+        None => (None, 0),
+    };
     let mut strict = super::strict::Strict::default();
     for entry in archive.entries().map_err(bad_tar)? {
         let mut entry = entry.map_err(bad_tar)?;
+        if let Some(j) = journal {
+            j.entry(start + entry.raw_file_position(), entry.size())?;
+        }
         let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let path = normalize(&raw_path);
         let kind = strict.check(&mut entry, &raw_path, &path)?;
         if kind == Kind::Ignored || !ingest.wants(&raw_path, &path, kind == Kind::Dir)? {
+            if let Some(j) = journal {
+                j.skipped();
+            }
             continue;
         }
         if kind == Kind::Symlink || kind == Kind::HardLink {
@@ -390,10 +427,13 @@ pub fn read_archive(input: &mut dyn Read, dest: &dyn ImageDestination) -> Result
             } else {
                 normalize(&target)
             };
-            ingest.contents.links.insert(path, resolved);
+            ingest.contents.links.insert(path.clone(), resolved);
         } else if kind == Kind::File {
             let size = entry.size();
-            ingest.file(path, size, &mut entry)?;
+            ingest.file(path.clone(), size, &mut entry)?;
+        }
+        if let Some(j) = journal {
+            j.done(&path, &ingest.contents, ingest.seen_archive_entry)?;
         }
     }
     ingest.judge()?;

@@ -30,6 +30,9 @@ pub enum ArchiveInput {
     Stream(Box<dyn Read + Send>),
     /// An OCI layout, or an unpacked docker-archive, on disk.
     Dir(PathBuf),
+    /// Plain split volumes, journalled so that an interrupted load resumes
+    /// ([`crate::archive::resume`]).
+    Resumable(Box<crate::archive::resume::Resumable>),
 }
 
 /// What a streamed copy found and did.
@@ -159,6 +162,18 @@ fn read(
 ) -> Result<(Dialect, Compression, ArchiveContents)> {
     let (codec, contents) = match input {
         ArchiveInput::Dir(dir) => (Compression::None, reader::read_directory(&dir, dest)?),
+        ArchiveInput::Resumable(r) => {
+            let r = *r;
+            let mut input = r.reader;
+            let from = reader::ResumeFrom {
+                journal: &r.journal,
+                contents: r.contents,
+                seen_archive_entry: r.seen_archive_entry,
+                start: r.start,
+            };
+            let contents = reader::read_archive_from(&mut input, dest, Some(from))?;
+            (Compression::None, contents)
+        }
         ArchiveInput::Stream(stream) => {
             let (codec, decoded) = compression::auto_decoder(stream)
                 .map_err(|e| Error::stream("read the archive", e))?;

@@ -221,6 +221,12 @@ impl Store {
         Staging::new(&self.tmp_dir(), self.read_lock()?)
     }
 
+    /// The staging area of a resumable operation, `key` naming what it works on (a load of
+    /// split volumes): made, or found as an interrupted run left it.
+    pub fn resumable_staging(&self, key: &str) -> Result<Staging> {
+        Staging::resumable(&self.tmp_dir(), &format!("resume-{key}"), self.read_lock()?)
+    }
+
     /// All images in the store, sorted by first name.
     pub fn images(&self) -> Result<Vec<ImageRecord>> {
         records::load_records(self, &self.read_index()?)

@@ -21,12 +21,28 @@ const SYNC_QUEUE: usize = 64;
 
 /// A directory of verified blobs waiting to be committed. Removed when dropped.
 pub struct Staging {
-    dir: tempfile::TempDir,
+    dir: Area,
     _owner: File,
     /// `gc.lock`, shared, for as long as the staging area lives: `gc` neither removes a blob
     /// this operation decided to reuse nor its staging area (issue 10, E).
     _gc: super::StoreLock,
     syncer: Mutex<Option<Syncer>>,
+}
+
+/// Where a staging area lives: a temporary directory removed when dropped, or (for an
+/// operation that can resume) a named one kept until [`Staging::discard`].
+enum Area {
+    Temp(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl Area {
+    fn path(&self) -> &Path {
+        match self {
+            Area::Temp(t) => t.path(),
+            Area::Kept(p) => p,
+        }
+    }
 }
 
 /// fsyncs staged blobs on a helper thread, so flushing blob N to disk overlaps with
@@ -72,11 +88,56 @@ impl Staging {
             .lock()
             .map_err(|e| Error::io("lock", &owner_path, e))?;
         Ok(Staging {
-            dir,
+            dir: Area::Temp(dir),
             _owner: owner,
             _gc: gc,
             syncer: Mutex::new(None),
         })
+    }
+
+    /// The staging area `name` under `tmp_dir`, made or found again: what an interrupted
+    /// operation staged (and proved) is still there, and it stays after this process ends,
+    /// until [`Staging::discard`]. Parts of blobs a killed writer left are removed. (`gc`
+    /// removes such areas too once no process holds them.)
+    pub(crate) fn resumable(tmp_dir: &Path, name: &str, gc: super::StoreLock) -> Result<Staging> {
+        let dir = tmp_dir.join(name);
+        fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+        let owner_path = dir.join(OWNER_FILE);
+        let owner = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&owner_path)
+            .map_err(|e| Error::io("create", &owner_path, e))?;
+        if owner.try_lock().is_err() {
+            return Err(Error::Usage(format!(
+                "another airlock is already working on this input (it holds {}); wait for it to end",
+                dir.display()
+            )));
+        }
+        for e in fs::read_dir(&dir)
+            .map_err(|e| Error::io("read", &dir, e))?
+            .flatten()
+        {
+            if e.file_name().to_string_lossy().starts_with("part-") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        Ok(Staging {
+            dir: Area::Kept(dir),
+            _owner: owner,
+            _gc: gc,
+            syncer: Mutex::new(None),
+        })
+    }
+
+    /// Remove a staging area that was kept for resuming, once its operation is done.
+    pub fn discard(self) -> Result<()> {
+        let _ = self.wait_synced();
+        if let Area::Kept(p) = &self.dir {
+            fs::remove_dir_all(p).map_err(|e| Error::io("remove", p, e))?;
+        }
+        Ok(())
     }
 
     /// The staging directory.

@@ -74,7 +74,7 @@ pub fn sums_path(base: &Path) -> PathBuf {
     beside(base, ".SHA256SUMS")
 }
 
-fn volume_path(base: &Path, i: usize) -> PathBuf {
+pub(crate) fn volume_path(base: &Path, i: usize) -> PathBuf {
     let mut s = base.as_os_str().to_owned();
     s.push(format!(".{i:03}"));
     PathBuf::from(s)
