@@ -131,6 +131,42 @@ impl Staging {
         })
     }
 
+    /// The blobs staged here (by a run that was interrupted, for a kept area).
+    pub fn staged_count(&self) -> usize {
+        fs::read_dir(self.dir.path())
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| Digest::from_hex(&e.file_name().to_string_lossy()).is_some())
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Check every blob a kept area holds against its name, removing those that do not
+    /// match (a power cut can leave a named file whose bytes never reached the disk).
+    /// Returns how many were kept.
+    pub fn prove_kept(&self) -> Result<usize> {
+        let mut kept = 0;
+        let dir = self.dir.path();
+        for e in fs::read_dir(dir)
+            .map_err(|e| Error::io("read", dir, e))?
+            .flatten()
+        {
+            let Some(d) = Digest::from_hex(&e.file_name().to_string_lossy()) else {
+                continue;
+            };
+            let mut f = File::open(e.path()).map_err(|x| Error::io("open", e.path(), x))?;
+            let (actual, _) = digest::copy_hashing(&mut f, &mut io::sink(), u64::MAX)
+                .map_err(|_| Error::io("read", e.path(), io::Error::other("read failed")))?;
+            if actual == d {
+                kept += 1;
+            } else {
+                fs::remove_file(e.path()).map_err(|x| Error::io("remove", e.path(), x))?;
+            }
+        }
+        Ok(kept)
+    }
+
     /// Remove a staging area that was kept for resuming, once its operation is done.
     pub fn discard(self) -> Result<()> {
         let _ = self.wait_synced();

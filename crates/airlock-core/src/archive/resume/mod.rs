@@ -20,15 +20,17 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use super::reader::ArchiveContents;
+use super::reader::{ArchiveContents, EntryLog};
 use crate::compression::Compression;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::store::{StagedBlob, Staging, Store};
+use crate::store::{Staging, Store};
+
+mod log;
 use crate::transport::volumes::{self, volume_path};
+use log::{logged, replay};
 
 const JOURNAL_DIR: &str = "journal";
 const LOG_FILE: &str = "entries.log";
@@ -90,30 +92,6 @@ struct State {
 /// The journal of one resumable load, shared by the volume reader and the archive reader.
 #[derive(Clone)]
 pub struct Journal(Arc<Mutex<State>>);
-
-/// One line of the entry log.
-#[derive(Serialize, Deserialize, Debug)]
-struct Logged {
-    path: String,
-    /// Whether an image-archive file had been seen once this entry was done.
-    archive: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    metadata: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    link: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    blob: Option<LoggedBlob>,
-}
-
-#[derive(Serialize, Deserialize, Debug)]
-struct LoggedBlob {
-    digest: Digest,
-    size: u64,
-    small: bool,
-    unnamed: bool,
-    compression: Option<String>,
-    diff_id: Option<std::result::Result<Digest, String>>,
-}
 
 /// A load of split volumes set up to resume: the reader to read from (volumes from the
 /// checkpoint on, after the spill), the journal, and what the interrupted run had read.
@@ -237,6 +215,15 @@ pub fn open(base: &Path, staging: &Staging, store: &Store) -> Result<Option<Resu
     }))
 }
 
+/// True when an interrupted load left a checkpoint in `staging` to resume from.
+pub fn has_checkpoint(staging: &Staging) -> bool {
+    staging
+        .dir()
+        .join(JOURNAL_DIR)
+        .join(CHECKPOINT_FILE)
+        .exists()
+}
+
 /// The volumes' base name when `path` names split volumes (`X.000`, or `X` when only its
 /// volumes and their checksums exist).
 pub fn split_base(path: &Path) -> Option<PathBuf> {
@@ -286,79 +273,15 @@ fn write_json<T: Serialize>(p: &Path, v: &T) -> Result<()> {
     crate::store::write_atomic(dir, p, &bytes)
 }
 
-/// Rebuild the archive reader's state from the log's lines.
-fn replay(text: &[u8], staging: &Staging, store: &Store) -> Result<(ArchiveContents, bool)> {
-    let mut c = ArchiveContents::default();
-    let mut seen = false;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let e: Logged = serde_json::from_slice(line)
-            .map_err(|x| Error::Usage(format!("the resume log is damaged ({x}): remove it")))?;
-        seen = e.archive;
-        if let Some(m) = e.metadata {
-            let bytes = b64
-                .decode(m)
-                .map_err(|x| Error::Usage(format!("the resume log is damaged ({x})")))?;
-            c.metadata.insert(e.path, bytes);
-        } else if let Some(l) = e.link {
-            c.links.insert(e.path, l);
-        } else if let Some(b) = e.blob {
-            if b.small {
-                let bytes = match staging.path_of(&b.digest) {
-                    Some(p) => fs::read(&p).map_err(|x| Error::io("read", &p, x))?,
-                    None => store.read_blob(&b.digest)?,
-                };
-                if Digest::of(&bytes) != b.digest {
-                    return Err(Error::Usage(format!(
-                        "staged {} no longer matches its digest: remove the resume state and load again",
-                        b.digest
-                    )));
-                }
-                c.small.insert(b.digest.clone(), bytes);
-            }
-            if let Some(name) = b.compression {
-                c.compression
-                    .insert(b.digest.clone(), compression_named(&name));
-            }
-            if let Some(d) = b.diff_id {
-                c.diff_ids.insert(b.digest.clone(), d);
-            }
-            if b.unnamed {
-                c.unnamed.insert(b.digest.clone(), e.path.clone());
-            }
-            c.delivered.insert(b.digest.clone());
-            c.files.insert(
-                e.path,
-                StagedBlob {
-                    digest: b.digest,
-                    size: b.size,
-                },
-            );
-        }
-    }
-    Ok((c, seen))
-}
-
-fn compression_named(name: &str) -> Compression {
-    [
-        Compression::Gzip,
-        Compression::Zstd,
-        Compression::Xz,
-        Compression::Bzip2,
-    ]
-    .into_iter()
-    .find(|c| c.name() == name)
-    .unwrap_or(Compression::None)
-}
-
 impl Journal {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
 
-    /// The archive reader parsed an entry's headers: its data starts at `data_start` and
-    /// holds `size` bytes. An entry whose data spans the next crossing is spilled.
-    pub fn entry(&self, data_start: u64, size: u64) -> Result<()> {
+impl EntryLog for Journal {
+    /// An entry whose data spans the next crossing is spilled.
+    fn entry(&self, data_start: u64, size: u64) -> Result<()> {
         let mut s = self.lock();
         let end = data_start + size.div_ceil(512) * 512;
         // The next crossing is the end of the volume being read (whose size is known), unless
@@ -386,8 +309,8 @@ impl Journal {
         Ok(())
     }
 
-    /// The archive reader is done with the entry at `path`: log what it learned of it.
-    pub fn done(&self, path: &str, contents: &ArchiveContents, archive: bool) -> Result<()> {
+    /// Log what the archive reader learned of the entry.
+    fn done(&self, path: &str, contents: &ArchiveContents, archive: bool) -> Result<()> {
         let mut s = self.lock();
         let line = logged(path, contents, archive);
         if let Some(b) = &line.blob {
@@ -404,11 +327,12 @@ impl Journal {
         Ok(())
     }
 
-    /// The archive reader skipped an entry (nothing to log).
-    pub fn skipped(&self) {
+    fn skipped(&self) {
         self.lock().end_region();
     }
+}
 
+impl Journal {
     /// Bytes at `pos..` went by.
     fn saw(&self, pos: u64, bytes: &[u8]) -> io::Result<()> {
         let mut s = self.lock();
@@ -501,31 +425,6 @@ impl State {
         self.header.clear();
         self.unresumable = false;
     }
-}
-
-fn logged(path: &str, c: &ArchiveContents, archive: bool) -> Logged {
-    let mut line = Logged {
-        path: path.to_string(),
-        archive,
-        metadata: None,
-        link: None,
-        blob: None,
-    };
-    if let Some(m) = c.metadata.get(path) {
-        line.metadata = Some(base64::engine::general_purpose::STANDARD.encode(m));
-    } else if let Some(l) = c.links.get(path) {
-        line.link = Some(l.clone());
-    } else if let Some(f) = c.files.get(path) {
-        line.blob = Some(LoggedBlob {
-            digest: f.digest.clone(),
-            size: f.size,
-            small: c.small.contains_key(&f.digest),
-            unnamed: c.unnamed.get(&f.digest).map(String::as_str) == Some(path),
-            compression: c.compression.get(&f.digest).map(|x| x.name().to_string()),
-            diff_id: c.diff_ids.get(&f.digest).cloned(),
-        });
-    }
-    line
 }
 
 /// The volume holding offset `at`, as far as the sizes known tell.

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use airlock_core::archive::file::{ArchiveFileDestination, ArchiveOptions, ArchiveTarget};
-use airlock_core::archive::resume;
 use airlock_core::archive::Dialect;
 use airlock_core::compression::Compression;
 use airlock_core::copy::stream::{copy_archive, ArchiveInput};
@@ -158,6 +157,8 @@ pub struct CopyOutcome {
     pub containerd: Option<crate::containerd::ContainerdReport>,
 }
 
+mod resumed;
+
 fn usage(msg: String) -> RemoteError {
     RemoteError::Core(Error::Usage(msg))
 }
@@ -174,35 +175,27 @@ fn copy_between(
     dst: Option<&TransportName>,
     req: &CopyRequest,
 ) -> Result<CopyOutcome> {
-    // A load of split volumes into the store stages where a rerun finds it again.
-    let mut resumable = match (src, dst) {
-        (
-            TransportName::DockerArchive(p, _) | TransportName::OciArchive(p, _),
-            Some(TransportName::Store(_)),
-        ) => resume::split_base(p).and_then(|b| resume::key_of(&b).map(|k| (b, k))),
-        _ => None,
-    };
-    let mut staging = match &resumable {
-        Some((_, key)) => store.resumable_staging(key)?,
-        None => store.staging()?,
-    };
+    let staged = resumed::staging_for(store, src, dst, req)?;
+    let result = copy_staged(store, src, dst, req, &staged);
+    resumed::settle(staged, result.is_ok())?;
+    result
+}
+
+fn copy_staged(
+    store: &Store,
+    src: &TransportName,
+    dst: Option<&TransportName>,
+    req: &CopyRequest,
+    staged: &resumed::Staged,
+) -> Result<CopyOutcome> {
+    let staging = &staged.staging;
     let src_registry = match src {
         TransportName::Registry(r) => {
             Some(Registry::new(Reference::parse(r)?.domain(), &req.registry)?)
         }
         _ => None,
     };
-    let mut resumed_note = None;
-    let journalled = match &resumable {
-        Some((base, _)) => resume::open(base, &staging, store)?,
-        None => None,
-    };
-    if resumable.is_some() && journalled.is_none() {
-        // Compressed volumes cannot be entered mid-way: an ordinary staging area.
-        std::mem::replace(&mut staging, store.staging()?).discard()?;
-        resumable = None;
-    }
-    let opened = match (journalled, src) {
+    let opened = match (staged.take_journal(), src) {
         (
             Some(mut r),
             TransportName::DockerArchive(_, name) | TransportName::OciArchive(_, name),
@@ -211,12 +204,6 @@ fn copy_between(
             r.reader = Box::new(Counted {
                 inner: r.reader,
                 done: req.progress.done.clone(),
-            });
-            resumed_note = r.resumed_at.as_ref().map(|v| {
-                format!(
-                    "Resumed at {}: what the volumes before it held was loaded by the interrupted run, and they were not read again",
-                    v.display()
-                )
             });
             Opened::Stream(ArchiveInput::Resumable(Box::new(r)), name.clone())
         }
@@ -243,7 +230,7 @@ fn copy_between(
     };
     let ran = match dst {
         None => run(Box::new(DiscardDestination))?,
-        Some(TransportName::Store(_)) => run(Box::new(StoreDestination::new(store, &staging)))?,
+        Some(TransportName::Store(_)) => run(Box::new(StoreDestination::new(store, staging)))?,
         Some(TransportName::DockerArchive(p, _)) | Some(TransportName::OciArchive(p, _)) => {
             let mut archive = req.archive.clone();
             if matches!(dst, Some(TransportName::OciArchive(..))) {
@@ -302,16 +289,11 @@ fn copy_between(
             ran
         }
     };
-    if resumable.is_some() {
-        staging.discard()?;
-    } else {
-        drop(staging);
-    }
     outcome.images = ran.images;
     outcome.changes = ran.changes;
     outcome.archive = ran.archive;
     outcome.notes = ran.notes;
-    outcome.notes.extend(resumed_note);
+    outcome.notes.extend(staged.note.clone());
     outcome.transfer = ran.transfer;
     Ok(outcome)
 }
