@@ -111,10 +111,15 @@ pub fn run(ctx: &Context, args: SyncArgs) -> Result<()> {
     if args.dry_run {
         return finish(failed, plan.len(), "resolved");
     }
-    let synced = run::pull_new(&store, &plan, &req, args.jobs, &|s| match &s.error {
-        None if s.pulled => eprintln!("Pulled {}", s.reference),
-        None => {}
-        Some(e) => eprintln!("Failed {}: {e}", s.reference),
+    let synced = run::pull_new(&store, &plan, &req, args.jobs, &|s| {
+        for n in &s.notes {
+            eprintln!("{n}");
+        }
+        match &s.error {
+            None if s.pulled => eprintln!("Pulled {}", s.reference),
+            None => {}
+            Some(e) => eprintln!("Failed {}: {e}", s.reference),
+        }
     });
     failed.extend(
         synced

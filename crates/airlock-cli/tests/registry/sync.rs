@@ -1,6 +1,10 @@
 //! `airlock sync -f shipment.yaml` against the real distribution registry: tag selectors,
 //! a list file and Kubernetes YAML resolved to digests, planned against the store, pulled,
-//! and a failure listed at the end without stopping the rest.
+//! and a failure listed at the end without stopping the rest; and a sync killed mid-pull,
+//! resumed.
+
+use std::process::Stdio;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -107,4 +111,106 @@ fn a_shipment_file_is_planned_pulled_and_planned_again_as_held() {
         err.contains("line 4") && err.contains("semver range"),
         "{err}"
     );
+}
+
+/// A sync killed while it pulls (the registry holds two layers back) leaves the layer it
+/// had finished staged; the rerun fetches only the other two, and the store ends whole.
+#[test]
+fn a_sync_killed_mid_pull_fetches_only_the_unfinished_blobs_again() {
+    let reg = RegistryServer::start();
+    let sb = Sandbox::new();
+    let archive = sb.path().join("big3.tar");
+    let image = "localhost/big/three:1";
+    big_image(&archive, image, &[24 << 20, 24 << 20, 24 << 20], 13);
+    let build = sb.store("build");
+    build.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    let layers = layer_digests(&build.inspect(image));
+    let hold = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let held = Arc::new(AtomicUsize::new(0));
+    let proxy = {
+        let (hold, held) = (hold.clone(), held.clone());
+        let later: Vec<String> = layers[1..].to_vec();
+        Proxy::start(reg.port, move |req, forward| {
+            let later_layer = req.method == "GET"
+                && later
+                    .iter()
+                    .any(|l| req.path().ends_with(&format!("/blobs/{l}")));
+            if later_layer && hold.load(Ordering::SeqCst) {
+                held.fetch_add(1, Ordering::SeqCst);
+                return Reply::Hang;
+            }
+            Reply::Send(forward(req))
+        })
+    };
+    let remote = format!("{}/t13/big:1", proxy.host());
+    build.ok(&["push", image, &format!("{}/t13/big:1", reg.host())]);
+    let file = sb.path().join("shipment.yaml");
+    fs::write(
+        &file,
+        format!("apiVersion: airlock.dev/v1\nkind: Shipment\nimages:\n  - source: {remote}\n"),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let far = sb.store("far");
+    let far_root = sb.path().join("far");
+    let staged_first = || {
+        fs::read_dir(far_root.join("tmp"))
+            .map(|d| {
+                d.flatten().any(|e| {
+                    e.file_name().to_string_lossy().starts_with("resume-pull-")
+                        && e.path().join(&layers[0][7..]).exists()
+                })
+            })
+            .unwrap_or(false)
+    };
+    let mut child = far
+        .cmd()
+        .args(["sync", "-f", f, "--jobs", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the first layer staged and a later one held",
+        Duration::from_secs(60),
+        || {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("airlock sync ended early ({status})");
+            }
+            staged_first() && held.load(Ordering::SeqCst) >= 1
+        },
+    );
+    child.kill().unwrap(); // SIGKILL
+    assert!(!child.wait().unwrap().success());
+    hold.store(false, Ordering::SeqCst);
+    let mark = proxy.seen().len();
+
+    let out = far.run(&["sync", "-f", f]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("Resumed the pull of"), "{err}");
+    let again = &proxy.seen()[mark..];
+    let fetched = |l: &str| {
+        again
+            .iter()
+            .filter(|s| s.method == "GET" && s.path().ends_with(&format!("/blobs/{l}")))
+            .count()
+    };
+    assert_eq!(
+        fetched(&layers[0]),
+        0,
+        "the finished layer is not fetched again"
+    );
+    assert_eq!(fetched(&layers[1]), 1);
+    assert_eq!(fetched(&layers[2]), 1);
+    assert_eq!(layer_digests(&far.inspect(&remote)), layers);
+    let fsck = far.ok(&["fsck"]);
+    assert!(!fsck.to_lowercase().contains("missing"), "{fsck}");
+    let left: Vec<String> = fs::read_dir(far_root.join("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("resume-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -26,6 +26,8 @@ pub struct Synced {
     pub pulled: bool,
     /// Why it failed, when it did.
     pub error: Option<String>,
+    /// What the copy had to say (a pull resumed, a name it could not take).
+    pub notes: Vec<String>,
 }
 
 /// Bring every image of `plan` the store lacks into it, `jobs` at a time, calling
@@ -70,6 +72,7 @@ fn sync_one(store: &Store, p: &PlannedImage, base: &CopyRequest) -> Synced {
         names: vec![p.reference.clone()],
         pulled: false,
         error: None,
+        notes: Vec::new(),
     };
     if p.in_store {
         return out;
@@ -97,6 +100,7 @@ fn sync_one(store: &Store, p: &PlannedImage, base: &CopyRequest) -> Synced {
     match transports::copy(store, &src, Some(&TransportName::Store(None)), &req) {
         Ok(outcome) => {
             out.pulled = true;
+            out.notes = outcome.notes.clone();
             if !matches!(src, TransportName::Registry(_)) {
                 // What the engine or archive held is named by what it says.
                 out.names = outcome
