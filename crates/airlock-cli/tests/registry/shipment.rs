@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use crate::util::{layer_with_file, tar_listing, write_docker_archive};
+use crate::util::{layer_with_file, require_tool, tar_listing, write_docker_archive};
 
 use super::*;
 use std::path::PathBuf;
@@ -239,4 +239,113 @@ fn a_shipment_crosses_once_then_only_what_the_far_side_lacks() {
     assert_eq!(held(&far, &sb, "far-3").1, expected);
     let fsck = far.ok(&["fsck"]);
     assert!(!fsck.contains("missing"), "{fsck}");
+}
+
+/// Images the Docker Engine tags into the engine by this test, removed when dropped.
+struct EngineTags(Vec<String>);
+
+impl Drop for EngineTags {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            let _ = std::process::Command::new("docker")
+                .args(["rmi", "-f", t])
+                .output();
+        }
+    }
+}
+
+/// The other kinds of entry: engine images by glob, an archive and an OCI layout on disk;
+/// shipped split into volumes and signed, renamed, and loaded on the far side.
+#[test]
+fn engine_images_archives_and_layouts_ship_split_signed_and_renamed() {
+    require_tool("docker");
+    let sb = Sandbox::new();
+    let d = sb.path();
+    let engine_names = ["localhost/ship13/engine-a:1", "localhost/ship13/engine-b:2"];
+    let _cleanup = EngineTags(engine_names.iter().map(|s| s.to_string()).collect());
+    for (i, name) in engine_names.iter().enumerate() {
+        let a = d.join(format!("engine-{i}.tar"));
+        let content = format!("engine {i}\n");
+        write_docker_archive(&a, name, &[layer_with_file("e", content.as_bytes())]);
+        let out = std::process::Command::new("docker")
+            .args(["load", "-q", "-i", a.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let tool = d.join("tool.tar");
+    write_docker_archive(
+        &tool,
+        "localhost/ship13/tool:3",
+        &[layer_with_file("t", &crate::util::noise(3 << 20, 5))],
+    );
+    let layout = d.join("layout");
+    let (index, _, _) = super::two_platform_layout(&layout);
+    let file = d.join("ship.yaml");
+    fs::write(
+        &file,
+        format!("apiVersion: airlock.dev/v1\nkind: Shipment\nimages:\n  - docker-daemon: \"localhost/ship13/engine-*\"\n  - archive: tool.tar\n  - archive: layout\nrename: \"{MIRROR}/{{repo}}\"\n"),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let near = sb.store("near");
+    let plan: Value =
+        serde_json::from_str(&near.ok(&["sync", "-f", f, "--dry-run", "--format", "json"]))
+            .unwrap();
+    let refs: Vec<&str> = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["reference"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        refs,
+        [
+            "docker-daemon:localhost/ship13/engine-a:1",
+            "docker-daemon:localhost/ship13/engine-b:2",
+            &format!("archive:{}", tool.display()),
+            &format!("archive:{}", layout.display()),
+        ],
+        "{plan:#}"
+    );
+
+    let (key, public) = crate::trust::key_pair(d, "shipper", "ec");
+    let out_base = d.join("stick/ship.tar");
+    fs::create_dir_all(out_base.parent().unwrap()).unwrap();
+    near.ok(&[
+        "sync",
+        "-f",
+        f,
+        "-o",
+        out_base.to_str().unwrap(),
+        "--split",
+        "1M",
+        "--sign-key",
+        key.to_str().unwrap(),
+    ]);
+    let first = d.join("stick/ship.tar.000");
+    assert!(d.join("stick/ship.tar.003").exists(), "several volumes");
+    let far = sb.store("far");
+    let review = far.ok(&[
+        "review",
+        first.to_str().unwrap(),
+        "--trusted-key",
+        public.to_str().unwrap(),
+    ]);
+    assert!(review.contains("Manifest signature: verified"), "{review}");
+    assert!(review.contains("Made from shipment"), "{review}");
+    far.ok(&["load", "-i", out_base.to_str().unwrap()]);
+    let names: BTreeSet<String> = held(&far, &sb, "far").1.into_keys().collect();
+    let want: BTreeSet<String> = [
+        format!("{MIRROR}/ship13/engine-a:1"),
+        format!("{MIRROR}/ship13/engine-b:2"),
+        format!("{MIRROR}/ship13/tool:3"),
+        format!("{MIRROR}/library/multi:latest"),
+    ]
+    .into();
+    assert_eq!(names, want);
+    assert_eq!(
+        far.inspect(&format!("{MIRROR}/library/multi:latest"))["IndexDigest"],
+        index.as_str()
+    );
 }

@@ -177,7 +177,7 @@ fn copy_between(
 ) -> Result<CopyOutcome> {
     let staged = resumed::staging_for(store, src, dst, req)?;
     let result = copy_staged(store, src, dst, req, &staged);
-    resumed::settle(staged, result.is_ok())?;
+    resumed::settle(staged, &result)?;
     result
 }
 

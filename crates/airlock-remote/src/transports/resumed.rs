@@ -18,7 +18,7 @@ use airlock_core::transport::name::TransportName;
 use airlock_core::Digest;
 
 use super::CopyRequest;
-use crate::Result;
+use crate::{RemoteError, Result};
 
 /// What resumes, if anything.
 enum Kind {
@@ -109,14 +109,24 @@ pub(super) fn staging_for(
 }
 
 /// After the copy: a kept area goes once it is done with, or when nothing in it would help
-/// a rerun.
-pub(super) fn settle(staged: Staged, succeeded: bool) -> Result<()> {
+/// a rerun. A pull keeps what it fetched only when the connection failed it (a registry
+/// that served damaged bytes, or a refusal, leaves nothing behind); a load of volumes keeps
+/// its checkpoint whatever stopped it, since a bad volume is replaced and the load run again.
+pub(super) fn settle<T>(staged: Staged, result: &Result<T>) -> Result<()> {
     let Staged { staging, kind, .. } = staged;
-    let keep = !succeeded
+    let interrupted = matches!(
+        result,
+        Err(RemoteError::Io { .. }
+            | RemoteError::BodyAborted { .. }
+            | RemoteError::Core(
+                airlock_core::Error::Stream { .. } | airlock_core::Error::Truncated { .. }
+            ))
+    );
+    let keep = result.is_err()
         && match kind {
             Kind::Fresh => false,
             Kind::Volumes => resume::has_checkpoint(&staging),
-            Kind::Pull => staging.staged_count() > 0,
+            Kind::Pull => interrupted && staging.staged_count() > 0,
         };
     match kind {
         Kind::Fresh => drop(staging),
