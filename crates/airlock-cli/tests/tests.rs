@@ -12,6 +12,7 @@ mod dialects;
 mod differentials;
 mod dir_layout;
 mod engine_layers;
+mod fingerprints;
 mod gpg;
 mod interop;
 mod keyless;

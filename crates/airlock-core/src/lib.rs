@@ -26,6 +26,7 @@ pub mod container;
 pub mod copy;
 pub mod digest;
 pub mod error;
+pub mod fingerprint;
 pub mod graph;
 pub mod import;
 pub mod layer;

@@ -8,6 +8,9 @@
 //!   "images": [{ "name": "registry.example/app:1.4", "digest": "sha256:..." }, ...] }
 //! ```
 //! `images` came later: an inventory without it still reads (its store's names unknown).
+//! So did `layers`: for each layer blob its diffID, the image and position it first
+//! appears at, and its content fingerprint ([`crate::fingerprint`]), from which the near
+//! side can tell which layer over there a new one overlaps most.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -26,8 +29,59 @@ pub struct Inventory {
     pub blobs: BTreeSet<Digest>,
     /// Each name the store holds, and the digest of the image it names.
     pub images: BTreeMap<String, Digest>,
+    /// What each layer holds (from inventories that list it).
+    pub layers: Vec<LayerPrint>,
     /// Digest of the inventory file itself (recorded in an incremental archive).
     pub digest: Digest,
+}
+
+/// One layer of the far side, as its inventory describes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerPrint {
+    /// The blob's digest.
+    pub digest: Digest,
+    /// The digest of its uncompressed tar.
+    pub diff_id: Option<Digest>,
+    /// The image it is a layer of (its first name, or its digest).
+    pub image: String,
+    /// Its position in that image's layers, bottom first.
+    pub position: usize,
+    /// Its content fingerprint.
+    pub chunks: Vec<u64>,
+}
+
+/// The fingerprint of every layer of the store (each once, at its first image).
+fn layer_prints(store: &Store) -> Result<Vec<serde_json::Value>> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for img in store.images()? {
+        let image = img
+            .names
+            .first()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| img.root.digest.to_string());
+        for p in &img.platforms {
+            for (position, layer) in p.manifest.layers.iter().enumerate() {
+                if !seen.insert(layer.digest.clone()) || !store.has_blob(&layer.digest) {
+                    continue;
+                }
+                let path = store.blob_path(&layer.digest);
+                let f = store.open_blob(&layer.digest)?;
+                let (_, mut plain) =
+                    crate::compression::auto_decoder(f).map_err(|e| Error::io("read", &path, e))?;
+                let chunks = crate::fingerprint::chunks(&mut plain)
+                    .map_err(|e| Error::io("decompress", &path, e))?;
+                out.push(serde_json::json!({
+                    "digest": layer.digest.to_string(),
+                    "diffId": p.config.rootfs.diff_ids.get(position).map(|d| d.to_string()),
+                    "image": image,
+                    "position": position,
+                    "chunks": crate::fingerprint::encode(&chunks),
+                }));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The inventory document of a store.
@@ -45,7 +99,10 @@ pub fn of_store(store: &Store) -> Result<Vec<u8>> {
             );
         }
     }
-    let doc = serde_json::json!({ "kind": INVENTORY_KIND, "blobs": blobs, "images": images });
+    let layers = layer_prints(store)?;
+    let doc = serde_json::json!({
+        "kind": INVENTORY_KIND, "blobs": blobs, "images": images, "layers": layers,
+    });
     serde_json::to_vec_pretty(&doc).map_err(|e| Error::Usage(format!("cannot encode JSON: {e}")))
 }
 
@@ -90,9 +147,27 @@ pub fn parse(bytes: &[u8], label: &str) -> Result<Inventory> {
             }
         }
     }
+    let mut layers = Vec::new();
+    for l in doc["layers"].as_array().into_iter().flatten() {
+        let bad = || Error::Usage(format!("{label}: layer entry {} is damaged", l["digest"]));
+        layers.push(LayerPrint {
+            digest: l["digest"]
+                .as_str()
+                .and_then(|d| d.parse().ok())
+                .ok_or_else(bad)?,
+            diff_id: l["diffId"].as_str().and_then(|d| d.parse().ok()),
+            image: l["image"].as_str().unwrap_or_default().to_string(),
+            position: l["position"].as_u64().unwrap_or(0) as usize,
+            chunks: l["chunks"]
+                .as_str()
+                .and_then(crate::fingerprint::decode)
+                .ok_or_else(bad)?,
+        });
+    }
     Ok(Inventory {
         blobs,
         images,
+        layers,
         digest: Digest::of(bytes),
     })
 }
