@@ -156,8 +156,10 @@ impl Staging {
                 continue;
             };
             let mut f = File::open(e.path()).map_err(|x| Error::io("open", e.path(), x))?;
-            let (actual, _) = digest::copy_hashing(&mut f, &mut io::sink(), u64::MAX)
-                .map_err(|_| Error::io("read", e.path(), io::Error::other("read failed")))?;
+            let (actual, _) =
+                digest::copy_hashing(&mut f, &mut io::sink(), u64::MAX).map_err(|x| match x {
+                    CopyError::Read(x) | CopyError::Write(x) => Error::io("read", e.path(), x),
+                })?;
             if actual == d {
                 kept += 1;
             } else {

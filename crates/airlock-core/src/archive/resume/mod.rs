@@ -167,7 +167,7 @@ pub fn open(base: &Path, staging: &Staging, store: &Store) -> Result<Option<Resu
     log.seek(SeekFrom::End(0))
         .map_err(|e| Error::io("seek", &log_path, e))?;
     let journal = Journal(Arc::new(Mutex::new(State {
-        dir,
+        dir: dir.clone(),
         staging_dir: staging.dir().to_path_buf(),
         log,
         log_len,
@@ -181,8 +181,8 @@ pub fn open(base: &Path, staging: &Staging, store: &Store) -> Result<Option<Resu
         unresumable: false,
         checkpoint_spill: checkpoint
             .as_ref()
-            .and_then(|c| c.spill.clone())
-            .map(PathBuf::from),
+            .and_then(|c| c.spill.as_ref())
+            .map(|name| dir.join(name)),
     })));
     let reader = VolumeReader {
         base: base.to_path_buf(),
