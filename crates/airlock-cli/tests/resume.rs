@@ -123,6 +123,10 @@ fn an_interrupted_load_of_four_volumes_reads_only_the_volumes_after_the_stop() {
         "{err}"
     );
     assert_eq!(visible(&far_path), before, "a stopped load shows nothing");
+    // A verify stops there too, and keeps its own place.
+    let checker = Airlock::new(&dir.path().join("checker"));
+    let err = checker.fails(&["verify", "-i", base.to_str().unwrap()]);
+    assert!(err.contains("ship.tar.002"), "{err}");
 
     // The first two volumes go back to their owner; the third arrives. The rerun reads
     // volumes 3 and 4, whole, and nothing else.
@@ -167,6 +171,14 @@ fn an_interrupted_load_of_four_volumes_reads_only_the_volumes_after_the_stop() {
         .map(|i| (volume(&base, i).display().to_string(), sizes[i]))
         .collect();
     assert_eq!(read, want, "only volumes 3 and 4 are read, each once");
+    // The verify goes on from volume 3 as well, and checks the rest.
+    let (ok, out) = checker.run_text(&["verify", "-i", base.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Resumed at") && out.contains("verified by the interrupted run"),
+        "{out}"
+    );
+    assert!(out.contains(IMAGE) || out.contains("resume/app"), "{out}");
 
     // The same store as the uninterrupted load, and no resume state left behind.
     assert_eq!(visible(&far_path), visible(&whole));

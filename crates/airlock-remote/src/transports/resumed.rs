@@ -2,7 +2,7 @@
 //!
 //! - A load of split volumes stages into the area named after their checksums, with a
 //!   journal (`airlock_core::archive::resume`), so a rerun reads on from the volume where
-//!   the last run stopped.
+//!   the last run stopped; a `verify` of them keeps its journal alike (it stages nothing).
 //! - A pull from a registry stages into the area named after the reference and platform
 //!   choice, so a rerun (a `sync` killed mid-way) fetches only the blobs the last run had
 //!   not finished; what it finds there is hashed again first.
@@ -56,7 +56,9 @@ pub(super) fn staging_for(
         journal: RefCell::new(None),
         note: None,
     };
-    if !matches!(dst, Some(TransportName::Store(_))) {
+    // A load (into the store) or a verify (no destination) of volumes resumes.
+    let verify = dst.is_none();
+    if !verify && !matches!(dst, Some(TransportName::Store(_))) {
         return Ok(fresh(store.staging()?));
     }
     match src {
@@ -66,12 +68,16 @@ pub(super) fn staging_for(
             else {
                 return Ok(fresh(store.staging()?));
             };
-            let staging = store.resumable_staging(&key)?;
-            match resume::open(&base, &staging, store)? {
+            let (name, done) = match verify {
+                true => (format!("verify-{key}"), "verified"),
+                false => (key, "loaded"),
+            };
+            let staging = store.resumable_staging(&name)?;
+            match resume::open(&base, &staging)? {
                 Some(r) => {
                     let note = r.resumed_at.as_ref().map(|v| {
                         format!(
-                            "Resumed at {}: what the volumes before it held was loaded by the interrupted run, and they were not read again",
+                            "Resumed at {}: what the volumes before it held was {done} by the interrupted run, and they were not read again",
                             v.display()
                         )
                     });
@@ -89,7 +95,7 @@ pub(super) fn staging_for(
                 }
             }
         }
-        TransportName::Registry(r) => {
+        TransportName::Registry(r) if !verify => {
             let key =
                 Digest::of(format!("{r}\n{:?}", req.platform).as_bytes()).hex()[..24].to_string();
             let staging = store.resumable_staging(&format!("pull-{key}"))?;

@@ -1,8 +1,6 @@
 //! The entry log of a resumable load: one line per tar entry done, from which a rerun
 //! rebuilds the archive reader's state.
 
-use std::fs;
-
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
@@ -10,7 +8,7 @@ use crate::archive::reader::ArchiveContents;
 use crate::compression::Compression;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::store::{StagedBlob, Staging, Store};
+use crate::store::StagedBlob;
 
 /// One line of the entry log.
 #[derive(Serialize, Deserialize, Debug)]
@@ -30,18 +28,17 @@ pub(super) struct Logged {
 pub(super) struct LoggedBlob {
     pub(super) digest: Digest,
     size: u64,
-    small: bool,
+    /// A small JSON blob's bytes (a config, a manifest), which `resolve` reads again: kept
+    /// here so that a rerun needs neither the staging area nor the store to hold them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    small: Option<String>,
     unnamed: bool,
     compression: Option<String>,
     diff_id: Option<std::result::Result<Digest, String>>,
 }
 
 /// Rebuild the archive reader's state from the log's lines.
-pub(super) fn replay(
-    text: &[u8],
-    staging: &Staging,
-    store: &Store,
-) -> Result<(ArchiveContents, bool)> {
+pub(super) fn replay(text: &[u8]) -> Result<(ArchiveContents, bool)> {
     let mut c = ArchiveContents::default();
     let mut seen = false;
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -57,14 +54,13 @@ pub(super) fn replay(
         } else if let Some(l) = e.link {
             c.links.insert(e.path, l);
         } else if let Some(b) = e.blob {
-            if b.small {
-                let bytes = match staging.path_of(&b.digest) {
-                    Some(p) => fs::read(&p).map_err(|x| Error::io("read", &p, x))?,
-                    None => store.read_blob(&b.digest)?,
-                };
+            if let Some(text) = &b.small {
+                let bytes = b64
+                    .decode(text)
+                    .map_err(|x| Error::Usage(format!("the resume log is damaged ({x})")))?;
                 if Digest::of(&bytes) != b.digest {
                     return Err(Error::Usage(format!(
-                        "staged {} no longer matches its digest: remove the resume state and load again",
+                        "the resume log's copy of {} does not match its digest: remove the resume state and run again",
                         b.digest
                     )));
                 }
@@ -121,7 +117,10 @@ pub(super) fn logged(path: &str, c: &ArchiveContents, archive: bool) -> Logged {
         line.blob = Some(LoggedBlob {
             digest: f.digest.clone(),
             size: f.size,
-            small: c.small.contains_key(&f.digest),
+            small: c
+                .small
+                .get(&f.digest)
+                .map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
             unnamed: c.unnamed.get(&f.digest).map(String::as_str) == Some(path),
             compression: c.compression.get(&f.digest).map(|x| x.name().to_string()),
             diff_id: c.diff_ids.get(&f.digest).cloned(),

@@ -26,7 +26,7 @@ use super::reader::{ArchiveContents, EntryLog};
 use crate::compression::Compression;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::store::{Staging, Store};
+use crate::store::Staging;
 
 mod log;
 use crate::transport::volumes::{self, volume_path};
@@ -113,9 +113,9 @@ pub struct Resumable {
 }
 
 /// Set up a resumable load of the volumes of `base` (`X` of `X.000`, ...), staging into
-/// `staging` (from [`Store::resumable_staging`] with [`key_of`]). `None` when they do not
+/// `staging` (from [`crate::store::Store::resumable_staging`] with [`key_of`]). `None` when they do not
 /// resume: no checksums file, or a compressed stream.
-pub fn open(base: &Path, staging: &Staging, store: &Store) -> Result<Option<Resumable>> {
+pub fn open(base: &Path, staging: &Staging) -> Result<Option<Resumable>> {
     let dir = staging.dir().join(JOURNAL_DIR);
     fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
     let count = volume_count(base)?;
@@ -150,7 +150,7 @@ pub fn open(base: &Path, staging: &Staging, store: &Store) -> Result<Option<Resu
             // Lines after the checkpoint describe entries the rerun reads again.
             log.set_len(c.log_len)
                 .map_err(|e| Error::io("truncate", &log_path, e))?;
-            let (contents, seen) = replay(&text, staging, store)?;
+            let (contents, seen) = replay(&text)?;
             let prefix = match &c.spill {
                 Some(name) => {
                     let p = dir.join(name);
