@@ -16,23 +16,26 @@ use std::path::PathBuf;
 
 const MIRROR: &str = "registry.internal/mirror";
 
+/// Two string fields of every object of a JSON array, as a map.
+fn pairs(list: &Value, key: &str, value: &str) -> BTreeMap<String, String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i[key].as_str().unwrap().to_string(),
+                i[value].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
 /// What a store's inventory says it holds: name -> digest.
 fn held(cli: &Cli, sb: &Sandbox, label: &str) -> (PathBuf, BTreeMap<String, String>) {
     let path = sb.path().join(format!("{label}-inventory.json"));
     cli.ok(&["inventory", "-o", path.to_str().unwrap()]);
     let doc: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
-    let names = doc["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["name"].as_str().unwrap().to_string(),
-                i["digest"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    (path, names)
+    (path, pairs(&doc["images"], "name", "digest"))
 }
 
 /// The blob digests an archive holds.
@@ -112,18 +115,7 @@ fn a_shipment_crosses_once_then_only_what_the_far_side_lacks() {
         })
         .collect();
     want.insert(multi.clone(), index.clone());
-    let got: BTreeMap<String, String> = plan
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["reference"].as_str().unwrap().to_string(),
-                p["digest"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    assert_eq!(got, want, "{plan:#}");
+    assert_eq!(pairs(&plan, "reference", "digest"), want, "{plan:#}");
     let multi_row = plan
         .as_array()
         .unwrap()
