@@ -76,19 +76,17 @@ fn visible(store: &Path) -> (String, String) {
     )
 }
 
-#[test]
-fn an_interrupted_load_of_four_volumes_reads_only_the_volumes_after_the_stop() {
-    require_tool("strace");
-    let dir = scratch();
-    let near = Airlock::new(&dir.path().join("near"));
-    // Three layers of 3 MiB that cannot compress, so volumes of 2600 KiB cut through them.
+/// An image of three 3 MiB layers that cannot compress, saved from the store `near` in
+/// `dir` as exactly four volumes of 2600 KiB (which cut through the layers). Returns their
+/// base name.
+fn four_volumes(dir: &Path, near: &Airlock) -> PathBuf {
     let layers: Vec<Vec<u8>> = (1..=3)
         .map(|i| layer_with_file(&format!("l{i}"), &noise(3 << 20, i)))
         .collect();
-    let archive = dir.path().join("app.tar");
+    let archive = dir.join("app.tar");
     write_docker_archive(&archive, IMAGE, &layers);
     near.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
-    let stick = dir.path().join("stick");
+    let stick = dir.join("stick");
     std::fs::create_dir_all(&stick).unwrap();
     let base = stick.join("ship.tar");
     near.ok(&[
@@ -103,6 +101,59 @@ fn an_interrupted_load_of_four_volumes_reads_only_the_volumes_after_the_stop() {
         assert!(volume(&base, i).exists(), "volume {i}");
     }
     assert!(!volume(&base, 4).exists(), "exactly four volumes");
+    base
+}
+
+/// kill -9 at every fsync, rename and unlink of a load of the volumes (strace injects it),
+/// then the same load again, straight away: it goes on from what the killed run left, and
+/// ends with the store an uninterrupted load leaves.
+#[test]
+fn a_load_of_volumes_killed_anywhere_goes_on_when_run_again() {
+    require_tool("strace");
+    let dir = scratch();
+    let base = four_volumes(dir.path(), &Airlock::new(&dir.path().join("near")));
+    let whole = dir.path().join("whole");
+    Airlock::new(&whole).ok(&["load", "-q", "-i", base.to_str().unwrap()]);
+    let want = visible(&whole);
+    let mut kills = 0;
+    for syscall in ["fsync", "fdatasync", "rename", "unlink"] {
+        for n in 1.. {
+            let store = dir.path().join(format!("far-{syscall}-{n}"));
+            let status = Command::new("strace")
+                .args(["-f", "-qq", "-o", "/dev/null", "-e"])
+                .arg(format!("trace={syscall}"))
+                .arg("-e")
+                .arg(format!("inject={syscall}:signal=SIGKILL:when={n}"))
+                .arg(airlock_bin())
+                .arg("--store")
+                .arg(&store)
+                .args(["load", "-q", "-i"])
+                .arg(&base)
+                .env_remove("AIRLOCK_STORE")
+                .output()
+                .unwrap()
+                .status;
+            if status.success() {
+                break;
+            }
+            kills += 1;
+            let again = Airlock::new(&store);
+            let (ok, out) = again.run_text(&["load", "-i", base.to_str().unwrap()]);
+            assert!(ok, "killed at {syscall} #{n}, then run again: {out}");
+            assert_eq!(visible(&store), want, "killed at {syscall} #{n}");
+            again.ok(&["fsck"]);
+            std::fs::remove_dir_all(&store).unwrap();
+        }
+    }
+    assert!(kills >= 10, "only {kills} kill points");
+}
+
+#[test]
+fn an_interrupted_load_of_four_volumes_reads_only_the_volumes_after_the_stop() {
+    require_tool("strace");
+    let dir = scratch();
+    let near = Airlock::new(&dir.path().join("near"));
+    let base = four_volumes(dir.path(), &near);
 
     // The reference: one load with every volume there.
     let whole = dir.path().join("whole");
