@@ -4,8 +4,9 @@
 //! Sources with random access (the store, a registry) go through the copy engine's planned
 //! schedule; archives, layout directories and the Docker Engine's stream through its
 //! streaming one. Either way each byte is read once and written once: the only staging is
-//! the store's own (all or nothing) and, when a registry is the destination of a stream,
-//! the staging a registry needs to know every image first.
+//! the store's own (all or nothing; kept for a rerun when it pulls or loads split volumes,
+//! see `resumed`) and, when a registry is the destination of a stream, the staging a
+//! registry needs to know every image first.
 
 use std::io::Read;
 use std::path::PathBuf;
