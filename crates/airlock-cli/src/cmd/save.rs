@@ -116,12 +116,7 @@ pub fn run(ctx: &Context, args: SaveArgs) -> Result<()> {
             "--sign-key needs -o FILE: the signatures are written beside the archive".into()
         ));
     }
-    let signer = args
-        .sign_key
-        .as_deref()
-        .map(SigningKey::from_file)
-        .transpose()?
-        .map(Arc::new);
+    let signer = signer_from(args.sign_key.as_deref())?;
     let store = ctx.store()?;
     let mut req = crate::cmd::request::build(
         ctx,
@@ -158,6 +153,11 @@ pub fn run(ctx: &Context, args: SaveArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The key `--sign-key` names, read (`save`, `sync -o`).
+pub(crate) fn signer_from(path: Option<&std::path::Path>) -> Result<Option<Arc<SigningKey>>> {
+    Ok(path.map(SigningKey::from_file).transpose()?.map(Arc::new))
 }
 
 /// Name the files a save wrote when there is more than the one asked for (volumes, their

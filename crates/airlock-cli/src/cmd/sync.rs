@@ -3,7 +3,6 @@
 //! archive of what the far side lacks.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use clap::Args;
@@ -11,7 +10,6 @@ use clap::Args;
 use airlock_core::transfer::{ShipmentOrigin, TransferOptions};
 use airlock_core::transport::inventory;
 use airlock_core::transport::name::TransportName;
-use airlock_core::trust::SigningKey;
 use airlock_core::Digest;
 use airlock_remote::sync::{self, run, PlanOptions, PlannedImage};
 use airlock_remote::transports;
@@ -141,12 +139,7 @@ pub fn run(ctx: &Context, args: SyncArgs) -> Result<()> {
         req.selection.queries = names;
         req.selection.may_be_empty = true;
         req.selection.rename_rule = shipment.rename.clone();
-        let signer = args
-            .sign_key
-            .as_deref()
-            .map(SigningKey::from_file)
-            .transpose()?
-            .map(Arc::new);
+        let signer = crate::cmd::save::signer_from(args.sign_key.as_deref())?;
         req.archive.transfer = TransferOptions {
             signer: signer.clone().map(|s| s as _),
             checks: None,

@@ -14,6 +14,20 @@ use crate::util::{
 
 // ------------------------------------------------------------------ small helpers
 
+/// Write a shipment file: the header, then `rest` (the `images:` items, and any `rename:`).
+pub(super) fn write_shipment(path: &Path, rest: &str) {
+    fs::write(
+        path,
+        format!("apiVersion: airlock.dev/v1\nkind: Shipment\nimages:\n{rest}"),
+    )
+    .unwrap();
+}
+
+/// `sync -f FILE --dry-run --format json` on `cli`, which must succeed, parsed.
+pub(super) fn dry_run_plan(cli: &Cli, file: &str) -> serde_json::Value {
+    serde_json::from_str(&cli.ok(&["sync", "-f", file, "--dry-run", "--format", "json"])).unwrap()
+}
+
 pub(super) fn fx(name: &str) -> String {
     fixtures().join(name).to_str().unwrap().to_string()
 }

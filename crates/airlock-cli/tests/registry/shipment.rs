@@ -91,20 +91,17 @@ fn a_shipment_crosses_once_then_only_what_the_far_side_lacks() {
     let dir = sb.path().join("shipment");
     fs::create_dir_all(&dir).unwrap();
     let file = dir.join("shipment.yaml");
-    fs::write(
+    write_shipment(
         &file,
-        format!(
-            "apiVersion: airlock.dev/v1\nkind: Shipment\nimages:\n  - source: {host}/team/app\n    tags: [\"1.4.2\", \"1.5.*\", \"/^v2\\\\.[0-9]+$/\", \">=1.4 <1.4.2\"]\n    latest: 1\n    referrers: keep\n  - source: {multi}\n    platforms: [all]\nrename: \"{MIRROR}/{{repo}}\"\n"
+        &format!(
+            "  - source: {host}/team/app\n    tags: [\"1.4.2\", \"1.5.*\", \"/^v2\\\\.[0-9]+$/\", \">=1.4 <1.4.2\"]\n    latest: 1\n    referrers: keep\n  - source: {multi}\n    platforms: [all]\nrename: \"{MIRROR}/{{repo}}\"\n"
         ),
-    )
-    .unwrap();
+    );
     let f = file.to_str().unwrap();
 
     // Every selector, resolved to what the registry names.
     let near = sb.store("near");
-    let plan: Value =
-        serde_json::from_str(&near.ok(&["sync", "-f", f, "--dry-run", "--format", "json"]))
-            .unwrap();
+    let plan = dry_run_plan(&near, f);
     let tags = ["1.4.1", "1.4.2", "1.5.0", "1.5.3", "3.0.0", "v2.1", "v2.10"];
     let mut want: BTreeMap<String, String> = tags
         .iter()
@@ -274,16 +271,13 @@ fn engine_images_archives_and_layouts_ship_split_signed_and_renamed() {
     let layout = d.join("layout");
     let (index, _, _) = super::two_platform_layout(&layout);
     let file = d.join("ship.yaml");
-    fs::write(
+    write_shipment(
         &file,
-        format!("apiVersion: airlock.dev/v1\nkind: Shipment\nimages:\n  - docker-daemon: \"localhost/ship13/engine-*\"\n  - archive: tool.tar\n  - archive: layout\nrename: \"{MIRROR}/{{repo}}\"\n"),
-    )
-    .unwrap();
+        &format!("  - docker-daemon: \"localhost/ship13/engine-*\"\n  - archive: tool.tar\n  - archive: layout\nrename: \"{MIRROR}/{{repo}}\"\n"),
+    );
     let f = file.to_str().unwrap();
     let near = sb.store("near");
-    let plan: Value =
-        serde_json::from_str(&near.ok(&["sync", "-f", f, "--dry-run", "--format", "json"]))
-            .unwrap();
+    let plan = dry_run_plan(&near, f);
     let refs: Vec<&str> = plan
         .as_array()
         .unwrap()

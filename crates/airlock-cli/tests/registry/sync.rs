@@ -46,11 +46,10 @@ fn a_shipment_file_is_planned_pulled_and_planned_again_as_held() {
     )
     .unwrap();
     let file = dir.join("shipment.yaml");
-    fs::write(
+    write_shipment(
         &file,
-        format!("apiVersion: airlock.dev/v1\nkind: Shipment\nimages:\n  - source: {host}/team/app\n    tags: [\"1.4.*\"]\n    latest: 1\n  - list: images.txt\n  - kubernetes: deploy/\n"),
-    )
-    .unwrap();
+        &format!("  - source: {host}/team/app\n    tags: [\"1.4.*\"]\n    latest: 1\n  - list: images.txt\n  - kubernetes: deploy/\n"),
+    );
     let far = sb.store("far");
     let f = file.to_str().unwrap();
 
@@ -105,7 +104,10 @@ fn a_shipment_file_is_planned_pulled_and_planned_again_as_held() {
     assert!(!table.contains(" new"), "{table}");
 
     // A mistake in the file is one sentence naming its line, and nothing is asked of anyone.
-    fs::write(&file, format!("apiVersion: airlock.dev/v1\nkind: Shipment\nimages:\n  - source: {host}/team/app\n    tags: [\">=x\"]\n")).unwrap();
+    write_shipment(
+        &file,
+        &format!("  - source: {host}/team/app\n    tags: [\">=x\"]\n"),
+    );
     let err = far.fails(&["sync", "-f", f, "--dry-run"]);
     assert!(
         err.contains("line 4") && err.contains("semver range"),
@@ -145,11 +147,7 @@ fn a_sync_killed_mid_pull_fetches_only_the_unfinished_blobs_again() {
     let remote = format!("{}/t13/big:1", proxy.host());
     build.ok(&["push", image, &format!("{}/t13/big:1", reg.host())]);
     let file = sb.path().join("shipment.yaml");
-    fs::write(
-        &file,
-        format!("apiVersion: airlock.dev/v1\nkind: Shipment\nimages:\n  - source: {remote}\n"),
-    )
-    .unwrap();
+    write_shipment(&file, &format!("  - source: {remote}\n"));
     let f = file.to_str().unwrap();
     let far = sb.store("far");
     let far_root = sb.path().join("far");
