@@ -76,6 +76,37 @@ pub enum Error {
         missing: String,
     },
 
+    /// A delta archive ships a layer against one this store does not have.
+    #[error(
+        "this archive ships layer {layer} as a delta against layer {reference} of {image}, which this store does not have; load the archive that brought {image} first, or ask for one made without --incremental-from"
+    )]
+    DeltaReferenceMissing {
+        /// The layer the delta rebuilds.
+        layer: Digest,
+        /// The layer it needs.
+        reference: Digest,
+        /// The image that layer came with.
+        image: String,
+    },
+
+    /// A delta does not rebuild its layer (damaged in transit, or the wrong reference).
+    #[error("the delta of layer {layer} does not rebuild it: {detail}; nothing was loaded, ask for the archive again")]
+    DeltaBroken {
+        /// The layer.
+        layer: Digest,
+        /// What did not match.
+        detail: String,
+    },
+
+    /// A delta archive read by something other than a load into a store.
+    #[error("this archive ships {count} layer(s) as deltas, which only `airlock load` into an airlock store holding their reference layers rebuilds; docker, podman, skopeo and {to} cannot")]
+    DeltaNeedsStore {
+        /// How many layers are deltas.
+        count: usize,
+        /// What it was being copied to.
+        to: String,
+    },
+
     /// The input is a flat filesystem tar (`docker export`), not an image archive.
     #[error(
         "this is a filesystem snapshot (a flat tar like `docker export` writes, first entry '{first_entry}'), not an image archive"

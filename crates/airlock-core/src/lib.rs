@@ -24,6 +24,7 @@ pub mod changes;
 pub mod compression;
 pub mod container;
 pub mod copy;
+pub mod delta;
 pub mod digest;
 pub mod error;
 pub mod fingerprint;
