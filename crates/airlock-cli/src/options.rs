@@ -62,9 +62,14 @@ pub struct ArchiveArgs {
     #[arg(long, value_name = "SIZE")]
     pub split: Option<String>,
     /// Leave out the layers the receiving store already has, as listed by `airlock
-    /// inventory` run there; the archive says it is incremental, and only airlock loads it.
+    /// inventory` run there, and ship new layers as deltas against the most similar layer
+    /// it has where that is smaller; the archive says it is incremental, and only airlock
+    /// loads it, into that store.
     #[arg(long, value_name = "INVENTORY")]
     pub incremental_from: Option<PathBuf>,
+    /// With --incremental-from: ship new layers whole, never as deltas.
+    #[arg(long, requires = "incremental_from")]
+    pub no_deltas: bool,
 }
 
 /// Which images: shared by `save`, `copy` and `push`.

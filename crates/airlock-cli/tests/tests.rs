@@ -8,6 +8,7 @@ mod cli;
 mod containerd;
 mod containerd_api;
 mod corruption;
+mod deltas;
 mod dialects;
 mod differentials;
 mod dir_layout;

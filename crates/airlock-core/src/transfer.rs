@@ -70,6 +70,13 @@ pub struct Origin {
     /// (`--incremental-from`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inventory: Option<Digest>,
+    /// How many layers it ships as deltas against layers the far side holds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deltas: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The bill of materials of one archive.
@@ -116,6 +123,10 @@ pub struct TransferImage {
     /// Whether its signature was checked before it was written, and what that gave.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignatureStatus>,
+    /// Bytes the archive carries for it, when that is less than `size` (an incremental
+    /// archive leaves out layers the far side has and ships others as deltas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipped: Option<u64>,
 }
 
 /// One platform manifest of an image.
@@ -268,6 +279,7 @@ impl TransferManifest {
                     .sum(),
                 referrers: Vec::new(),
                 signature: checks.and_then(|c| c.status_of(&img.root.digest)),
+                shipped: None,
             });
         }
         let mut artifacts = Vec::new();
@@ -381,6 +393,27 @@ fn show(d: &Digest, names: &[String]) -> String {
 }
 
 /// Every blob `images` need, each once (as the copy engine counts them).
+impl TransferManifest {
+    /// Record for each image the bytes the archive carries for it, where `cost` says what
+    /// a blob costs (0 when left out, its delta's size when it ships as one).
+    pub fn set_shipped(
+        &mut self,
+        images: &[SourceImage],
+        cost: &dyn Fn(&crate::spec::Descriptor) -> u64,
+    ) {
+        for t in &mut self.images {
+            let Some(img) = images.iter().find(|i| i.root.digest == t.digest) else {
+                continue;
+            };
+            let shipped: u64 = distinct_blobs(std::slice::from_ref(img))
+                .iter()
+                .map(cost)
+                .sum();
+            t.shipped = (shipped < t.size).then_some(shipped);
+        }
+    }
+}
+
 fn distinct_blobs(images: &[SourceImage]) -> Vec<crate::spec::Descriptor> {
     let mut seen = std::collections::BTreeSet::new();
     images

@@ -47,6 +47,10 @@ pub fn build(
                 .map(inventory::read)
                 .transpose()?,
             transfer: Default::default(),
+            deltas_from: match (&a.incremental_from, a.no_deltas) {
+                (Some(_), false) => Some(ctx.store()?),
+                _ => None,
+            },
         };
         req.split = a.split.as_deref().map(volumes::parse_size).transpose()?;
     }

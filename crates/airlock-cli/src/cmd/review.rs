@@ -87,6 +87,12 @@ pub fn run(ctx: &Context, args: ReviewArgs) -> Result<()> {
                 "Incremental: leaves out what inventory {inv} lists; only airlock loads it, into that store"
             ))?;
         }
+        if o.deltas > 0 {
+            out(&format!(
+                "Deltas: {} layer(s) are shipped as the difference from a layer that store holds; docker, podman, skopeo and containerd cannot load this archive",
+                o.deltas
+            ))?;
+        }
     }
     out(&format!(
         "{} image(s), {} other artifact(s), {} blobs, {}",
@@ -96,18 +102,42 @@ pub fn run(ctx: &Context, args: ReviewArgs) -> Result<()> {
         human_size(manifest.size)
     ))?;
     out("")?;
-    let rows: Vec<[String; 6]> = manifest.images.iter().map(row).collect();
-    print_table(
-        [
-            "IMAGE",
-            "DIGEST",
-            "PLATFORMS",
-            "SIZE",
-            "SIGNATURES",
-            "SBOMS",
-        ],
-        &rows,
-    )?;
+    if manifest.images.iter().any(|i| i.shipped.is_some()) {
+        let rows: Vec<[String; 7]> = manifest
+            .images
+            .iter()
+            .map(|i| {
+                let [a, b, c, d, e, f] = row(i);
+                let shipped = human_size(i.shipped.unwrap_or(i.size));
+                [a, b, c, d, shipped, e, f]
+            })
+            .collect();
+        print_table(
+            [
+                "IMAGE",
+                "DIGEST",
+                "PLATFORMS",
+                "SIZE",
+                "SHIPPED",
+                "SIGNATURES",
+                "SBOMS",
+            ],
+            &rows,
+        )?;
+    } else {
+        let rows: Vec<[String; 6]> = manifest.images.iter().map(row).collect();
+        print_table(
+            [
+                "IMAGE",
+                "DIGEST",
+                "PLATFORMS",
+                "SIZE",
+                "SIGNATURES",
+                "SBOMS",
+            ],
+            &rows,
+        )?;
+    }
     for img in &manifest.images {
         if let Some(s) = &img.signature {
             let name = img.names.first().cloned().unwrap_or(img.digest.to_string());

@@ -142,6 +142,11 @@ pub fn run(ctx: &Context, args: SaveArgs) -> Result<()> {
             eprintln!("{line}");
         }
     }
+    if let Some(files) = &outcome.transfer {
+        for line in shipped_lines(&files.parse()?) {
+            eprintln!("{line}");
+        }
+    }
     report_files(
         &outcome.files,
         args.archive.split.is_some() || signer.is_some(),
@@ -153,6 +158,36 @@ pub fn run(ctx: &Context, args: SaveArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// For an incremental archive, per image: its bytes as layers, and the bytes shipped.
+pub(crate) fn shipped_lines(manifest: &airlock_core::transfer::TransferManifest) -> Vec<String> {
+    use crate::output::human_size;
+    let mut lines: Vec<String> = manifest
+        .images
+        .iter()
+        .filter_map(|img| {
+            let shipped = img.shipped?;
+            let name = img.names.first().cloned().unwrap_or(img.digest.to_string());
+            Some(format!(
+                "{name}: {} as layers, {} shipped ({:.1}%)",
+                human_size(img.size),
+                human_size(shipped),
+                shipped as f64 * 100.0 / img.size.max(1) as f64
+            ))
+        })
+        .collect();
+    if let Some(n) = manifest
+        .origin
+        .as_ref()
+        .map(|o| o.deltas)
+        .filter(|n| *n > 0)
+    {
+        lines.push(format!(
+            "{n} layer(s) ship as deltas against layers the far side holds: only `airlock load` into that store rebuilds them"
+        ));
+    }
+    lines
 }
 
 /// The key `--sign-key` names, read (`save`, `sync -o`).

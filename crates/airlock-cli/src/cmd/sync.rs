@@ -153,6 +153,11 @@ pub fn run(ctx: &Context, args: SyncArgs) -> Result<()> {
             Format::Oci => TransportName::OciArchive(path.clone(), None),
         };
         let outcome = transports::copy(&store, &TransportName::Store(None), Some(&dest), &req)?;
+        if let Some(files) = &outcome.transfer {
+            for line in crate::cmd::save::shipped_lines(&files.parse()?) {
+                eprintln!("{line}");
+            }
+        }
         crate::cmd::save::report_files(
             &outcome.files,
             args.archive.split.is_some() || signer.is_some(),

@@ -43,6 +43,9 @@ pub struct ArchiveOptions {
     pub incremental: Option<Inventory>,
     /// The transfer manifest's signer and verdicts.
     pub transfer: TransferOptions,
+    /// With `incremental`: ship new layers as deltas against the far side's layers,
+    /// reading both from this store.
+    pub deltas_from: Option<crate::store::Store>,
 }
 
 impl Default for ArchiveOptions {
@@ -53,6 +56,7 @@ impl Default for ArchiveOptions {
             level: None,
             incremental: None,
             transfer: TransferOptions::default(),
+            deltas_from: None,
         }
     }
 }
@@ -144,6 +148,9 @@ impl ArchiveFileDestination {
         )?;
         if let Some(inv) = &opts.incremental {
             writer = writer.incremental(inv.blobs.clone(), inv.digest.clone());
+            if let Some(store) = &opts.deltas_from {
+                writer = writer.with_deltas(store.clone(), inv.layers.clone());
+            }
         }
         Ok(ArchiveFileDestination {
             writer: writer.with_transfer(opts.transfer.clone()),

@@ -37,6 +37,9 @@ pub fn classify(path: &str, is_dir: bool) -> EntryKind {
         ["blobs"] => EntryKind::ArchiveDir,
         ["blobs", _alg] if is_dir => EntryKind::ArchiveDir,
         ["blobs", _alg, _hex] => EntryKind::ImageArchive,
+        // An incremental archive's sub-layer deltas (`crate::delta`).
+        ["deltas"] if is_dir => EntryKind::ArchiveDir,
+        ["deltas", _file] if !is_dir => EntryKind::ImageArchive,
         [one] if is_hex_id(one) && is_dir => EntryKind::ArchiveDir,
         [one] => {
             let stem = one

@@ -13,15 +13,17 @@ use std::sync::{Arc, Mutex};
 use super::tarball::TarWriter;
 use crate::blob_reader::BlobReader;
 use crate::compression::{self, Compression, FinishWrite};
+use crate::delta::{DeltaLayer, PreparedDelta};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::spec::{
     media_type, Descriptor, DockerArchiveEntry, Index, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME,
 };
-use crate::store::{TagChange, ANNOTATION_GENERATED};
+use crate::store::{Store, TagChange, ANNOTATION_GENERATED};
 use crate::transfer::{
     TransferFiles, TransferManifest, TransferOptions, TRANSFER_FILE, TRANSFER_SIGNATURE_FILE,
 };
+use crate::transport::inventory::LayerPrint;
 use crate::transport::{ImageDestination, SourceImage};
 
 /// Which archive layout to write.
@@ -53,6 +55,11 @@ pub struct ArchiveWriter {
     /// Layers the receiving store already has (from its inventory): left out.
     omit: BTreeSet<Digest>,
     inventory: Option<Digest>,
+    /// Where new layers and their references are read to make deltas, and the far side's
+    /// layers they may be made against.
+    delta_source: Option<(Store, Vec<LayerPrint>)>,
+    /// Layers shipped as deltas, by blob digest.
+    deltas: BTreeMap<Digest, PreparedDelta>,
     metadata_written: bool,
     /// Write a transfer manifest (what `save` makes; the engine's load stream has none).
     transfer: Option<TransferOptions>,
@@ -75,6 +82,9 @@ pub struct IncrementalInfo {
     pub inventory: Digest,
     /// The layer blobs left out because the receiving store has them.
     pub omitted: Vec<Digest>,
+    /// The layers shipped as deltas against layers the receiving store has.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deltas: Vec<DeltaLayer>,
 }
 
 impl ArchiveWriter {
@@ -96,6 +106,8 @@ impl ArchiveWriter {
             uncompressed_copies: BTreeMap::new(),
             omit: BTreeSet::new(),
             inventory: None,
+            delta_source: None,
+            deltas: BTreeMap::new(),
             metadata_written: false,
             transfer: None,
             transfer_written: Arc::default(),
@@ -108,6 +120,43 @@ impl ArchiveWriter {
         self.omit = have;
         self.inventory = Some(inventory);
         self
+    }
+
+    /// Ship new layers as deltas against `layers` of the far side where that is smaller,
+    /// reading both from `store` (the layers the near side holds too).
+    pub fn with_deltas(mut self, store: Store, layers: Vec<LayerPrint>) -> Self {
+        if !layers.is_empty() {
+            self.delta_source = Some((store, layers));
+        }
+        self
+    }
+
+    /// Make the deltas of the layers of `images` that the far side lacks.
+    fn prepare_deltas(&mut self, images: &[SourceImage]) -> Result<()> {
+        let Some((store, candidates)) = &self.delta_source else {
+            return Ok(());
+        };
+        for img in images.iter().filter(|i| i.artifact_type().is_none()) {
+            let name = img.names.first().map(|n| n.to_string()).unwrap_or_default();
+            let repository = crate::delta::repository_of(&name).unwrap_or_default();
+            for p in img.image_platforms() {
+                for (position, (layer, diff_id)) in
+                    p.manifest.layers.iter().zip(&p.diff_ids).enumerate()
+                {
+                    let d = &layer.digest;
+                    if self.omit.contains(d) || self.deltas.contains_key(d) || !store.has_blob(d) {
+                        continue;
+                    }
+                    let made = crate::delta::make(
+                        store, d, layer.size, diff_id, repository, position, candidates,
+                    )?;
+                    if let crate::delta::Made::Delta(delta) = made {
+                        self.deltas.insert(d.clone(), *delta);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Write a transfer manifest first in the archive, signed and with verdicts as `opts`
@@ -275,18 +324,21 @@ impl ArchiveWriter {
             .into_iter()
             .collect();
         self.omit = omitted.iter().cloned().collect();
-        let incremental = match (&self.inventory, omitted.is_empty()) {
-            (Some(inv), false) => {
+        let deltas: Vec<DeltaLayer> = self.deltas.values().map(|d| d.record.clone()).collect();
+        let incremental = match &self.inventory {
+            Some(inv) if !omitted.is_empty() || !deltas.is_empty() => {
                 index.annotations = Some(BTreeMap::from([(
                     ANNOTATION_INCREMENTAL.to_string(),
                     format!(
-                        "{} layer blobs left out; made against inventory {inv}",
-                        omitted.len()
+                        "{} layer blobs left out, {} shipped as deltas; made against inventory {inv}",
+                        omitted.len(),
+                        deltas.len()
                     ),
                 )]));
                 Some(to_json(&IncrementalInfo {
                     inventory: inv.clone(),
                     omitted,
+                    deltas,
                 })?)
             }
             _ => None,
@@ -298,7 +350,18 @@ impl ArchiveWriter {
             let origin = crate::transfer::Origin {
                 shipment: opts.shipment.clone(),
                 inventory: self.inventory.clone(),
+                deltas: self.deltas.len(),
             };
+            if self.inventory.is_some() {
+                manifest.set_shipped(images, &|b| match (
+                    self.omit.contains(&b.digest),
+                    self.deltas.get(&b.digest),
+                ) {
+                    (true, _) => 0,
+                    (_, Some(d)) => d.record.shipped(),
+                    _ => b.size,
+                });
+            }
             if origin != crate::transfer::Origin::default() {
                 manifest.origin = Some(origin);
             }
@@ -374,6 +437,35 @@ impl ArchiveWriter {
     }
 }
 
+impl ArchiveWriter {
+    /// In place of a layer's bytes (read through, so the copy engine still verifies
+    /// them), its corrections and then its patch.
+    fn write_delta(&self, delta: &PreparedDelta, data: &mut BlobReader<'_>) -> Result<()> {
+        let skip = self
+            .written
+            .lock()
+            .map(|w| w.contains(&delta.record.digest));
+        std::io::copy(data, &mut std::io::sink()).map_err(|e| data.to_error(e))?;
+        if skip.unwrap_or(false) {
+            return Ok(());
+        }
+        let files = [
+            delta.fix.as_ref().map(|f| (delta.record.fix_path(), f)),
+            Some((delta.record.patch_path(), &delta.patch)),
+        ];
+        for (path, file) in files.into_iter().flatten() {
+            let f = std::fs::File::open(file).map_err(|e| Error::io("open", file, e))?;
+            let size = f.metadata().map_err(|e| Error::io("read", file, e))?.len();
+            let mut r = std::io::BufReader::new(f);
+            self.with_tar(|tar| tar.append_stream(&path, size, &mut r))?;
+        }
+        if let Ok(mut w) = self.written.lock() {
+            w.insert(delta.record.digest.clone());
+        }
+        Ok(())
+    }
+}
+
 /// An archive path for a blob kept under its original name: the name if it is a plain
 /// relative path, else one we make up.
 fn safe_entry_path(hint: &str, n: usize) -> String {
@@ -396,6 +488,8 @@ impl ImageDestination for ArchiveWriter {
     }
 
     fn begin(&mut self, images: &[SourceImage]) -> Result<()> {
+        // Deltas are made before anything is written: the metadata up front lists them.
+        self.prepare_deltas(images)?;
         self.write_metadata(images, false)
     }
 
@@ -424,6 +518,9 @@ impl ImageDestination for ArchiveWriter {
     }
 
     fn put_blob(&self, blob: &Descriptor, data: &mut BlobReader<'_>) -> Result<()> {
+        if let Some(delta) = self.deltas.get(&blob.digest) {
+            return self.write_delta(delta, data);
+        }
         self.write_entry(
             &blob_path(&blob.digest),
             Some(&blob.digest),

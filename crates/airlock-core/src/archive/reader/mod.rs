@@ -82,6 +82,7 @@ impl ArchiveContents {
 
 pub use super::sniff::normalize;
 
+mod delta;
 mod directory;
 pub use directory::read_directory;
 
@@ -117,6 +118,7 @@ struct Ingest<'a> {
     /// all of its names instead.
     refuse_early: bool,
     small_total: u64,
+    deltas: delta::Deltas,
 }
 
 impl<'a> Ingest<'a> {
@@ -131,6 +133,7 @@ impl<'a> Ingest<'a> {
             saw_registry_storage: false,
             refuse_early: true,
             small_total: 0,
+            deltas: delta::Deltas::default(),
         }
     }
 
@@ -201,8 +204,17 @@ impl<'a> Ingest<'a> {
                 .read_to_end(&mut bytes)
                 .map_err(|e| read_err(&path, e))?;
             check_len(&path, size, bytes.len() as u64)?;
+            let marker = path == super::writer::INCREMENTAL_FILE;
             self.contents.metadata.insert(path, bytes);
+            if marker {
+                self.check_deltas()?;
+            }
             return Ok(());
+        }
+        if path.starts_with(crate::delta::DIR)
+            && (path.ends_with(".patch") || path.ends_with(".fix"))
+        {
+            return self.delta_file(path, size, reader);
         }
         // Named by digest: an OCI blob, or a `dir:` layout's blob or instance manifest.
         let named = path
