@@ -23,7 +23,7 @@ fn text(len: usize, seed: u64) -> Vec<u8> {
         x ^= x >> 7;
         x ^= x << 17;
         out.extend_from_slice(WORDS[(x % 16) as usize].as_bytes());
-        if x % 3 == 0 {
+        if x.is_multiple_of(3) {
             out.extend_from_slice(format!("{}", (x >> 20) % 1000).as_bytes());
         }
         out.push(b' ');
@@ -35,9 +35,10 @@ fn text(len: usize, seed: u64) -> Vec<u8> {
 /// A layer tar of `files` files of text; `changed` of them differ in the second release.
 fn release(files: usize, changed: usize, second: bool) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
+    let step = files / changed;
     for i in 0..files {
         let mut content = text(40 << 10, i as u64 + 1);
-        if second && i % (files / changed.max(1)).max(1) == 0 && i / (files / changed) < changed {
+        if second && i % step == 0 && i / step < changed {
             content.extend_from_slice(format!("# patched in release 2 ({i})\n").as_bytes());
         }
         let mut h = tar::Header::new_gnu();

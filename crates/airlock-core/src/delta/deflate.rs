@@ -333,7 +333,7 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             let word = (x >> 58) as usize;
             out.extend_from_slice(format!("line {word} of {} ", x >> 40).as_bytes());
-            if word % 7 == 0 {
+            if word.is_multiple_of(7) {
                 out.push(b'\n');
             }
         }
