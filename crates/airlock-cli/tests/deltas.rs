@@ -249,6 +249,16 @@ fn a_store_without_the_reference_refuses_the_delta_by_name_and_stays_as_it_was()
         "{err}"
     );
     assert_eq!(tree_hash(&c.dir.path().join("empty")), before);
+    let err = empty.fails(&["verify", "-i", c.archive.to_str().unwrap()]);
+    assert!(err.contains("as a delta against layer"), "{err}");
+    // The far side checks the archive against its store before loading it.
+    let far_before = tree_hash(&c.dir.path().join("far"));
+    let verified = c.far.ok(&["verify", "-i", c.archive.to_str().unwrap()]);
+    assert!(
+        verified.contains("every digest and diffID verified"),
+        "{verified}"
+    );
+    assert_eq!(tree_hash(&c.dir.path().join("far")), far_before);
     // review says what it is before anyone tries.
     let review = c.near.ok(&["review", c.archive.to_str().unwrap()]);
     assert!(

@@ -99,7 +99,7 @@ pub enum Error {
     },
 
     /// A delta archive read by something other than a load into a store.
-    #[error("this archive ships {count} layer(s) as deltas, which only `airlock load` into an airlock store holding their reference layers rebuilds; docker, podman, skopeo and {to} cannot")]
+    #[error("this archive ships {count} layer(s) as deltas, which only a store holding the layers they are deltas against can rebuild, so it cannot go to {to}; load it into that store with `airlock load` (docker, podman and skopeo cannot load it either)")]
     DeltaNeedsStore {
         /// How many layers are deltas.
         count: usize,

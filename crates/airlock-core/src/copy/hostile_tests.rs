@@ -21,7 +21,7 @@ fn read_bytes(tar: Vec<u8>) -> Result<StreamReport> {
     let store = Store::open(dir.path().join("store")).unwrap();
     copy_archive(
         ArchiveInput::Stream(Box::new(Cursor::new(tar))),
-        Box::new(DiscardDestination),
+        Box::new(DiscardDestination::default()),
         &all,
         Some(&store),
         &CopyOptions::default(),
@@ -213,7 +213,7 @@ fn nothing_after_the_end_of_the_archive_is_read_on() {
     let store = Store::open(dir.path().join("store")).unwrap();
     let report = copy_archive(
         ArchiveInput::Stream(Box::new(Counted(endless, read.clone()))),
-        Box::new(DiscardDestination),
+        Box::new(DiscardDestination::default()),
         &all,
         Some(&store),
         &CopyOptions::default(),
@@ -243,7 +243,7 @@ fn a_layout_directory_is_read_only_within_itself() {
         let store = Store::open(s.path().join("store")).unwrap();
         copy_archive(
             ArchiveInput::Dir(dir.to_path_buf()),
-            Box::new(DiscardDestination),
+            Box::new(DiscardDestination::default()),
             &all,
             Some(&store),
             &CopyOptions::default(),

@@ -23,7 +23,7 @@ fn read(input: ArchiveInput) -> Result<StreamReport> {
     let store = Store::open(dir.path().join("store")).unwrap();
     copy_archive(
         input,
-        Box::new(DiscardDestination),
+        Box::new(DiscardDestination::default()),
         &all,
         Some(&store),
         &CopyOptions::default(),

@@ -9,7 +9,12 @@ use crate::error::{Error, Result};
 use crate::store::TagChange;
 
 /// Reads every blob to its end and throws it away.
-pub struct DiscardDestination;
+#[derive(Default)]
+pub struct DiscardDestination {
+    /// The store whose layers rebuild the layers an archive ships as deltas (read only:
+    /// `verify` on the far side checks a delta archive against the store it is for).
+    pub references: Option<crate::store::Store>,
+}
 
 fn drain(data: &mut BlobReader<'_>) -> Result<Digest> {
     std::io::copy(data, &mut std::io::sink()).map_err(|e| data.to_error(e))?;
@@ -24,6 +29,9 @@ impl ImageDestination for DiscardDestination {
     }
     fn has_blob(&self, _digest: &Digest) -> bool {
         false
+    }
+    fn delta_references(&self) -> Option<&crate::store::Store> {
+        self.references.as_ref()
     }
     fn put_unnamed_blob(
         &self,

@@ -169,6 +169,11 @@ pub trait ImageDestination: Send + Sync {
     fn store(&self) -> Option<&Store> {
         None
     }
+    /// The store whose layers rebuild the layers an archive ships as deltas
+    /// ([`crate::delta`]): the destination's own store, if it is one.
+    fn delta_references(&self) -> Option<&Store> {
+        self.store()
+    }
     /// Compressed layers (descriptor, diffID) it also wants uncompressed, under the diffID,
     /// known after [`ImageDestination::begin`] (Docker < 23 reads no zstd).
     fn uncompressed_copies(&self) -> Vec<(Descriptor, Digest)> {

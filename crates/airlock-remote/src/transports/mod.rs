@@ -230,7 +230,9 @@ fn copy_staged(
         )
     };
     let ran = match dst {
-        None => run(Box::new(DiscardDestination))?,
+        None => run(Box::new(DiscardDestination {
+            references: Some(store.clone()),
+        }))?,
         Some(TransportName::Store(_)) => run(Box::new(StoreDestination::new(store, staging)))?,
         Some(TransportName::DockerArchive(p, _)) | Some(TransportName::OciArchive(p, _)) => {
             let mut archive = req.archive.clone();

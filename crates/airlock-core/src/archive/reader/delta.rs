@@ -1,7 +1,6 @@
 //! The delta files of an incremental archive (`deltas/*.fix`, `deltas/*.patch`): each
 //! layer is rebuilt from the store's copy of its reference as its patch streams by.
 
-use std::collections::BTreeMap;
 use std::io::{self, Read};
 
 use super::{read_err, Ingest};
@@ -14,13 +13,15 @@ use crate::error::{Error, Result};
 /// Corrections larger than this are refused: real ones are well under 1% of their layer.
 const MAX_CORRECTIONS: u64 = 256 << 20;
 
-/// What the delta files seen so far left to do.
+/// The archive's deltas (read from its incremental marker once it streamed by).
+///
+/// Corrections wait for their patch in `ArchiveContents::metadata` under their path, and a
+/// rebuilt layer is recorded under its patch's path with `blobs/sha256/<hex>` linked to it:
+/// both are what the resume journal logs of an entry, so a resumed load goes on from
+/// either.
 #[derive(Default)]
 pub(super) struct Deltas {
-    /// The archive's deltas (read from its incremental marker once it streamed by).
     layers: Option<Vec<DeltaLayer>>,
-    /// Corrections read, waiting for their patch: layer digest -> bytes.
-    corrections: BTreeMap<Digest, Vec<u8>>,
 }
 
 impl Ingest<'_> {
@@ -47,7 +48,7 @@ impl Ingest<'_> {
     /// Once the incremental marker is read: refuse at once what could not be rebuilt, before
     /// any blob is staged.
     pub(super) fn check_deltas(&mut self) -> Result<()> {
-        let store = self.store;
+        let store = self.dest.delta_references();
         let to = self.dest.describe();
         let layers = self.delta_layers()?;
         if layers.is_empty() {
@@ -105,18 +106,21 @@ impl Ingest<'_> {
                 .read_to_end(&mut bytes)
                 .map_err(|e| read_err(&path, e))?;
             if !have {
-                self.deltas.corrections.insert(delta.digest.clone(), bytes);
+                self.contents.metadata.insert(path, bytes);
             }
             return Ok(());
         }
         if have {
             io::copy(reader, &mut io::sink()).map_err(|e| read_err(&path, e))?;
         } else {
-            let store = self.store.ok_or_else(|| Error::DeltaNeedsStore {
-                count: 1,
-                to: self.dest.describe(),
-            })?;
-            let fix = self.deltas.corrections.remove(&delta.digest);
+            let store = self
+                .dest
+                .delta_references()
+                .ok_or_else(|| Error::DeltaNeedsStore {
+                    count: 1,
+                    to: self.dest.describe(),
+                })?;
+            let fix = self.contents.metadata.remove(&delta.fix_path());
             if delta.corrections.is_some() && fix.is_none() {
                 return Err(Error::DeltaBroken {
                     layer: delta.digest.clone(),
@@ -138,7 +142,13 @@ impl Ingest<'_> {
         self.contents
             .diff_ids
             .insert(d.clone(), Ok(delta.diff_id.clone()));
-        self.record(format!("blobs/sha256/{}", d.hex()), d, delta.size);
+        self.contents.links.insert(blob_path_of(&d), path.clone());
+        self.record(path, d, delta.size);
         Ok(())
     }
+}
+
+/// Where the layer a delta rebuilds is named in the archive's manifests.
+pub(crate) fn blob_path_of(d: &Digest) -> String {
+    format!("blobs/sha256/{}", d.hex())
 }

@@ -84,6 +84,7 @@ pub use super::sniff::normalize;
 
 mod delta;
 mod directory;
+pub(crate) use delta::blob_path_of;
 pub use directory::read_directory;
 
 fn is_metadata(path: &str) -> bool {

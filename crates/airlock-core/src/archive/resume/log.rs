@@ -77,6 +77,13 @@ pub(super) fn replay(text: &[u8]) -> Result<(ArchiveContents, bool)> {
                 c.unnamed.insert(b.digest.clone(), e.path.clone());
             }
             c.delivered.insert(b.digest.clone());
+            if e.path.starts_with(crate::delta::DIR) {
+                // A layer rebuilt from its delta: the manifests name it by digest.
+                c.links.insert(
+                    crate::archive::reader::blob_path_of(&b.digest),
+                    e.path.clone(),
+                );
+            }
             c.files.insert(
                 e.path,
                 StagedBlob {
