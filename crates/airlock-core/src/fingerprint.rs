@@ -85,9 +85,26 @@ fn cut(data: &[u8]) -> usize {
 
 /// The chunk fingerprints of everything `input` yields, read with bounded memory.
 pub fn chunks(input: &mut dyn Read) -> io::Result<Vec<u64>> {
+    Ok(spans(input)?.into_iter().map(|s| s.hash).collect())
+}
+
+/// One content-defined chunk: its fingerprint and where it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// The first 8 bytes of its SHA-256.
+    pub hash: u64,
+    /// Its offset in the input.
+    pub offset: u64,
+    /// Its length.
+    pub len: u32,
+}
+
+/// The chunks of everything `input` yields, with their offsets.
+pub fn spans(input: &mut dyn Read) -> io::Result<Vec<Span>> {
     let mut buf = vec![0u8; MAX_CHUNK * 4];
     let (mut start, mut end) = (0, 0);
     let mut out = Vec::new();
+    let mut offset = 0u64;
     let mut eof = false;
     loop {
         // Keep at least one maximum chunk in the buffer until the input ends.
@@ -109,7 +126,12 @@ pub fn chunks(input: &mut dyn Read) -> io::Result<Vec<u64>> {
         }
         let n = cut(&buf[start..end]);
         let h = Sha256::digest(&buf[start..start + n]);
-        out.push(u64::from_be_bytes(h[..8].try_into().expect("8 bytes")));
+        out.push(Span {
+            hash: u64::from_be_bytes(h[..8].try_into().expect("8 bytes")),
+            offset,
+            len: n as u32,
+        });
+        offset += n as u64;
         start += n;
     }
 }

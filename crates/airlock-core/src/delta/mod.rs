@@ -273,13 +273,11 @@ pub fn make(
         }
     };
     let plain_path = plain.as_deref().unwrap_or(&path).to_path_buf();
-    let plain_len = std::fs::metadata(&plain_path)
-        .map_err(|e| Error::io("read", &plain_path, e))?
-        .len();
     let mut plain_file =
         BufReader::new(File::open(&plain_path).map_err(|e| Error::io("open", &plain_path, e))?);
-    let chunks = crate::fingerprint::chunks(&mut plain_file)
+    let target_spans = crate::fingerprint::spans(&mut plain_file)
         .map_err(|e| Error::io("read", &plain_path, e))?;
+    let chunks: Vec<u64> = target_spans.iter().map(|s| s.hash).collect();
     let near_has = |d: &Digest| store.has_blob(d);
     let Some(reference) = choose_reference(
         &chunks, diff_id, repository, position, candidates, &near_has,
@@ -293,7 +291,13 @@ pub fn make(
         .clone()
         .unwrap_or_else(|| reference.digest.clone());
     let ref_plain = plaintext_of(store, &reference.digest, &ref_diff, &dir)?;
-    let mapped = patch::Mapped::open(&ref_plain).map_err(|e| Error::io("map", &ref_plain, e))?;
+    let ref_file = File::open(&ref_plain).map_err(|e| Error::io("open", &ref_plain, e))?;
+    let ref_len = ref_file
+        .metadata()
+        .map_err(|e| Error::io("read", &ref_plain, e))?
+        .len();
+    let ref_spans = crate::fingerprint::spans(&mut BufReader::new(&ref_file))
+        .map_err(|e| Error::io("read", &ref_plain, e))?;
     let patch_file = temp_in(&dir)?;
     let mut target = Hashing {
         inner: BufReader::new(
@@ -305,8 +309,15 @@ pub fn make(
         inner: BufWriter::new(patch_file.as_file()),
         hasher: Hasher::new(),
     };
-    patch::make(mapped.bytes(), &mut target, plain_len, &mut patch_out)
-        .map_err(|e| Error::io("make the delta of", &path, e))?;
+    patch::make(
+        &ref_file,
+        ref_len,
+        &ref_spans,
+        &mut target,
+        &target_spans,
+        &mut patch_out,
+    )
+    .map_err(|e| Error::io("make the delta of", &path, e))?;
     patch_out
         .flush()
         .map_err(|e| Error::io("write", patch_file.path(), e))?;

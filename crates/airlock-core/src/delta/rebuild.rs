@@ -66,7 +66,12 @@ pub fn rebuild(
     let dir = store.tmp_dir();
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
     let reference = plaintext_of(store, &delta.reference, &delta.reference_diff_id, &dir)?;
-    let mapped = patch::Mapped::open(&reference).map_err(|e| Error::io("map", &reference, e))?;
+    let ref_file =
+        std::fs::File::open(&reference).map_err(|e| Error::io("open", &reference, e))?;
+    let ref_len = ref_file
+        .metadata()
+        .map_err(|e| Error::io("read", &reference, e))?
+        .len();
     let patch_hash = Arc::new(Mutex::new(Hasher::new()));
     let plain_hash = Arc::new(Mutex::new(Hasher::new()));
     let patch_in = BufReader::new(Tally {
@@ -74,8 +79,7 @@ pub fn rebuild(
         hasher: patch_hash.clone(),
     });
     let plain = Tally {
-        inner: patch::apply(mapped.bytes(), patch_in)
-            .map_err(|e| broken(format!("its patch cannot be read: {e}")))?,
+        inner: patch::Apply::new(&ref_file, ref_len, patch_in),
         hasher: plain_hash.clone(),
     };
     let bytes: Box<dyn Read + '_> = match fix {
@@ -96,7 +100,12 @@ pub fn rebuild(
         .and_then(|_| blob.finish().map(|_| ()));
     drop(blob);
     // Whatever else went wrong, a damaged patch or a tar that is not the layer's says more.
-    io::copy(patch_entry, &mut io::sink()).map_err(|e| Error::stream("read the delta", e))?;
+    // (What the decoder's buffer read is hashed already; the rest is hashed here.)
+    let mut rest = Tally {
+        inner: patch_entry,
+        hasher: patch_hash.clone(),
+    };
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| Error::stream("read the delta", e))?;
     if take(&patch_hash) != delta.patch {
         return Err(broken("its patch is damaged (its digest differs)".into()));
     }
