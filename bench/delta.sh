@@ -182,14 +182,16 @@ oci "$AR/base1.tar" bench.local/base:1 "$L/base.tar"
 oci "$AR/base2.tar" bench.local/base:2 "$L/base2.tar"
 
 gz_of() { echo "$W/gz/$(sha256sum "$1" | cut -d' ' -f1).tar.gz"; }
-declare -A LSIZE LGZ LFILES
+declare -A LSIZE LGZ LFILES LNAME
 for l in base app1 app2 base2; do
     LSIZE[$l]=$(stat -c %s "$L/$l.tar")
     LGZ[$l]=$(stat -c %s "$(gz_of "$L/$l.tar")")
+    LNAME[sha256:$(sha256sum "$(gz_of "$L/$l.tar")" | cut -d' ' -f1)]="layer $l"
     LFILES[$l]=$(tar -tf "$L/$l.tar" | wc -l)
 done
 
 # ---------------------------------------------------------------- harness
+fmt_int() { awk -v x="$1" 'BEGIN { s = sprintf("%.0f", x); n = ""; while (length(s) > 3) { n = "," substr(s, length(s)-2) n; s = substr(s, 1, length(s)-3) } print s n }'; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) exit 1; print a[int((NR+1)/2)]}'; }
 maxn() { sort -g | tail -n1; }
 # timed OUTFILE-PREFIX CMD...: runs CMD under /usr/bin/time; appends "secs rss" to
@@ -229,7 +231,34 @@ same_inspect() { # same_inspect NEAR FAR NAME: Id, RepoDigests, RootFS.Layers eq
     [ "$a" = "$b" ] || { echo "far side:"; echo "$b"; return 1; }
 }
 
+# describe_delta ID NEAR NAME ARCHIVE: what the delta archive does with each layer of the
+# image (left out, delta against which layer, shipped whole), from its
+# airlock-incremental.json and its member sizes; and review's SIZE / SHIPPED.
+describe_delta() {
+    local id=$1 near=$2 name=$3 y=$4 inc members l n_om=0 n_de=0 n_wh=0 wh_bytes=0 txt="" ref ps cs sz
+    inc=$(tar -xOf "$y" airlock-incremental.json 2>/dev/null || echo '{}')
+    members=$(tar -tvf "$y")
+    for l in $("$A" --store "$near" inspect "$name" | jq -r '.[0].Layers[].Digest'); do
+        if jq -e --arg d "$l" '(.omitted // []) | index($d)' <<<"$inc" >/dev/null; then
+            n_om=$((n_om + 1)); txt+="${LNAME[$l]:-$l} left out (the far side has it); "
+        elif jq -e --arg d "$l" '(.deltas // []) | map(.digest) | index($d)' <<<"$inc" >/dev/null; then
+            n_de=$((n_de + 1))
+            read -r ref ps cs < <(jq -r --arg d "$l" '.deltas[] | select(.digest == $d) | "\(.reference) \(.patchSize) \(.correctionsSize)"' <<<"$inc")
+            txt+="${LNAME[$l]:-$l} as a delta against ${LNAME[$ref]:-$ref} (patch $(fmt_int "$ps") + corrections $(fmt_int "$cs") bytes); "
+        else
+            n_wh=$((n_wh + 1))
+            sz=$(awk -v m="blobs/sha256/${l#sha256:}" '$6 == m {print $3}' <<<"$members")
+            wh_bytes=$((wh_bytes + ${sz:-0}))
+            txt+="${LNAME[$l]:-$l} **shipped whole** ($(fmt_int "${sz:-0}") bytes); "
+        fi
+    done
+    C_NDELTA[$id]=$n_de; C_NWHOLE[$id]=$n_wh
+    C_CONTENT[$id]="${txt%; }. Review: $(awk -v n="$name" '$1 == n {print "SIZE " $4 ", SHIPPED " $5}' "$LOGS/$id-review.txt")."
+    [ "$n_wh" = 0 ] || log "[$id] $n_wh layer(s) of $name shipped whole in the delta archive ($wh_bytes bytes)"
+}
+
 declare -a CASES=()
+declare -A C_CONTENT C_NDELTA C_NWHOLE
 declare -A C_NAME C_OLD C_GOAL C_GOALPCT C_DOCKER C_LAYER C_DELTA C_MAKE_S C_MAKE_RSS C_APPLY_S C_APPLY_RSS C_STATUS C_SAVE_MSG C_LAYER_MSG
 
 # run_case ID LABEL OLD-ARCHIVE NEW-ARCHIVE OLD-NAME NEW-NAME GOAL-PERCENT GOAL-OP
@@ -293,6 +322,7 @@ run_case() {
         bash -c '[ "$(sort -u "$1" | wc -l)" = 1 ] && cat "$1"' _ "$p.sha"
     "$A" review "$y" >"$LOGS/$id-review.txt" 2>&1 || true
     check "[$id] airlock review reads the delta archive" "$A" review "$y"
+    describe_delta "$id" "$near" "$name" "$y"
 
     # delta: apply, each run on a fresh copy of the far store
     p=$LOGS/$id-apply
@@ -374,7 +404,6 @@ LOAD_BUSY=$(awk '$2 > 0' "$LOGS/load.txt" | wc -l)
 T_TOTAL=$(( $(date +%s) - T_START ))
 
 # ---------------------------------------------------------------- report
-fmt_int() { awk -v x="$1" 'BEGIN { s = sprintf("%.0f", x); n = ""; while (length(s) > 3) { n = "," substr(s, length(s)-2) n; s = substr(s, 1, length(s)-3) } print s n }'; }
 mb() { awk -v b="$1" 'BEGIN {printf "%.1f MB", b/1e6}'; }
 size_cell() { # bytes (MB)
     case "$1" in ''|failed) echo "${1:-–}" ;; *)
@@ -407,7 +436,7 @@ section() {
         echo "  $(nproc) cores, so the times are high and noisy (the sizes are not affected)."
     fi
     echo "- airlock: $(ver "$A" --version), binary \`$A\` (modified $(date -u -r "$A" '+%Y-%m-%d %H:%M UTC'));"
-    echo "  checkout at git $GIT_REV. $(ver zstd --version | sed 's/ by Yann Collet//; s/,$//'); $(ver gzip --version);"
+    echo "  checkout at git $GIT_REV. $(ver zstd --version | sed 's/^\*\*\* //; s/, by Yann Collet.*//; s/ \*\*\*$//'); $(ver gzip --version);"
     echo "  $(ver tar --version); Docker Engine $(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?');"
     echo "  $(ver python3 --version); $(ver debootstrap --version)."
     echo "- Base layer: $BASE_INFO; tarred with"
@@ -450,7 +479,11 @@ section() {
             "$( [ -n "${C_APPLY_S[$id]:-}" ] && echo "${C_APPLY_S[$id]} s, $(mib "${C_APPLY_RSS[$id]}")" || echo failed)"
     done
     echo
-    echo "What \`save\` reported on stderr (first run of each):"
+    echo "What each delta archive does with the new image's layers (its \`airlock-incremental.json\`):"
+    echo
+    for id in "${CASES[@]}"; do echo "- $id: ${C_CONTENT[$id]:-not made}"; done
+    echo
+    echo "What \`save\` printed on stderr (first run of each; exit status 0 unless said below):"
     echo
     echo '```'
     for id in "${CASES[@]}"; do

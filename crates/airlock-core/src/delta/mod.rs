@@ -33,6 +33,8 @@ use crate::transport::inventory::LayerPrint;
 
 /// Where a delta's files are in an archive.
 pub const DIR: &str = "deltas/";
+/// Layers smaller than this ship whole: a delta would save a few KiB for a rebuild.
+pub const MIN_LAYER: u64 = 64 << 10;
 
 /// One layer an archive ships as a delta (recorded in `airlock-incremental.json`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -223,6 +225,9 @@ pub fn make(
     position: usize,
     candidates: &[LayerPrint],
 ) -> Result<Made> {
+    if size < MIN_LAYER {
+        return Ok(Made::Whole("it is too small to be worth a delta".into()));
+    }
     let dir = store.tmp_dir();
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
     let path = store.blob_path(layer);

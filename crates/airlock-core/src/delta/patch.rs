@@ -53,7 +53,12 @@ impl Mapped {
         // SAFETY: the file is private to this process (created under the store's temporary
         // directory and never written once its plaintext is complete), so nothing truncates
         // or changes it under the mapping.
-        let map = unsafe { memmap2::MmapOptions::new().offset(offset).len(len).map(file)? };
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(offset)
+                .len(len)
+                .map(file)?
+        };
         Ok(Mapped { map: Some(map) })
     }
 
@@ -150,11 +155,8 @@ pub fn make(
         plain.resize(seg.len as usize, 0);
         target.read_exact(&mut plain)?;
         let region = Mapped::region(reference, seg.region_start, seg.region_len)?;
-        let mut enc = zstd::stream::write::Encoder::with_ref_prefix(
-            Vec::new(),
-            LEVEL,
-            region.bytes(),
-        )?;
+        let mut enc =
+            zstd::stream::write::Encoder::with_ref_prefix(Vec::new(), LEVEL, region.bytes())?;
         enc.window_log(window_log(seg.region_len, seg.len))?;
         enc.long_distance_matching(true)?;
         enc.set_pledged_src_size(Some(seg.len))?;
@@ -223,11 +225,15 @@ impl<'a, P: Read> Apply<'a, P> {
         let (start, len) = (get(&mut self.patch)?, get(&mut self.patch)?);
         let (plain_len, frame_len) = (get(&mut self.patch)?, get(&mut self.patch)?);
         let fits = len <= REGION
-            && start.checked_add(len).is_some_and(|e| e <= self.reference_len)
+            && start
+                .checked_add(len)
+                .is_some_and(|e| e <= self.reference_len)
             && plain_len <= MAX_SEGMENT
             && frame_len <= MAX_SEGMENT * 2;
         if !fits {
-            return Err(invalid("the patch is damaged (a segment does not fit its reference)"));
+            return Err(invalid(
+                "the patch is damaged (a segment does not fit its reference)",
+            ));
         }
         let mut frame = vec![0u8; frame_len as usize];
         self.patch
@@ -239,7 +245,9 @@ impl<'a, P: Read> Apply<'a, P> {
         self.out.clear();
         (&mut dec).take(plain_len + 1).read_to_end(&mut self.out)?;
         if self.out.len() as u64 != plain_len {
-            return Err(invalid("the patch is damaged (a segment decodes to the wrong size)"));
+            return Err(invalid(
+                "the patch is damaged (a segment decodes to the wrong size)",
+            ));
         }
         self.pos = 0;
         Ok(true)
@@ -268,7 +276,9 @@ mod tests {
     fn noise(len: usize, mut x: u64) -> Vec<u8> {
         let mut v = Vec::with_capacity(len);
         while v.len() < len {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             v.extend_from_slice(&(x >> 13).to_le_bytes());
         }
         v.truncate(len);
@@ -280,7 +290,15 @@ mod tests {
         f.write_all(old).unwrap();
         let (rs, ts) = (spans(&mut &old[..]).unwrap(), spans(&mut &new[..]).unwrap());
         let mut delta = Vec::new();
-        make(f.as_file(), old.len() as u64, &rs, &mut &new[..], &ts, &mut delta).unwrap();
+        make(
+            f.as_file(),
+            old.len() as u64,
+            &rs,
+            &mut &new[..],
+            &ts,
+            &mut delta,
+        )
+        .unwrap();
         (f, delta)
     }
 
@@ -322,7 +340,7 @@ mod tests {
         let chunk = 64u64 << 10;
         let reference: Vec<Span> = (0..3200).map(|i| span(i * chunk, i)).collect();
         let reference_len = 3200 * chunk; // 200 MiB
-        // The target drops the first 1000 chunks: its content sits 1000 chunks in.
+                                          // The target drops the first 1000 chunks: its content sits 1000 chunks in.
         let target: Vec<Span> = (0..2200).map(|i| span(i * chunk, i + 1000)).collect();
         let segs = plan(&reference, reference_len, &target);
         assert_eq!(segs.len(), 9, "{segs:?}");

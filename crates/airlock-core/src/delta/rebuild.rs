@@ -66,8 +66,7 @@ pub fn rebuild(
     let dir = store.tmp_dir();
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
     let reference = plaintext_of(store, &delta.reference, &delta.reference_diff_id, &dir)?;
-    let ref_file =
-        std::fs::File::open(&reference).map_err(|e| Error::io("open", &reference, e))?;
+    let ref_file = std::fs::File::open(&reference).map_err(|e| Error::io("open", &reference, e))?;
     let ref_len = ref_file
         .metadata()
         .map_err(|e| Error::io("read", &reference, e))?
