@@ -72,6 +72,7 @@ docker info >/dev/null 2>&1 || { echo "no Docker Engine answers (docker info fai
 [ "$(id -u)" = 0 ] || { echo "run as root (debootstrap; the rootfs is extracted with its owners)" >&2; exit 1; }
 [ -x "$AIRLOCK" ] || { echo "no airlock binary at $AIRLOCK (build it, or set AIRLOCK)" >&2; exit 1; }
 A=$AIRLOCK
+A_SHA=$(sha256sum "$A" | cut -d' ' -f1)   # the binary may be replaced while this runs: checked at the end
 
 log() { printf '[delta-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -395,6 +396,9 @@ ALT_SIZE[whole_zstd]=$(stat -c %s "$W/app2.zst"); rm -f "$W/app2.zst"
 ALT+=(whole_gz); ALT_LABEL[whole_gz]="whole app2.tar, \`gzip -6 -n\` (the layer blob)"
 ALT_SIZE[whole_gz]=${LGZ[app2]}
 
+check "the airlock binary is the same file at the end of the run (sha256 ${A_SHA:0:12}...)" \
+    bash -c '[ "$(sha256sum "$1" | cut -d" " -f1)" = "$2" ]' _ "$A" "$A_SHA"
+
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 kill "$SAMPLER_PID" 2>/dev/null || true; wait "$SAMPLER_PID" 2>/dev/null || true; SAMPLER_PID=
 LOAD_MED=$(awk '{print $1}' "$LOGS/load.txt" | median || echo "?")
@@ -435,7 +439,8 @@ section() {
         echo "- **A cargo/rustc process was running in $LOAD_BUSY of $LOAD_N samples**: it competed for the"
         echo "  $(nproc) cores, so the times are high and noisy (the sizes are not affected)."
     fi
-    echo "- airlock: $(ver "$A" --version), binary \`$A\` (modified $(date -u -r "$A" '+%Y-%m-%d %H:%M UTC'));"
+    echo "- airlock: $(ver "$A" --version), binary \`$A\` ($(fmt_int "$(stat -c %s "$A")") bytes,"
+    echo "  sha256 \`$A_SHA\`, modified $(date -u -r "$A" '+%Y-%m-%d %H:%M:%S UTC'));"
     echo "  checkout at git $GIT_REV. $(ver zstd --version | sed 's/^\*\*\* //; s/, by Yann Collet.*//; s/ \*\*\*$//'); $(ver gzip --version);"
     echo "  $(ver tar --version); Docker Engine $(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?');"
     echo "  $(ver python3 --version); $(ver debootstrap --version)."

@@ -311,3 +311,67 @@ fn a_damaged_patch_or_corrections_file_is_caught_and_nothing_enters_the_store() 
     }
     c.far.ok(&["load", "-q", "-i", c.archive.to_str().unwrap()]);
 }
+
+#[test]
+fn a_load_of_delta_volumes_stopped_at_any_volume_goes_on_and_rebuilds_the_layer() {
+    let c = case(How::Command(&["gzip", "-6", "-n"]));
+    let d = c.dir.path();
+    let inv = d.join("far.json");
+    let base = d.join("split.tar");
+    c.near.ok(&[
+        "save",
+        "example.org/app:2",
+        "--incremental-from",
+        inv.to_str().unwrap(),
+        "--split",
+        "4K",
+        "-o",
+        base.to_str().unwrap(),
+    ]);
+    let volume = |i: usize| std::path::PathBuf::from(format!("{}.{i:03}", base.display()));
+    let count = (0..).take_while(|i| volume(*i).exists()).count();
+    assert!(count >= 3, "{count} volumes");
+    let digest = sha256(&c.blob2);
+    for missing in 1..count {
+        // A fresh far side each time, a copy of the one that holds release 1.
+        let far_dir = d.join(format!("far-{missing}"));
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(d.join("far"))
+            .arg(&far_dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let far = Airlock::new(&far_dir);
+        let aside = d.join("aside");
+        let kept: Vec<Vec<u8>> = (0..count)
+            .map(|i| std::fs::read(volume(i)).unwrap())
+            .collect();
+        std::fs::rename(volume(missing), &aside).unwrap();
+        let err = far.fails(&["load", "-i", base.to_str().unwrap()]);
+        assert!(
+            err.contains("run the same command again"),
+            "{missing}: {err}"
+        );
+        // The volumes before the stop are gone when it goes on.
+        for i in 0..missing {
+            std::fs::remove_file(volume(i)).unwrap();
+        }
+        std::fs::rename(&aside, volume(missing)).unwrap();
+        let out = far.run(&["load", "-q", "-i", base.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "stopped at volume {missing} of {count}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stored = std::fs::read(far_dir.join("blobs/sha256").join(&digest[7..])).unwrap();
+        assert!(
+            stored == c.blob2,
+            "stopped at volume {missing}: the layer differs"
+        );
+        far.ok(&["fsck"]);
+        for (i, bytes) in kept.iter().enumerate() {
+            std::fs::write(volume(i), bytes).unwrap();
+        }
+    }
+}

@@ -288,10 +288,12 @@ impl EntryLog for Journal {
         // that is the last volume.
         // (A rerun's crossings start after the spill it replays, which this must not
         // overwrite.)
+        // A crossing exactly at the data's start counts: the entry's header is before it
+        // and must be replayed after it, like any entry that spans one.
         let next = s
             .bounds
             .iter()
-            .position(|b| *b > data_start && *b > s.replayed_to);
+            .position(|b| *b >= data_start && *b > s.region_start && *b > s.replayed_to);
         let spans = next.is_some_and(|i| i < s.count && end > s.bounds[i]);
         let spill = if spans && !s.unresumable {
             let p = s
