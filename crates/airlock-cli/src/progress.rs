@@ -55,7 +55,10 @@ fn draw(label: &str, done: u64, total: u64, elapsed: Duration) {
     let secs = elapsed.as_secs_f64().max(0.001);
     let rate = done as f64 / secs;
     let mb = |b: f64| b / 1e6;
-    let line = if total > 0 {
+    let line = if total > 0 && done == 0 {
+        // Nothing moved yet (deltas being made, a connection opening): no rate to go by.
+        format!("{label} 0/{:.0} MB", mb(total as f64))
+    } else if total > 0 {
         let left = total.saturating_sub(done) as f64 / rate.max(1.0);
         format!(
             "{label} {:.0}/{:.0} MB ({:.0}%) {:.0} MB/s, {:.0}s left",

@@ -159,7 +159,7 @@ fn case(how: How) -> Case {
     far.ok(&["inventory", "-o", inv.to_str().unwrap()]);
     let archive = d.join("delta.tar");
     let inv = inv.to_str().unwrap();
-    near.ok(&[
+    let (ok, said) = near.run_text(&[
         "save",
         "example.org/app:2",
         "--incremental-from",
@@ -167,6 +167,14 @@ fn case(how: How) -> Case {
         "-o",
         archive.to_str().unwrap(),
     ]);
+    assert!(ok, "{said}");
+    // It says what it saved against what the layers weigh.
+    let line = said.lines().find(|l| l.starts_with("example.org/app:2: "));
+    assert!(
+        line.is_some_and(|l| l.contains(" as layers, ") && l.contains(" shipped (")),
+        "{said}"
+    );
+    assert!(said.contains("1 layer(s) ship as deltas"), "{said}");
     Case {
         far,
         near,

@@ -142,7 +142,7 @@ pub fn run(ctx: &Context, args: SaveArgs) -> Result<()> {
             eprintln!("{line}");
         }
     }
-    if let Some(files) = &outcome.transfer {
+    if let Some(files) = &outcome.written_transfer {
         for line in shipped_lines(&files.parse()?) {
             eprintln!("{line}");
         }

@@ -153,7 +153,7 @@ pub fn run(ctx: &Context, args: SyncArgs) -> Result<()> {
             Format::Oci => TransportName::OciArchive(path.clone(), None),
         };
         let outcome = transports::copy(&store, &TransportName::Store(None), Some(&dest), &req)?;
-        if let Some(files) = &outcome.transfer {
+        if let Some(files) = &outcome.written_transfer {
             for line in crate::cmd::save::shipped_lines(&files.parse()?) {
                 eprintln!("{line}");
             }

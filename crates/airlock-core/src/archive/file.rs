@@ -161,6 +161,11 @@ impl ArchiveFileDestination {
         })
     }
 
+    /// The transfer manifest written and its signature, known once the copy has finished.
+    pub fn transfer_written(&self) -> Arc<Mutex<Option<TransferFiles>>> {
+        self.writer.transfer_written()
+    }
+
     /// The files written, known once the copy has finished (volumes, or the one file).
     pub fn written_files(&self) -> Arc<Mutex<Vec<PathBuf>>> {
         self.wrote.clone()
@@ -200,7 +205,7 @@ impl ImageDestination for ArchiveFileDestination {
         } = *self;
         let written = writer.transfer_written();
         let changes = Box::new(writer).finish(images)?;
-        let written = written.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let written = written.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let paths = match output {
             Output::File(tmp, path) => {
                 // Signed: the manifest, the archive's checksum and their signatures go

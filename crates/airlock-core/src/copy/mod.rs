@@ -121,6 +121,10 @@ pub fn copy_images(
     let dest_ref: &dyn ImageDestination = dest.as_ref();
     run_pool(dest_ref.parallelism(), &blobs, |blob| {
         if dest_ref.has_blob(&blob.digest) {
+            // Counted as done: the progress total holds every blob.
+            if let Some(p) = &opts.progress {
+                p.fetch_add(blob.size, std::sync::atomic::Ordering::Relaxed);
+            }
             return Ok(());
         }
         let diff = check_diffs.as_ref().and_then(|m| m.get(&blob.digest));

@@ -156,6 +156,8 @@ pub struct CopyOutcome {
     pub transfer: Option<airlock_core::transfer::TransferFiles>,
     /// What a load into containerd did.
     pub containerd: Option<crate::containerd::ContainerdReport>,
+    /// The transfer manifest an archive destination wrote (what `save` reports from).
+    pub written_transfer: Option<airlock_core::transfer::TransferFiles>,
 }
 
 mod resumed;
@@ -246,8 +248,10 @@ fn copy_staged(
             };
             let dest = ArchiveFileDestination::create(&target, &archive)?;
             let files = dest.written_files();
+            let written = dest.transfer_written();
             let ran = run(Box::new(dest))?;
             outcome.files = files.lock().map(|f| f.clone()).unwrap_or_default();
+            outcome.written_transfer = written.lock().ok().and_then(|mut w| w.take());
             ran
         }
         Some(TransportName::OciDir(p, name)) => {
