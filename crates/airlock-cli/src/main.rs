@@ -38,6 +38,11 @@ struct Cli {
     #[arg(long, global = true, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     tls_verify: bool,
 
+    /// Registry credentials file, as podman's and skopeo's `--authfile` (the same as
+    /// $REGISTRY_AUTH_FILE): read first, and where `login` and `logout` write.
+    #[arg(long, global = true, value_name = "FILE")]
+    authfile: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -101,6 +106,11 @@ enum Command {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(f) = &cli.authfile {
+        // Read wherever credentials are looked up (the remote crate's `auth`), as skopeo
+        // reads its flag: set before any thread starts.
+        std::env::set_var("REGISTRY_AUTH_FILE", f);
+    }
     let ctx = context::Context::new(cli.store, cli.insecure || !cli.tls_verify)?;
     match cli.command {
         Command::Load(a) => load::run(&ctx, a),

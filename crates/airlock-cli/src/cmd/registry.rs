@@ -211,8 +211,8 @@ pub fn login(ctx: &Context, args: LoginArgs) -> Result<()> {
         }
         other => other?,
     }
-    let path = auth::store(host, &creds)?;
-    eprintln!("Credentials stored in {}", path.display());
+    let stored = auth::store(host, &creds)?;
+    eprintln!("Credentials stored in {stored}");
     println!("Login Succeeded");
     Ok(())
 }

@@ -193,8 +193,11 @@ pub(super) struct Cli {
 impl Cli {
     pub(super) fn cmd(&self) -> Command {
         let mut c = self.airlock.cmd();
+        // podman's auth files count too: none of the machine's may leak in.
         c.env("DOCKER_CONFIG", &self.docker_config)
-            .env("HOME", &self.home);
+            .env("HOME", &self.home)
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("REGISTRY_AUTH_FILE");
         c
     }
 

@@ -7,6 +7,7 @@
 //! the registry's own access log (one Apache-style line per request on its stdout) or in the
 //! proxy's record of what passed through it.
 
+mod credhelpers;
 mod harness;
 mod helpers;
 mod protocol;

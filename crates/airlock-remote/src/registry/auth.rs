@@ -1,9 +1,11 @@
-//! Registry credentials, kept where and how `docker login` keeps them:
-//! `$DOCKER_CONFIG/config.json` (default `~/.docker/config.json`), `auths.HOST.auth` =
-//! base64 of `user:password`. airlock never prints them.
+//! Registry credentials, found and kept where and how `docker login`, podman and skopeo
+//! keep them: `$DOCKER_CONFIG/config.json` (default `~/.docker/config.json`) and podman's
+//! `auth.json`, each with `auths.HOST.auth` = base64 of `user:password` (or an
+//! `identitytoken`), and `credHelpers` / `credsStore` naming a credential helper
+//! ([`super::credhelper`]). airlock never prints them.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 
@@ -37,11 +39,31 @@ pub fn config_path() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
 }
 
-fn read_config() -> Result<serde_json::Map<String, serde_json::Value>> {
-    let Some(path) = config_path() else {
-        return Ok(Default::default());
-    };
-    match fs::read(&path) {
+/// The auth file podman and skopeo were pointed at (`--authfile` sets it).
+fn explicit_auth_file() -> Option<PathBuf> {
+    std::env::var_os("REGISTRY_AUTH_FILE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The files credentials are looked up in, first first: the auth file podman and skopeo
+/// were given (`REGISTRY_AUTH_FILE`, `--authfile`), theirs by default
+/// (`$XDG_RUNTIME_DIR/containers/auth.json`, `~/.config/containers/auth.json`), then the
+/// docker config. All have the same `auths`, `credHelpers` and `credsStore`.
+pub fn auth_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = explicit_auth_file().into_iter().collect();
+    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        files.push(PathBuf::from(d).join("containers/auth.json"));
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        files.push(PathBuf::from(h).join(".config/containers/auth.json"));
+    }
+    files.extend(config_path());
+    files
+}
+
+fn read_file(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>> {
+    match fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
             RemoteError::Protocol(format!("{} is not valid JSON: {e}", path.display()))
         }),
@@ -58,13 +80,37 @@ fn keys_for(host: &str) -> Vec<String> {
     ];
     if host == "docker.io" {
         keys.insert(0, "https://index.docker.io/v1/".to_string());
+        keys.push("index.docker.io".to_string());
     }
     keys
 }
 
-/// Credentials stored for `host`, if any.
-pub fn lookup(host: &str) -> Result<Option<Credentials>> {
-    let config = read_config()?;
+/// What a credential helper is asked about for `host` (docker's server address).
+fn server_for(host: &str) -> String {
+    if host == "docker.io" {
+        "https://index.docker.io/v1/".to_string()
+    } else {
+        host.to_string()
+    }
+}
+
+/// The credential helper a config names for `host`: its `credHelpers` entry, else its
+/// `credsStore`.
+fn helper_for(config: &serde_json::Map<String, serde_json::Value>, host: &str) -> Option<String> {
+    let per_host = config.get("credHelpers").and_then(|h| h.as_object());
+    keys_for(host)
+        .iter()
+        .find_map(|k| per_host.and_then(|h| h.get(k)).and_then(|v| v.as_str()))
+        .or_else(|| config.get("credsStore").and_then(|v| v.as_str()))
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+}
+
+/// The `auths` entry of `config` for `host`, decoded.
+fn from_auths(
+    config: &serde_json::Map<String, serde_json::Value>,
+    host: &str,
+) -> Result<Option<Credentials>> {
     let Some(auths) = config.get("auths").and_then(|a| a.as_object()) else {
         return Ok(None);
     };
@@ -72,6 +118,16 @@ pub fn lookup(host: &str) -> Result<Option<Credentials>> {
         let Some(entry) = auths.get(&key) else {
             continue;
         };
+        // An identity token (what `docker login` keeps for an OAuth2 registry) is a
+        // refresh token for the bearer flow.
+        if let Some(token) = entry.get("identitytoken").and_then(|t| t.as_str()) {
+            if !token.is_empty() {
+                return Ok(Some(Credentials {
+                    username: IDENTITY_TOKEN_USER.to_string(),
+                    password: token.to_string(),
+                }));
+            }
+        }
         if let Some(encoded) = entry.get("auth").and_then(|a| a.as_str()) {
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(encoded.trim())
@@ -92,14 +148,65 @@ pub fn lookup(host: &str) -> Result<Option<Credentials>> {
     Ok(None)
 }
 
-/// Store credentials for `host` (what `docker login` writes), file mode 0600.
-pub fn store(host: &str, creds: &Credentials) -> Result<PathBuf> {
-    let path = config_path().ok_or_else(|| {
+/// The user name docker's credential helpers give an identity token under.
+pub const IDENTITY_TOKEN_USER: &str = "<token>";
+
+/// Credentials stored for `host`, if any: from each auth file in turn ([`auth_files`]),
+/// its credential helper first, then its `auths`.
+pub fn lookup(host: &str) -> Result<Option<Credentials>> {
+    for path in auth_files() {
+        let config = read_file(&path)?;
+        if let Some(helper) = helper_for(&config, host) {
+            if let Some(c) = super::credhelper::get(&helper, &server_for(host))? {
+                return Ok(Some(c));
+            }
+        }
+        if let Some(c) = from_auths(&config, host)? {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
+}
+
+/// Where `store` put credentials.
+#[derive(Debug, Clone)]
+pub enum Stored {
+    /// In this file's `auths`.
+    File(PathBuf),
+    /// With this credential helper (the file records the login without the secret).
+    Helper(String, PathBuf),
+}
+
+impl std::fmt::Display for Stored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stored::File(p) => write!(f, "{}", p.display()),
+            Stored::Helper(h, p) => write!(
+                f,
+                "the credential helper docker-credential-{h} (named in {})",
+                p.display()
+            ),
+        }
+    }
+}
+
+/// The file `login` and `logout` change: the one `--authfile` / `REGISTRY_AUTH_FILE`
+/// names, else the docker config.
+fn login_file() -> Result<PathBuf> {
+    explicit_auth_file().or_else(config_path).ok_or_else(|| {
         RemoteError::Protocol(
             "cannot tell where the docker config goes: set HOME or DOCKER_CONFIG".into(),
         )
-    })?;
-    let mut config = read_config()?;
+    })
+}
+
+/// Store credentials for `host` as `docker login` does: with the config's credential
+/// helper when it names one (the config then records the login with no secret), else in
+/// its `auths` (file mode 0600).
+pub fn store(host: &str, creds: &Credentials) -> Result<Stored> {
+    let path = login_file()?;
+    let mut config = read_file(&path)?;
+    let helper = helper_for(&config, host);
     let auths = config
         .entry("auths")
         .or_insert_with(|| serde_json::json!({}))
@@ -107,20 +214,31 @@ pub fn store(host: &str, creds: &Credentials) -> Result<PathBuf> {
         .ok_or_else(|| {
             RemoteError::Protocol(format!("{}: 'auths' is not an object", path.display()))
         })?;
-    let encoded = base64::engine::general_purpose::STANDARD
-        .encode(format!("{}:{}", creds.username, creds.password));
-    auths.insert(host.to_string(), serde_json::json!({ "auth": encoded }));
+    let entry = match &helper {
+        Some(h) => {
+            super::credhelper::store(h, &server_for(host), creds)?;
+            serde_json::json!({})
+        }
+        None => serde_json::json!({ "auth": base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", creds.username, creds.password)) }),
+    };
+    auths.insert(host.to_string(), entry);
     write_config(&path, &config)?;
-    Ok(path)
+    Ok(match helper {
+        Some(h) => Stored::Helper(h, path),
+        None => Stored::File(path),
+    })
 }
 
-/// Forget credentials for `host`. Returns whether there were any.
+/// Forget credentials for `host`, in the config's credential helper too. Returns whether
+/// there were any.
 pub fn remove(host: &str) -> Result<bool> {
-    let Some(path) = config_path() else {
-        return Ok(false);
-    };
-    let mut config = read_config()?;
+    let path = login_file()?;
+    let mut config = read_file(&path)?;
     let mut removed = false;
+    if let Some(h) = helper_for(&config, host) {
+        removed |= super::credhelper::erase(&h, &server_for(host))?;
+    }
     if let Some(auths) = config.get_mut("auths").and_then(|a| a.as_object_mut()) {
         for key in keys_for(host) {
             removed |= auths.remove(&key).is_some();

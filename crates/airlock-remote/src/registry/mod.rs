@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod credhelper;
 pub mod discover;
 mod fetch;
 pub mod pull;

@@ -68,6 +68,36 @@ pub fn fetch(agent: &ureq::Agent, t: &TokenRequest<'_>) -> Result<String> {
             format!("its token service {realm_host} speaks plain HTTP, and airlock sends credentials only over HTTPS (give --insecure to send them anyway)"),
         ));
     }
+    let refresh = t
+        .credentials
+        .filter(|c| c.username == super::auth::IDENTITY_TOKEN_USER);
+    if let Some(c) = refresh {
+        // An identity token: the OAuth2 refresh-token grant, as docker does for it.
+        let mut form: Vec<(&str, &str)> = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", c.password.as_str()),
+            ("client_id", "airlock"),
+        ];
+        if let Some(s) = t.service {
+            form.push(("service", s));
+        }
+        let scope = t.scope.trim();
+        if !scope.is_empty() {
+            form.push(("scope", scope));
+        }
+        let resp = agent.post(&url).send_form(&form).map_err(|e| match e {
+            ureq::Error::Status(code, _) => fail(
+                code,
+                if code == 401 || code == 403 {
+                    "the token service refused the stored identity token (log in again)".into()
+                } else {
+                    format!("the token service answered HTTP {code}")
+                },
+            ),
+            ureq::Error::Transport(t) => fail(0, t.to_string()),
+        })?;
+        return token_of(resp, &fail);
+    }
     let mut sep = if url.contains('?') { '&' } else { '?' };
     if let Some(s) = t.service {
         url.push_str(&format!("{sep}service={}", encode(s)));
@@ -92,6 +122,11 @@ pub fn fetch(agent: &ureq::Agent, t: &TokenRequest<'_>) -> Result<String> {
         ),
         ureq::Error::Transport(t) => fail(0, t.to_string()),
     })?;
+    token_of(resp, &fail)
+}
+
+/// The token in a token service's answer, read with a size cap.
+fn token_of(resp: ureq::Response, fail: &dyn Fn(u16, String) -> RemoteError) -> Result<String> {
     let mut bytes = Vec::new();
     resp.into_reader()
         .take(MAX_TOKEN_ANSWER + 1)

@@ -68,10 +68,12 @@ impl Registry {
         } else {
             "https"
         };
-        let credentials = opts
-            .credentials
-            .clone()
-            .or_else(|| super::auth::lookup(host).ok().flatten());
+        // A credential helper that cannot be run is the user's to fix: said, not hidden
+        // behind the registry's 401.
+        let credentials = match opts.credentials.clone() {
+            Some(c) => Some(c),
+            None => super::auth::lookup(host)?,
+        };
         let mut reg = Registry {
             agent: agent(opts.insecure, 8),
             base: format!("{scheme}://{api_host}"),
