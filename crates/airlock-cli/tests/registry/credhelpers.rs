@@ -250,3 +250,87 @@ fn authfile_is_where_login_writes_and_pull_reads_as_in_podman() {
         .unwrap();
     assert!(out.status.success(), "{}", all_output(&out));
 }
+
+/// An `identitytoken` (what `docker login` keeps for an OAuth2 registry) is a refresh
+/// token: the token service gets the refresh-token grant, by POST, and the registry the
+/// access token it answers. The token service is the test proxy in front of the real
+/// registry (distribution has none of its own).
+#[test]
+fn an_identity_token_is_used_as_a_refresh_token() {
+    use super::harness::{Proxy, Reply, Response};
+    use super::helpers::query;
+    use std::sync::{Arc, Mutex};
+    const REFRESH: &str = "refresh-7c1f0b9a";
+    const ACCESS: &str = "access-52d3e8";
+    let reg = RegistryServer::start();
+    let sb = Sandbox::new();
+    let cli = sb.store("store");
+    cli.ok(&["load", "-q", "-i", &fx("podman-docker-archive.tar")]);
+    cli.ok(&["push", APP, &format!("{}/oauth/app:1", reg.host())]);
+    let grants: Arc<Mutex<Vec<(String, Vec<(String, String)>)>>> = Arc::default();
+    let port = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let proxy = {
+        let (grants, port) = (grants.clone(), port.clone());
+        Proxy::start(reg.port, move |req, forward| {
+            if req.path() == "/token" {
+                let form = query(&format!("?{}", String::from_utf8_lossy(req.body())));
+                grants
+                    .lock()
+                    .unwrap()
+                    .push((req.method.clone(), form.clone()));
+                let ok = req.method == "POST"
+                    && form.contains(&("grant_type".into(), "refresh_token".into()))
+                    && form.contains(&("refresh_token".into(), REFRESH.into()));
+                if !ok {
+                    return Reply::Send(Response::new(401, &[], b"{}"));
+                }
+                let body = serde_json::json!({"access_token": ACCESS}).to_string();
+                return Reply::Send(Response::new(
+                    200,
+                    &[("Content-Type", "application/json")],
+                    body.as_bytes(),
+                ));
+            }
+            if req.header("Authorization") != Some(format!("Bearer {ACCESS}").as_str()) {
+                let challenge = format!(
+                    "Bearer realm=\"http://127.0.0.1:{}/token\",service=\"airlock-test\"",
+                    port.load(std::sync::atomic::Ordering::SeqCst)
+                );
+                return Reply::Send(Response::new(
+                    401,
+                    &[("WWW-Authenticate", challenge.as_str())],
+                    br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+                ));
+            }
+            Reply::Send(forward(req))
+        })
+    };
+    port.store(proxy.port as usize, std::sync::atomic::Ordering::SeqCst);
+    let host = proxy.host();
+    fs::write(
+        sb.docker_config(),
+        serde_json::to_vec(&serde_json::json!({"auths": {&host: {"identitytoken": REFRESH}}}))
+            .unwrap(),
+    )
+    .unwrap();
+    let dest = format!("{host}/oauth/app:1");
+    let puller = sb.store("pulled");
+    let out = puller.cmd().args(["pull", &dest]).output().unwrap();
+    let text = all_output(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains(REFRESH) && !text.contains(ACCESS), "{text}");
+    assert_eq!(puller.inspect(&dest)["Id"], cli.inspect(APP)["Id"]);
+    let grants = grants.lock().unwrap();
+    let (method, form) = grants.first().expect("a token request");
+    assert_eq!(method, "POST");
+    for want in [
+        ("service", "airlock-test"),
+        ("scope", "repository:oauth/app:pull"),
+        ("client_id", "airlock"),
+    ] {
+        assert!(
+            form.contains(&(want.0.to_string(), want.1.to_string())),
+            "{form:?}"
+        );
+    }
+}

@@ -49,6 +49,9 @@ impl Request {
     pub(super) fn path(&self) -> &str {
         self.uri.split('?').next().unwrap_or("")
     }
+    pub(super) fn body(&self) -> &[u8] {
+        &self.body
+    }
 }
 
 impl Response {
