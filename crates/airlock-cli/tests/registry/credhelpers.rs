@@ -267,7 +267,9 @@ fn an_identity_token_is_used_as_a_refresh_token() {
     let cli = sb.store("store");
     cli.ok(&["load", "-q", "-i", &fx("podman-docker-archive.tar")]);
     cli.ok(&["push", APP, &format!("{}/oauth/app:1", reg.host())]);
-    let grants: Arc<Mutex<Vec<(String, Vec<(String, String)>)>>> = Arc::default();
+    // Each token request: its method and form.
+    type Grant = (String, Vec<(String, String)>);
+    let grants: Arc<Mutex<Vec<Grant>>> = Arc::default();
     let port = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let proxy = {
         let (grants, port) = (grants.clone(), port.clone());
