@@ -7,6 +7,7 @@
 
 mod cmd;
 mod context;
+mod examples;
 mod hints;
 mod options;
 mod output;
@@ -16,9 +17,11 @@ mod sink;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
-use cmd::{copy, fsck, load, registry, review, save, serve, sign, snapshots, store, sync, verify};
+use cmd::{
+    copy, docs, fsck, load, registry, review, save, serve, sign, snapshots, store, sync, verify,
+};
 
 /// Move container images and filesystem snapshots across an air gap, without any engine.
 #[derive(Parser, Debug)]
@@ -49,70 +52,80 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    #[command(display_order = 1)]
+    #[command(display_order = 1, after_help = examples::LOAD)]
     Load(load::LoadArgs),
-    #[command(display_order = 2)]
+    #[command(display_order = 2, after_help = examples::SAVE)]
     Save(save::SaveArgs),
-    #[command(display_order = 3)]
+    #[command(display_order = 3, after_help = examples::VERIFY)]
     Verify(verify::VerifyArgs),
-    #[command(display_order = 4)]
+    #[command(display_order = 4, after_help = examples::REVIEW)]
     Review(review::ReviewArgs),
-    #[command(display_order = 4)]
+    #[command(display_order = 4, after_help = examples::SIGN)]
     Sign(sign::SignArgs),
-    #[command(display_order = 4)]
+    #[command(display_order = 4, after_help = examples::IMAGES)]
     Images(store::ImagesArgs),
-    #[command(display_order = 5)]
+    #[command(display_order = 5, after_help = examples::ARTIFACTS)]
     Artifacts(store::ArtifactsArgs),
-    #[command(display_order = 5)]
+    #[command(display_order = 5, after_help = examples::INSPECT)]
     Inspect(store::InspectArgs),
-    #[command(display_order = 6)]
+    #[command(display_order = 6, after_help = examples::TAG)]
     Tag(store::TagArgs),
-    #[command(display_order = 7)]
+    #[command(display_order = 7, after_help = examples::RMI)]
     Rmi(store::RmiArgs),
     /// Delete blobs no image references, and staging left by interrupted runs.
-    #[command(display_order = 8)]
+    #[command(display_order = 8, after_help = examples::GC)]
     Gc,
-    #[command(display_order = 8)]
+    #[command(display_order = 8, after_help = examples::FSCK)]
     Fsck(fsck::FsckArgs),
-    #[command(display_order = 9)]
+    #[command(display_order = 9, after_help = examples::EXPORT)]
     Export(snapshots::ExportArgs),
-    #[command(display_order = 10)]
+    #[command(display_order = 10, after_help = examples::IMPORT)]
     Import(snapshots::ImportArgs),
-    #[command(display_order = 11)]
+    #[command(display_order = 11, after_help = examples::CREATE)]
     Create(snapshots::CreateArgs),
     /// List work containers.
-    #[command(display_order = 12)]
+    #[command(display_order = 12, after_help = examples::CONTAINERS)]
     Containers,
-    #[command(display_order = 13)]
+    #[command(display_order = 13, after_help = examples::RM)]
     Rm(snapshots::RmArgs),
-    #[command(display_order = 14)]
+    #[command(display_order = 14, after_help = examples::COMMIT)]
     Commit(snapshots::CommitArgs),
-    #[command(display_order = 15)]
+    #[command(display_order = 15, after_help = examples::COPY)]
     Copy(copy::CopyArgs),
-    #[command(display_order = 16)]
+    #[command(display_order = 16, after_help = examples::PULL)]
     Pull(registry::PullArgs),
-    #[command(display_order = 17)]
+    #[command(display_order = 17, after_help = examples::PUSH)]
     Push(registry::PushArgs),
-    #[command(display_order = 18)]
+    #[command(display_order = 18, after_help = examples::LOGIN)]
     Login(registry::LoginArgs),
-    #[command(display_order = 19)]
+    #[command(display_order = 19, after_help = examples::LOGOUT)]
     Logout(registry::LogoutArgs),
-    #[command(display_order = 20)]
+    #[command(display_order = 20, after_help = examples::INVENTORY)]
     Inventory(store::InventoryArgs),
-    #[command(display_order = 21)]
+    #[command(display_order = 21, after_help = examples::SERVE)]
     Serve(serve::ServeArgs),
-    #[command(display_order = 22)]
+    #[command(display_order = 22, after_help = examples::SYNC)]
     Sync(sync::SyncArgs),
+    #[command(display_order = 30, after_help = examples::COMPLETIONS)]
+    Completions(docs::CompletionsArgs),
+    #[command(display_order = 31, after_help = examples::MAN)]
+    Man(docs::ManArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // No store, no network: documentation only.
+    let command = match cli.command {
+        Command::Completions(a) => return docs::completions(Cli::command(), a),
+        Command::Man(a) => return docs::man(Cli::command(), a),
+        other => other,
+    };
     if let Some(f) = &cli.authfile {
         // Read wherever credentials are looked up (the remote crate's `auth`), as skopeo
         // reads its flag: set before any thread starts.
         std::env::set_var("REGISTRY_AUTH_FILE", f);
     }
     let ctx = context::Context::new(cli.store, cli.insecure || !cli.tls_verify)?;
-    match cli.command {
+    match command {
         Command::Load(a) => load::run(&ctx, a),
         Command::Save(a) => save::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a),
@@ -139,6 +152,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logout(a) => registry::logout(a),
         Command::Serve(a) => serve::run(&ctx, a),
         Command::Sync(a) => sync::run(&ctx, a),
+        Command::Completions(_) | Command::Man(_) => unreachable!("answered above"),
     }
 }
 
@@ -170,6 +184,51 @@ fn main() -> ExitCode {
             }
             hints::report(&e);
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every subcommand's help ends with examples, and every example parses: its flags and
+    /// arguments are real.
+    #[test]
+    fn every_subcommand_has_examples_that_parse() {
+        let cmd = Cli::command();
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let help = sub
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(
+                help.starts_with("Examples:"),
+                "{} has no examples",
+                sub.get_name()
+            );
+            let mut n = 0;
+            for line in help.lines().skip(1) {
+                let line = line.split(" # ").next().unwrap_or("").trim();
+                // The airlock part of a pipeline, without redirections.
+                let part = line
+                    .split(" | ")
+                    .find(|p| p.trim_start().starts_with("airlock "))
+                    .unwrap_or("");
+                let part = part.split(" > ").next().unwrap_or("");
+                if part.is_empty() {
+                    continue;
+                }
+                let words: Vec<String> = part
+                    .split_whitespace()
+                    .map(|w| w.trim_matches('\'').to_string())
+                    .collect();
+                if let Err(e) = Cli::try_parse_from(&words) {
+                    panic!("{}: `{part}` does not parse: {e}", sub.get_name());
+                }
+                n += 1;
+            }
+            assert!(n > 0, "{}: no example runs airlock", sub.get_name());
         }
     }
 }

@@ -18,6 +18,7 @@ mod gpg;
 mod interop;
 mod keyless;
 mod layering;
+mod offline_docs;
 mod podman_service;
 mod policy;
 mod registry;

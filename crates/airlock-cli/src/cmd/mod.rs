@@ -3,6 +3,7 @@
 //! `hints`, `sink`) and `request`, never each other.
 
 pub mod copy;
+pub mod docs;
 pub mod fsck;
 pub mod load;
 pub mod registry;
