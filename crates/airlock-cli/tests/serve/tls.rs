@@ -566,6 +566,14 @@ fn off_loopback_docker_containerd_airlock_and_skopeo_trust_the_generated_ca_and_
     // docker: the engine refuses the certificate until certs.d holds the CA.
     let config = dir.path().join("docker-config");
     fs::create_dir_all(&config).unwrap();
+    // The docker CLI stores a login with `pass` when it finds docker-credential-pass (the
+    // credential-helper tests install it) and the config names no store: one entry keeps
+    // this login in the file, where this test wants it.
+    fs::write(
+        config.join("config.json"),
+        r#"{"auths": {"placeholder.invalid": {}}}"#,
+    )
+    .unwrap();
     let login = ["login", "-u", USER, "--password-stdin", host.as_str()];
     let o = docker(&config, &login, Some(PASSWORD));
     assert!(!o.status.success());

@@ -157,8 +157,11 @@ pub fn lookup(host: &str) -> Result<Option<Credentials>> {
     for path in auth_files() {
         let config = read_file(&path)?;
         if let Some(helper) = helper_for(&config, host) {
-            if let Some(c) = super::credhelper::get(&helper, &server_for(host))? {
-                return Ok(Some(c));
+            if let Some(s) = super::credhelper::get(&helper, &server_for(host))? {
+                return Ok(Some(Credentials {
+                    username: s.username,
+                    password: s.secret,
+                }));
             }
         }
         if let Some(c) = from_auths(&config, host)? {
@@ -216,7 +219,11 @@ pub fn store(host: &str, creds: &Credentials) -> Result<Stored> {
         })?;
     let entry = match &helper {
         Some(h) => {
-            super::credhelper::store(h, &server_for(host), creds)?;
+            let secret = super::credhelper::Secret {
+                username: creds.username.clone(),
+                secret: creds.password.clone(),
+            };
+            super::credhelper::store(h, &server_for(host), &secret)?;
             serde_json::json!({})
         }
         None => serde_json::json!({ "auth": base64::engine::general_purpose::STANDARD

@@ -10,8 +10,16 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use super::auth::Credentials;
 use crate::{RemoteError, Result};
+
+/// What a helper holds for a server: a user name (`<token>` for an identity token) and
+/// its secret. (Its own type: `auth` builds its credentials from it.)
+pub struct Secret {
+    /// The user name.
+    pub username: String,
+    /// The password, token or identity token.
+    pub secret: String,
+}
 
 /// What a helper says when it holds nothing for a server (docker-credential-helpers'
 /// `ErrCredentialsNotFound`).
@@ -73,7 +81,7 @@ fn run(helper: &str, verb: &str, input: &[u8]) -> Result<Option<Vec<u8>>> {
 }
 
 /// The credentials `helper` holds for `server`.
-pub fn get(helper: &str, server: &str) -> Result<Option<Credentials>> {
+pub fn get(helper: &str, server: &str) -> Result<Option<Secret>> {
     let Some(out) = run(helper, "get", server.as_bytes())? else {
         return Ok(None);
     };
@@ -84,17 +92,17 @@ pub fn get(helper: &str, server: &str) -> Result<Option<Credentials>> {
         ))
     })?;
     let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-    let (username, password) = (field("Username"), field("Secret"));
-    if password.is_empty() {
+    let (username, secret) = (field("Username"), field("Secret"));
+    if secret.is_empty() {
         return Ok(None);
     }
-    Ok(Some(Credentials { username, password }))
+    Ok(Some(Secret { username, secret }))
 }
 
 /// Hand `creds` for `server` to `helper` to keep.
-pub fn store(helper: &str, server: &str, creds: &Credentials) -> Result<()> {
+pub fn store(helper: &str, server: &str, creds: &Secret) -> Result<()> {
     let doc = serde_json::json!({
-        "ServerURL": server, "Username": creds.username, "Secret": creds.password,
+        "ServerURL": server, "Username": creds.username, "Secret": creds.secret,
     });
     run(helper, "store", doc.to_string().as_bytes())?;
     Ok(())
