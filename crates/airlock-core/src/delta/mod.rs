@@ -26,7 +26,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::compression::{self, Compression};
-use crate::digest::{Digest, Hasher};
+use crate::digest::{Digest, Hasher, HashingWriter};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::transport::inventory::LayerPrint;
@@ -103,23 +103,6 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// Writes into a file and a hasher.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Hasher,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 fn temp_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
     tempfile::Builder::new()
         .prefix("delta-")
@@ -139,13 +122,10 @@ pub(crate) fn plaintext_of(
     let (_, mut plain) = compression::auto_decoder(BufReader::new(store.open_blob(digest)?))
         .map_err(|e| Error::io("read", &path, e))?;
     let tmp = temp_in(dir)?;
-    let mut out = HashingWriter {
-        inner: BufWriter::new(tmp.as_file()),
-        hasher: Hasher::new(),
-    };
+    let mut out = HashingWriter::new(BufWriter::new(tmp.as_file()));
     io::copy(&mut plain, &mut out).map_err(|e| Error::io("decompress", &path, e))?;
     out.flush().map_err(|e| Error::io("write", tmp.path(), e))?;
-    let got = std::mem::take(&mut out.hasher).finish();
+    let (_, got, _) = out.finish();
     if &got != diff_id {
         return Err(Error::DigestMismatch {
             what: "uncompressed layer",
@@ -154,7 +134,6 @@ pub(crate) fn plaintext_of(
             actual: got,
         });
     }
-    drop(out);
     Ok(tmp.into_temp_path())
 }
 
@@ -244,10 +223,7 @@ pub fn make(
             let plain = temp_in(&dir)?;
             let fix = temp_in(&dir)?;
             let mut input = BufReader::new(store.open_blob(layer)?);
-            let mut plain_out = HashingWriter {
-                inner: BufWriter::new(plain.as_file()),
-                hasher: Hasher::new(),
-            };
+            let mut plain_out = HashingWriter::new(BufWriter::new(plain.as_file()));
             let mut fix_out = BufWriter::new(fix.as_file());
             match deflate::split_gzip(&mut input, &mut plain_out, &mut fix_out) {
                 Ok(_) => {}
@@ -261,8 +237,7 @@ pub fn make(
                 .flush()
                 .map_err(|e| Error::io("write", fix.path(), e))?;
             drop(fix_out);
-            let got = std::mem::take(&mut plain_out.hasher).finish();
-            drop(plain_out);
+            let (_, got, _) = plain_out.finish();
             if &got != diff_id {
                 return Ok(Made::Whole(format!(
                     "it decompresses to {got}, not its diffID {diff_id}"
@@ -310,10 +285,7 @@ pub fn make(
         ),
         hasher: Hasher::new(),
     };
-    let mut patch_out = HashingWriter {
-        inner: BufWriter::new(patch_file.as_file()),
-        hasher: Hasher::new(),
-    };
+    let mut patch_out = HashingWriter::new(BufWriter::new(patch_file.as_file()));
     patch::make(
         &ref_file,
         ref_len,
@@ -333,9 +305,7 @@ pub fn make(
             io::Error::other("the layer changed while its delta was made"),
         ));
     }
-    let patch_size = patch_out.hasher.len();
-    let patch_digest = std::mem::take(&mut patch_out.hasher).finish();
-    drop(patch_out);
+    let (_, patch_digest, patch_size) = patch_out.finish();
     let (corrections, corrections_size) = match &fix {
         Some(f) => {
             let bytes = std::fs::read(f).map_err(|e| Error::io("read", f, e))?;
