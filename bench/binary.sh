@@ -52,7 +52,8 @@ for v in "${VARIANTS[@]}"; do
   bin="$target/dist/airlock"
   bytes=$(stat -c %s "$bin")
   mb=$(awk -v b="$bytes" 'BEGIN {printf "%.1f", b/1e6}')
-  echo "| $name | $(printf "%'d" "$bytes") | $mb | $(startup_ms "$bin") | $secs |"
+    commas=$(awk -v x="$bytes" 'BEGIN { s = x ""; n = ""; while (length(s) > 3) { n = "," substr(s, length(s)-2) n; s = substr(s, 1, length(s)-3) } print s n }')
+  echo "| $name | $commas | $mb | $(startup_ms "$bin") | $secs |"
 done
 echo
 echo "Goal: under 15 MB, start-up under 10 ms. Build the carried binary with \`cargo build --profile dist -p airlock-cli\`."
