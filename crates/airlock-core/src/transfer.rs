@@ -392,7 +392,6 @@ fn show(d: &Digest, names: &[String]) -> String {
     }
 }
 
-/// Every blob `images` need, each once (as the copy engine counts them).
 impl TransferManifest {
     /// Record for each image the bytes the archive carries for it, where `cost` says what
     /// a blob costs (0 when left out, its delta's size when it ships as one).
@@ -414,6 +413,7 @@ impl TransferManifest {
     }
 }
 
+/// Every blob `images` need, each once (as the copy engine counts them).
 fn distinct_blobs(images: &[SourceImage]) -> Vec<crate::spec::Descriptor> {
     let mut seen = std::collections::BTreeSet::new();
     images
