@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::util::{require_tool, scratch, sha256, tree_hash, Airlock};
+use crate::util::{append_file, require_tool, scratch, sha256, tree_hash, Airlock};
 
 /// Text-like bytes (words from a small vocabulary), compressible the way source and
 /// documentation files are.
@@ -117,13 +117,7 @@ fn write_oci_archive(path: &Path, name: &str, tar: &[u8], blob: &[u8]) {
                        "annotations": {"org.opencontainers.image.ref.name": name}}],
     });
     let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
-    let mut add = |p: &str, data: &[u8]| {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, p, data).unwrap();
-    };
+    let mut add = |p: &str, data: &[u8]| append_file(&mut b, p, data);
     add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
     add("index.json", &serde_json::to_vec(&index).unwrap());
     for blob in [&config, &manifest, &blob.to_vec()] {

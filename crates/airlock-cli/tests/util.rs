@@ -372,6 +372,15 @@ pub fn layer_with_file(name: &str, content: &[u8]) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
+/// Append a regular file (mode 0644) to an archive being written.
+pub fn append_file<W: std::io::Write>(b: &mut tar::Builder<W>, path: &str, data: &[u8]) {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, path, data).unwrap();
+}
+
 /// Write a docker-archive (the `docker save` <= 24 shape: `<cfg>.json`, `<diffid>.tar`,
 /// `manifest.json`) holding one image with the given uncompressed layers.
 pub fn write_docker_archive(path: &Path, name: &str, layers: &[Vec<u8>]) {
@@ -391,13 +400,7 @@ pub fn write_docker_archive(path: &Path, name: &str, layers: &[Vec<u8>]) {
         "Config": format!("{cfg_hex}.json"), "RepoTags": [name], "Layers": layer_paths,
     }]);
     let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
-    let mut add = |p: &str, data: &[u8]| {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, p, data).unwrap();
-    };
+    let mut add = |p: &str, data: &[u8]| append_file(&mut b, p, data);
     add(&format!("{cfg_hex}.json"), &config);
     for (p, l) in layer_paths.iter().zip(layers) {
         add(p, l);

@@ -203,8 +203,7 @@ pub struct Recompress<P, F> {
     plain: P,
     fix: F,
     recreate: RecreateStreamProcessor,
-    out: Vec<u8>,
-    pos: usize,
+    out: super::Piece,
     started: bool,
     done: bool,
 }
@@ -216,8 +215,7 @@ impl<P: Read, F: Read> Recompress<P, F> {
             plain,
             fix,
             recreate: RecreateStreamProcessor::new(),
-            out: Vec::new(),
-            pos: 0,
+            out: super::Piece::default(),
             started: false,
             done: false,
         }
@@ -247,7 +245,6 @@ impl<P: Read, F: Read> Recompress<P, F> {
 
     /// Rebuild the next piece into `out`.
     fn next_piece(&mut self) -> io::Result<()> {
-        self.pos = 0;
         if !self.started {
             self.started = true;
             let mut magic = [0u8; 8];
@@ -258,13 +255,13 @@ impl<P: Read, F: Read> Recompress<P, F> {
                 return Err(invalid("the corrections file is not one airlock wrote"));
             }
             let len = self.u32()?;
-            self.out = self.bytes(len, MAX_HEADER)?;
+            *self.out.refill() = self.bytes(len, MAX_HEADER)?;
             return Ok(());
         }
         let plain_len = self.u32()?;
         if plain_len == END {
             let len = self.u32()?;
-            self.out = self.bytes(len, MAX_TAIL)?;
+            *self.out.refill() = self.bytes(len, MAX_TAIL)?;
             self.done = true;
             let mut extra = [0u8; 1];
             if self.plain.read(&mut extra)? != 0 {
@@ -298,23 +295,20 @@ impl<P: Read, F: Read> Recompress<P, F> {
                     e.message()
                 ))
             })?;
-        self.out = bytes;
+        *self.out.refill() = bytes;
         Ok(())
     }
 }
 
 impl<P: Read, F: Read> Read for Recompress<P, F> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.out.len() {
+        while self.out.is_spent() {
             if self.done {
                 return Ok(0);
             }
             self.next_piece()?;
         }
-        let n = buf.len().min(self.out.len() - self.pos);
-        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
+        Ok(self.out.read_into(buf))
     }
 }
 

@@ -79,6 +79,34 @@ impl DeltaLayer {
     }
 }
 
+/// Bytes made a piece at a time and read out of a buffer (the rebuilt gzip stream, the
+/// patched tar).
+#[derive(Default)]
+pub(crate) struct Piece {
+    bytes: Vec<u8>,
+    pos: usize,
+}
+
+impl Piece {
+    /// Everything made so far has been read.
+    pub(crate) fn is_spent(&self) -> bool {
+        self.pos == self.bytes.len()
+    }
+    /// The buffer, emptied, for the next piece.
+    pub(crate) fn refill(&mut self) -> &mut Vec<u8> {
+        self.pos = 0;
+        self.bytes.clear();
+        &mut self.bytes
+    }
+    /// Copy what is left of the piece into `buf`, as much as fits.
+    pub(crate) fn read_into(&mut self, buf: &mut [u8]) -> usize {
+        let n = buf.len().min(self.bytes.len() - self.pos);
+        buf[..n].copy_from_slice(&self.bytes[self.pos..self.pos + n]);
+        self.pos += n;
+        n
+    }
+}
+
 /// A delta made on the near side: its record and its two files, removed when dropped.
 pub struct PreparedDelta {
     /// What the archive records about it.

@@ -189,8 +189,7 @@ pub struct Apply<'a, P> {
     reference_len: u64,
     patch: P,
     left: Option<u64>,
-    out: Vec<u8>,
-    pos: usize,
+    out: super::Piece,
 }
 
 impl<'a, P: Read> Apply<'a, P> {
@@ -201,8 +200,7 @@ impl<'a, P: Read> Apply<'a, P> {
             reference_len,
             patch,
             left: None,
-            out: Vec::new(),
-            pos: 0,
+            out: super::Piece::default(),
         }
     }
 
@@ -245,29 +243,25 @@ impl<'a, P: Read> Apply<'a, P> {
         let region = Mapped::region(self.reference, start, len)?;
         let mut dec = zstd::stream::read::Decoder::with_ref_prefix(&frame[..], region.bytes())?;
         dec.window_log_max(31)?;
-        self.out.clear();
-        (&mut dec).take(plain_len + 1).read_to_end(&mut self.out)?;
-        if self.out.len() as u64 != plain_len {
+        let out = self.out.refill();
+        (&mut dec).take(plain_len + 1).read_to_end(out)?;
+        if out.len() as u64 != plain_len {
             return Err(invalid(
                 "the patch is damaged (a segment decodes to the wrong size)",
             ));
         }
-        self.pos = 0;
         Ok(true)
     }
 }
 
 impl<P: Read> Read for Apply<'_, P> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.out.len() {
+        while self.out.is_spent() {
             if !self.next_segment()? {
                 return Ok(0);
             }
         }
-        let n = buf.len().min(self.out.len() - self.pos);
-        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
+        Ok(self.out.read_into(buf))
     }
 }
 
