@@ -69,9 +69,18 @@ fn hint(e: &Error) -> Option<&'static str> {
 fn remote_hint(r: &airlock_remote::RemoteError) -> Option<&'static str> {
     use airlock_remote::RemoteError;
     match r {
+        RemoteError::NoEngine { socket, .. } if socket.starts_with("ssh://") => Some(
+            "check that `ssh HOST docker version` works from this shell (keys, known hosts, docker on the far side's PATH)",
+        ),
+        RemoteError::NoEngine { socket, .. } if socket.starts_with("tcp://") => Some(
+            "check that the engine listens on that address (dockerd -H tcp://...), or choose another with DOCKER_HOST or --context",
+        ),
         RemoteError::NoEngine { .. } => {
-            Some("start the Docker Engine, or point DOCKER_HOST at its socket (unix:///run/docker.sock, or podman's)")
+            Some("start the Docker Engine, or point DOCKER_HOST at its socket (unix:///run/docker.sock, or podman's), or choose a context with --context")
         }
+        RemoteError::EngineTls { .. } => Some(
+            "the files must be the engine's CA (ca.pem) and a client certificate it accepts (cert.pem, key.pem), as `docker --tlsverify` uses them",
+        ),
         RemoteError::Core(Error::Transport { source }) => source
             .downcast_ref::<RemoteError>()
             .and_then(remote_hint),

@@ -46,6 +46,12 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     authfile: Option<PathBuf>,
 
+    /// Docker context whose engine `docker-daemon:` means, as the docker CLI's `--context`
+    /// (wins over $DOCKER_HOST and $DOCKER_CONTEXT; `default` is $DOCKER_HOST or the local
+    /// socket).
+    #[arg(long, global = true, value_name = "NAME")]
+    context: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -123,6 +129,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         // Read wherever credentials are looked up (the remote crate's `auth`), as skopeo
         // reads its flag: set before any thread starts.
         std::env::set_var("REGISTRY_AUTH_FILE", f);
+    }
+    if let Some(name) = &cli.context {
+        // The engine is found from the environment (the remote crate's `engine::host`);
+        // the flag ranks above DOCKER_HOST there, as in the docker CLI, except that the
+        // `default` context is DOCKER_HOST itself.
+        if name != "default" {
+            std::env::remove_var("DOCKER_HOST");
+        }
+        std::env::set_var("DOCKER_CONTEXT", name);
     }
     let ctx = context::Context::new(cli.store, cli.insecure || !cli.tls_verify)?;
     match command {

@@ -108,7 +108,7 @@ fn podman_socket_serves_as_the_engine() {
     assert_eq!(missing.status.code(), Some(1));
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(
-        err.contains("no Docker Engine answers at /nonexistent/airlock-test.sock"),
+        err.contains("no Docker Engine answers at unix:///nonexistent/airlock-test.sock"),
         "{err}"
     );
 }

@@ -23,6 +23,7 @@ mod podman_service;
 mod policy;
 mod registry;
 mod reliability;
+mod remote_engines;
 mod resume;
 mod roundtrip;
 mod serve;

@@ -30,17 +30,57 @@ pub use engine::Engine;
 /// Errors of the remote transports.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
-    /// Nothing answers on the engine socket.
+    /// Nothing answers where the engine should be.
     #[error("no Docker Engine answers at {socket}: {source}")]
     NoEngine {
-        /// The socket path tried.
+        /// Where the engine was looked for (`unix:///...`, `tcp://...`, `ssh://...`).
         socket: String,
         /// Why the connection failed.
         source: std::io::Error,
     },
-    /// DOCKER_HOST names something other than a unix socket.
-    #[error("DOCKER_HOST={0} is not supported: only unix:// sockets are")]
+    /// An engine host (`DOCKER_HOST`, a context's endpoint) is not one airlock can reach.
+    #[error("the engine host {0} is not supported: give unix:///PATH, tcp://HOST[:PORT] or ssh://[USER@]HOST[:PORT]")]
     UnsupportedHost(String),
+    /// TLS towards a TCP engine failed (its certificate, ours, or the files).
+    #[error(
+        "no TLS connection to the Docker Engine at {host}: {reason} (TLS files from {origin})"
+    )]
+    EngineTls {
+        /// The engine, `tcp://...`.
+        host: String,
+        /// What went wrong.
+        reason: String,
+        /// Where the certificates came from (`DOCKER_CERT_PATH=...`, `context NAME`).
+        origin: String,
+    },
+    /// `ssh` could not be started for an `ssh://` engine.
+    #[error("cannot run ssh to reach the Docker Engine at {host}: {source}")]
+    NoSsh {
+        /// The engine, `ssh://...`.
+        host: String,
+        /// Why ssh did not start.
+        source: std::io::Error,
+    },
+    /// The docker context asked for does not exist.
+    #[error(
+        "there is no docker context {name} (no {path}); `docker context ls` lists the contexts"
+    )]
+    NoContext {
+        /// The context name.
+        name: String,
+        /// Where its description was looked for.
+        path: String,
+    },
+    /// A docker context's description cannot be used.
+    #[error("the docker context {name} cannot be used: {reason} ({path})")]
+    BadContext {
+        /// The context name.
+        name: String,
+        /// Its `meta.json` (or the config naming it).
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The engine refused a request.
     #[error("the Docker Engine said: {message} (HTTP {status} on {what})")]
     Engine {

@@ -1,17 +1,21 @@
-//! Just enough HTTP/1.1 over a unix socket for the Docker Engine API: one request per
-//! connection (`Connection: close`), request bodies sent chunked as they are produced,
+//! Just enough HTTP/1.1 for the Docker Engine API, over whatever [`Endpoint`] reaches the
+//! engine (a unix socket, TCP, TLS, ssh): one request per connection (`Connection: close`), request bodies sent chunked as they are produced,
 //! response bodies read as a stream (chunked, sized, or until close). Every read and write
 //! of the socket has a timeout, so that an engine that hangs fails the command instead of
 //! blocking it forever.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::Shutdown;
-use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::{RemoteError, Result};
+
+mod endpoint;
+mod ssh;
+pub(crate) mod tls;
+
+use endpoint::Stream;
+pub use endpoint::{Endpoint, TlsSettings};
 
 /// An HTTP response whose body has not been read yet.
 pub struct Response {
@@ -54,21 +58,19 @@ pub fn io_err(context: &str, source: io::Error) -> RemoteError {
 }
 
 /// Connect, with `timeout` (`None`: none) on every read and write, for `method path`.
-pub fn connect(socket: &Path, timeout: Option<Duration>, method: &str, path: &str) -> Result<Conn> {
-    let stream = UnixStream::connect(socket).map_err(|source| RemoteError::NoEngine {
-        socket: socket.display().to_string(),
-        source,
-    })?;
-    // A zero timeout is refused by the socket; it means "none" here.
+pub fn connect(
+    endpoint: &Endpoint,
+    timeout: Option<Duration>,
+    method: &str,
+    path: &str,
+) -> Result<Conn> {
+    // A zero timeout is refused by sockets; it means "none" here.
     let timeout = timeout.filter(|t| !t.is_zero());
-    stream
-        .set_read_timeout(timeout)
-        .and_then(|()| stream.set_write_timeout(timeout))
-        .map_err(|e| io_err("set the engine connection's timeouts", e))?;
+    let stream = endpoint.connect(timeout)?;
     Ok(Conn {
         stream,
         what: Arc::new(What {
-            socket: socket.display().to_string(),
+            socket: endpoint.to_string(),
             request: format!("{method} {}", path.split('?').next().unwrap_or(path)),
             seconds: timeout.map_or(0, |t| t.as_secs()),
         }),
@@ -80,7 +82,7 @@ pub fn connect(socket: &Path, timeout: Option<Duration>, method: &str, path: &st
 /// socket and the request, carried in the `io::Error` through whatever reads or writes the
 /// connection (the archive reader and writer of airlock-core included).
 pub struct Conn {
-    stream: UnixStream,
+    stream: Stream,
     what: Arc<What>,
 }
 
@@ -179,12 +181,12 @@ fn write_head(stream: &mut Conn, method: &str, path: &str, extra: &str) -> Resul
 
 /// A request without a body; `timeout` as for [`connect`].
 pub fn request(
-    socket: &Path,
+    endpoint: &Endpoint,
     timeout: Option<Duration>,
     method: &str,
     path: &str,
 ) -> Result<Response> {
-    let mut stream = connect(socket, timeout, method, path)?;
+    let mut stream = connect(endpoint, timeout, method, path)?;
     write_head(&mut stream, method, path, "")?;
     read_response(stream)
 }
@@ -197,14 +199,14 @@ pub fn request(
 /// whole one; the error is then the local one, with the engine's answer, if it gave one,
 /// attached ([`RemoteError::BodyAborted`]).
 pub fn request_with_body(
-    socket: &Path,
+    endpoint: &Endpoint,
     timeout: Option<Duration>,
     method: &str,
     path: &str,
     content_type: &str,
     produce: impl FnOnce(Box<dyn Write + Send>) -> std::result::Result<(), RemoteError>,
 ) -> Result<Response> {
-    let mut stream = connect(socket, timeout, method, path)?;
+    let mut stream = connect(endpoint, timeout, method, path)?;
     write_head(
         &mut stream,
         method,
@@ -246,7 +248,7 @@ pub fn request_with_body(
     };
     // The peer sees the end of the stream before the last chunk: a broken body, not a
     // complete one. (It may be gone already; then there is nothing to tell it.)
-    let _ = stream.stream.shutdown(Shutdown::Write);
+    let _ = stream.stream.shutdown_write();
     let wait = timeout
         .filter(|t| !t.is_zero())
         .map_or(EXPLANATION_WAIT, |t| t.min(EXPLANATION_WAIT));
@@ -357,9 +359,18 @@ impl<W: Write> Write for BodyHandle<W> {
 fn read_response(stream: Conn) -> Result<Response> {
     let mut reader = BufReader::with_capacity(1 << 20, stream);
     let mut line = String::new();
-    reader
-        .read_line(&mut line)
-        .map_err(|e| io_err("read the engine's answer", e))?;
+    match reader.read_line(&mut line) {
+        Ok(0) => return Err(silent_engine(reader.get_ref())),
+        // A peer that hangs up on the request (a TLS server given plain HTTP does).
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+            return Err(silent_engine(reader.get_ref()))
+        }
+        Err(e) => {
+            return Err(refused_tls(reader.get_ref(), &e)
+                .unwrap_or_else(|| io_err("read the engine's answer", e)))
+        }
+        Ok(_) => {}
+    }
     let status: u16 = line
         .split_whitespace()
         .nth(1)
@@ -397,6 +408,36 @@ fn read_response(stream: Conn) -> Result<Response> {
         Box::new(reader)
     };
     Ok(Response { status, body })
+}
+
+/// The error for a connection that ended before the engine said anything: what the
+/// transport said (ssh's complaint), else a guess at the usual cause.
+fn silent_engine(conn: &Conn) -> RemoteError {
+    let socket = conn.what.socket.clone();
+    let why = match conn.stream.diagnostics() {
+        Some(said) => said,
+        None if socket.starts_with("tcp://") && !matches!(conn.stream, Stream::Tls(_)) => {
+            "it closed the connection without answering (if it speaks TLS, set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or use a context with TLS)".into()
+        }
+        None => "it closed the connection without answering".into(),
+    };
+    RemoteError::NoEngine {
+        socket,
+        source: io::Error::new(io::ErrorKind::UnexpectedEof, why),
+    }
+}
+
+/// A TLS alert in place of the first answer: with TLS 1.3 the client's handshake ends
+/// before the engine has judged its certificate, so a refused (or missing) client
+/// certificate shows up here, and is reported as the TLS problem it is.
+fn refused_tls(conn: &Conn, e: &io::Error) -> Option<RemoteError> {
+    let origin = conn.stream.tls_origin()?;
+    let tls = e.get_ref()?.downcast_ref::<rustls::Error>()?;
+    Some(RemoteError::EngineTls {
+        host: conn.what.socket.clone(),
+        reason: tls.to_string(),
+        origin: origin.to_string(),
+    })
 }
 
 /// Reads an HTTP chunked body.

@@ -1,5 +1,6 @@
 //! The engine HTTP client against unix-socket servers made in the test.
 use super::*;
+use std::path::Path;
 
 #[test]
 fn chunked_round_trip() {
@@ -101,7 +102,7 @@ fn a_failed_body_is_cut_off_and_the_local_error_wins() {
         ),
     );
     let result = request_with_body(
-        &socket,
+        &Endpoint::Unix(socket.clone()),
         None,
         "POST",
         "/images/load",
@@ -143,7 +144,7 @@ fn a_failed_body_without_an_engine_message_keeps_the_local_error() {
     let socket = dir.socket();
     let engine = one_shot_engine(&socket, |_| false, String::new());
     let result = request_with_body(
-        &socket,
+        &Endpoint::Unix(socket.clone()),
         None,
         "POST",
         "/images/load",
@@ -169,7 +170,7 @@ fn a_produced_body_ends_cleanly() {
         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".into(),
     );
     let r = request_with_body(
-        &socket,
+        &Endpoint::Unix(socket.clone()),
         None,
         "POST",
         "/images/load",
@@ -215,7 +216,7 @@ fn an_engine_that_never_answers_times_out() {
     let s = socket.clone();
     let result = within_10s(move || {
         request(
-            &s,
+            &Endpoint::Unix(s),
             Some(Duration::from_secs(1)),
             "GET",
             "/images/get?names=a",
@@ -227,9 +228,9 @@ fn an_engine_that_never_answers_times_out() {
         Err(e @ RemoteError::EngineTimeout { .. }) => assert_eq!(
             e.to_string(),
             format!(
-                "the Docker Engine at {} did not respond for 1 s while reading the answer \
-                 to GET /images/get (AIRLOCK_ENGINE_TIMEOUT sets the limit in seconds; 0 \
-                 removes it)",
+                "the Docker Engine at unix://{} did not respond for 1 s while reading the \
+                 answer to GET /images/get (AIRLOCK_ENGINE_TIMEOUT sets the limit in seconds; \
+                 0 removes it)",
                 socket.display()
             )
         ),
@@ -246,7 +247,7 @@ fn an_engine_that_stops_reading_the_body_times_out() {
     let s = socket.clone();
     let result = within_10s(move || {
         request_with_body(
-            &s,
+            &Endpoint::Unix(s),
             Some(Duration::from_secs(1)),
             "POST",
             "/images/load?quiet=1",
@@ -271,7 +272,7 @@ fn an_engine_that_stops_reading_the_body_times_out() {
             doing,
             seconds,
         }) => {
-            assert_eq!(s, socket.display().to_string());
+            assert_eq!(s, format!("unix://{}", socket.display()));
             assert_eq!(doing, "sending POST /images/load");
             assert_eq!(seconds, 1);
         }

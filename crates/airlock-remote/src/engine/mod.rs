@@ -7,7 +7,7 @@
 //! an OCI-only or containerd archive loads even into a Docker that cannot read those.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use airlock_core::archive::writer::{ArchiveFormat, ArchiveWriter};
@@ -19,29 +19,27 @@ use airlock_core::transport::{ImageDestination, SourceImage};
 use airlock_core::Digest;
 
 use crate::http::{self, error_message, io_err, percent_encode};
+pub use crate::http::{Endpoint, TlsSettings};
 use crate::{RemoteError, Result};
 
-const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+pub mod host;
+
 const TIMEOUT_VAR: &str = "AIRLOCK_ENGINE_TIMEOUT";
 
-/// A Docker Engine (or podman's Docker-compatible service) reached on a unix socket.
+/// A Docker Engine (or podman's Docker-compatible service), on a unix socket, on TCP
+/// (plain or TLS), or on another machine through ssh.
 #[derive(Clone, Debug)]
 pub struct Engine {
-    socket: PathBuf,
+    endpoint: Endpoint,
     timeout: Option<Duration>,
 }
 
 impl Engine {
-    /// The engine `DOCKER_HOST` names (`unix:///path`), else `/var/run/docker.sock`, with
-    /// the timeout `AIRLOCK_ENGINE_TIMEOUT` sets (seconds; 0 for none), else the default.
+    /// The engine the docker CLI would talk to ([`host::from_environment`]: `DOCKER_HOST`,
+    /// else the current docker context, else `/var/run/docker.sock`), with the timeout
+    /// `AIRLOCK_ENGINE_TIMEOUT` sets (seconds; 0 for none), else the default.
     pub fn from_env() -> Result<Engine> {
-        let engine = match std::env::var("DOCKER_HOST") {
-            Ok(h) if !h.is_empty() => match h.strip_prefix("unix://") {
-                Some(p) => Engine::at(p),
-                None => return Err(RemoteError::UnsupportedHost(h)),
-            },
-            _ => Engine::at(DEFAULT_SOCKET),
-        };
+        let engine = Engine::reached_at(host::from_environment()?);
         let timeout = match std::env::var(TIMEOUT_VAR) {
             Ok(v) if !v.trim().is_empty() => parse_timeout(&v)?,
             Err(std::env::VarError::NotUnicode(v)) => {
@@ -56,8 +54,13 @@ impl Engine {
 
     /// The engine on a given socket, with the default timeout (10 minutes).
     pub fn at(socket: impl Into<PathBuf>) -> Engine {
+        Engine::reached_at(Endpoint::Unix(socket.into()))
+    }
+
+    /// The engine at `endpoint`, with the default timeout (10 minutes).
+    pub fn reached_at(endpoint: Endpoint) -> Engine {
         Engine {
-            socket: socket.into(),
+            endpoint,
             timeout: Some(http::DEFAULT_TIMEOUT),
         }
     }
@@ -74,9 +77,9 @@ impl Engine {
         self.timeout
     }
 
-    /// The socket path.
-    pub fn socket(&self) -> &Path {
-        &self.socket
+    /// Where the engine is.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     fn check(&self, what: &str, r: http::Response) -> Result<http::Response> {
@@ -94,7 +97,7 @@ impl Engine {
 
     /// Check that the engine answers.
     pub fn ping(&self) -> Result<()> {
-        let r = http::request(&self.socket, self.timeout, "GET", "/_ping")?;
+        let r = http::request(&self.endpoint, self.timeout, "GET", "/_ping")?;
         self.check("ping", r).map(|_| ())
     }
 
@@ -105,14 +108,14 @@ impl Engine {
             .map(|n| format!("names={}", percent_encode(n)))
             .collect();
         let path = format!("/images/get?{}", query.join("&"));
-        let r = http::request(&self.socket, self.timeout, "GET", &path)?;
+        let r = http::request(&self.endpoint, self.timeout, "GET", &path)?;
         Ok(self.check(&format!("save {}", names.join(" ")), r)?.body)
     }
 
     /// A container's filesystem as one flat tar (`docker export`).
     pub fn export_container(&self, container: &str) -> Result<Box<dyn Read + Send>> {
         let path = format!("/containers/{}/export", percent_encode(container));
-        let r = http::request(&self.socket, self.timeout, "GET", &path)?;
+        let r = http::request(&self.endpoint, self.timeout, "GET", &path)?;
         Ok(self
             .check(&format!("export container {container}"), r)?
             .body)
@@ -125,7 +128,7 @@ impl Engine {
         produce: impl FnOnce(Box<dyn Write + Send>) -> Result<()>,
     ) -> Result<Vec<String>> {
         let r = http::request_with_body(
-            &self.socket,
+            &self.endpoint,
             self.timeout,
             "POST",
             "/images/load?quiet=1",
@@ -176,7 +179,7 @@ pub struct EngineImage {
 impl Engine {
     /// Every image the engine has.
     pub fn list_images(&self) -> Result<Vec<EngineImage>> {
-        let r = http::request(&self.socket, self.timeout, "GET", "/images/json")?;
+        let r = http::request(&self.endpoint, self.timeout, "GET", "/images/json")?;
         let text = self.check("list images", r)?.text()?;
         let v: Vec<serde_json::Value> = serde_json::from_str(&text)
             .map_err(|e| RemoteError::Protocol(format!("image list: {e}")))?;
@@ -279,11 +282,5 @@ mod tests {
             "AIRLOCK_ENGINE_TIMEOUT=10m is not a number of seconds"
         );
         assert_eq!(Engine::at("/x").timeout(), Some(Duration::from_secs(600)));
-    }
-
-    #[test]
-    fn unsupported_docker_host_is_named() {
-        let e = RemoteError::UnsupportedHost("tcp://1.2.3.4:2375".into());
-        assert!(e.to_string().contains("tcp://1.2.3.4:2375"));
     }
 }
