@@ -1,4 +1,5 @@
-//! What every command gets: where the store is and how to talk to registries (a leaf).
+//! What every command gets: where the store is, how to talk to registries and how to show
+//! progress (a leaf but for the `--progress` choice).
 
 use std::path::PathBuf;
 
@@ -12,6 +13,8 @@ pub struct Context {
     pub store_dir: PathBuf,
     /// TLS and credentials for registries.
     pub registry: RegistryOptions,
+    /// How copies show progress (`--progress`).
+    pub progress: crate::progress::Choice,
 }
 
 impl Context {
@@ -23,6 +26,7 @@ impl Context {
                 insecure,
                 credentials: None,
             },
+            progress: crate::progress::Choice::default(),
         })
     }
 

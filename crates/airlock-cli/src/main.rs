@@ -52,6 +52,13 @@ struct Cli {
     #[arg(long, global = true, value_name = "NAME")]
     context: Option<String>,
 
+    /// How copies show progress on standard error: `auto` (bars when it is a terminal,
+    /// else nothing), `tty` (bars: one per blob in flight and a total with rate and time
+    /// left), `plain` (a line per finished blob and a summary, for CI logs) or `none`.
+    /// `--quiet` means none; `NO_COLOR` turns the bars' colours off.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = progress::Choice::Auto)]
+    progress: progress::Choice,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -139,7 +146,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         std::env::set_var("DOCKER_CONTEXT", name);
     }
-    let ctx = context::Context::new(cli.store, cli.insecure || !cli.tls_verify)?;
+    let mut ctx = context::Context::new(cli.store, cli.insecure || !cli.tls_verify)?;
+    ctx.progress = cli.progress;
     match command {
         Command::Load(a) => load::run(&ctx, a),
         Command::Save(a) => save::run(&ctx, a),

@@ -21,6 +21,7 @@ mod layering;
 mod offline_docs;
 mod podman_service;
 mod policy;
+mod progress;
 mod registry;
 mod reliability;
 mod remote_engines;

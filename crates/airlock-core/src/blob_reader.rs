@@ -8,12 +8,11 @@
 //! yet (a registry pull), decompresses a copy on a helper thread to learn it.
 
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::compression::{self, ChunkReader, Compression};
+use crate::copy::progress::BlobProgress;
 use crate::digest::{self, Digest, Hasher};
 use crate::error::{Error, Result};
 
@@ -39,7 +38,7 @@ pub struct BlobReader<'a> {
     expect: Expect,
     hasher: HashSide,
     read: u64,
-    progress: Option<Arc<AtomicU64>>,
+    progress: Option<BlobProgress>,
     diff: Option<DiffSide>,
     first: bool,
     outcome: Option<std::result::Result<Digest, String>>,
@@ -95,7 +94,7 @@ impl<'a> BlobReader<'a> {
         inner: Box<dyn Read + 'a>,
         label: impl Into<String>,
         expect: Expect,
-        progress: Option<Arc<AtomicU64>>,
+        progress: Option<BlobProgress>,
     ) -> Self {
         let big = expect.size.is_none_or(|s| s > THREAD_HASH_ABOVE as u64);
         let hasher = if big {
@@ -314,6 +313,10 @@ impl<'a> BlobReader<'a> {
                 (codec, d)
             }
         };
+        // Verified: only now is the blob reported done.
+        if let Some(p) = self.progress.take() {
+            p.finish();
+        }
         Ok(BlobFacts {
             digest,
             size: self.read,
@@ -392,7 +395,7 @@ impl Read for BlobReader<'_> {
         }
         self.feed(&buf[..n]);
         if let Some(p) = &self.progress {
-            p.fetch_add(n as u64, Ordering::Relaxed);
+            p.add(n as u64);
         }
         Ok(n)
     }
@@ -408,7 +411,7 @@ mod tests {
 
     #[test]
     fn passes_matching_bytes_and_counts_progress() {
-        let counter = Arc::new(AtomicU64::new(0));
+        let counter = crate::copy::Progress::new();
         let mut r = BlobReader::new(
             Box::new(&b"hello"[..]),
             "blob x",
@@ -417,14 +420,16 @@ mod tests {
                 size: Some(5),
                 diff_id: false,
             },
-            Some(counter.clone()),
+            Some(counter.start("blob x", Some(5))),
         );
         let mut out = Vec::new();
         r.read_to_end(&mut out).unwrap();
         assert_eq!(out, b"hello");
+        assert_eq!(counter.in_flight()[0].done, 5);
         let facts = r.finish().unwrap();
         assert_eq!(facts.digest, Digest::of(b"hello"));
-        assert_eq!(counter.load(Ordering::Relaxed), 5);
+        assert_eq!(counter.done(), 5);
+        assert!(counter.in_flight().is_empty());
     }
 
     #[test]

@@ -56,9 +56,9 @@ pub fn run(ctx: &Context, args: CopyArgs) -> Result<()> {
     req.containerd = args.containerd.options();
     let policy = args.trust.policy()?;
     req.gate = policy.as_ref().map(|p| p.gate());
-    let meter = Meter::start("Copying", &req.progress, args.quiet);
+    let meter = Meter::start("Copying", &req.progress, ctx.progress, args.quiet);
     let outcome = transports::copy(&store, &src, Some(&dst), &req)?;
-    drop(meter);
+    meter.finish();
     crate::output::print_notes(&outcome.notes);
     let lines: Vec<String> = match &dst {
         TransportName::Store(_) => loaded_lines(&outcome.changes),

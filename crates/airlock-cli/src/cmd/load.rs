@@ -70,9 +70,9 @@ pub fn run(ctx: &Context, args: LoadArgs) -> Result<()> {
     req.containerd = args.containerd.options();
     let policy = args.trust.policy()?;
     req.gate = policy.as_ref().map(|p| p.gate());
-    let meter = Meter::start("Loading", &req.progress, args.quiet);
+    let meter = Meter::start("Loading", &req.progress, ctx.progress, args.quiet);
     let outcome = transports::copy(&store, &src, Some(&dest), &req)?;
-    drop(meter);
+    meter.finish();
     crate::output::print_notes(&outcome.notes);
     if outcome.images.is_empty() {
         print_lines(

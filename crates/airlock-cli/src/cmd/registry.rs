@@ -94,10 +94,10 @@ pub fn pull(ctx: &Context, args: PullArgs) -> Result<()> {
         crate::cmd::request::build(ctx, Vec::new(), Some(&select), None, Some(&args.platform))?;
     let policy = args.trust.policy()?;
     req.gate = policy.as_ref().map(|p| p.gate());
-    let meter = Meter::start("Pulling", &req.progress, args.quiet);
+    let meter = Meter::start("Pulling", &req.progress, ctx.progress, args.quiet);
     let src = TransportName::Registry(args.reference.clone());
     let outcome = transports::copy(&store, &src, Some(&TransportName::Store(None)), &req)?;
-    drop(meter);
+    meter.finish();
     report_moves(&outcome.changes);
     // The image first, then what came with it (signatures, SBOMs).
     let lines: Vec<String> = outcome
@@ -157,9 +157,9 @@ pub fn push(ctx: &Context, args: PushArgs) -> Result<()> {
     req.gate = policy.as_ref().map(|p| p.gate());
     // `push IMAGE HOST/REPO` is exactly that name, with or without a tag.
     req.exact_destination = !all;
-    let meter = Meter::start("Pushing", &req.progress, args.quiet);
+    let meter = Meter::start("Pushing", &req.progress, ctx.progress, args.quiet);
     let outcome = transports::copy(&store, &src, Some(&TransportName::Registry(dst)), &req)?;
-    drop(meter);
+    meter.finish();
     let lines: Vec<String> = outcome.pushed.iter().map(|p| p.to_string()).collect();
     print_lines(&lines, args.quiet);
     if let Some(p) = policy {

@@ -133,9 +133,9 @@ pub fn run(ctx: &Context, args: SaveArgs) -> Result<()> {
         checks: policy.as_ref().map(|p| p.checks()),
         shipment: None,
     };
-    let meter = Meter::start("Saving", &req.progress, false);
+    let meter = Meter::start("Saving", &req.progress, ctx.progress, false);
     let outcome = transports::copy(&store, &src, Some(&dest), &req)?;
-    drop(meter);
+    meter.finish();
     if let Some(p) = policy {
         // Standard output may be the archive.
         for line in crate::output::verdict_lines(&p.verdicts()) {

@@ -18,6 +18,7 @@ use crate::context::Context;
 use crate::hints::UsageError;
 use crate::options::{ArchiveArgs, Format};
 use crate::output::{human_size as human, out, print_table};
+use crate::progress::Meter;
 
 /// Resolve a shipment file (registries with tag selectors, image lists, Kubernetes YAML,
 /// engine images, archives) to digests, show what the store and the far side hold already,
@@ -109,6 +110,8 @@ pub fn run(ctx: &Context, args: SyncArgs) -> Result<()> {
     if args.dry_run {
         return finish(failed, plan.len(), "resolved");
     }
+    // The pulls share one record: their blobs in flight side by side, one total.
+    let meter = Meter::start("Pulling", &req.progress, ctx.progress, false);
     let synced = run::pull_new(&store, &plan, &req, args.jobs, &|s| {
         for n in &s.notes {
             eprintln!("{n}");
@@ -119,6 +122,7 @@ pub fn run(ctx: &Context, args: SyncArgs) -> Result<()> {
             Some(e) => eprintln!("Failed {}: {e}", s.reference),
         }
     });
+    meter.finish();
     failed.extend(
         synced
             .iter()
@@ -152,7 +156,10 @@ pub fn run(ctx: &Context, args: SyncArgs) -> Result<()> {
             Format::Docker => TransportName::DockerArchive(path.clone(), None),
             Format::Oci => TransportName::OciArchive(path.clone(), None),
         };
+        req.progress = transports::Progress::new();
+        let meter = Meter::start("Saving", &req.progress, ctx.progress, false);
         let outcome = transports::copy(&store, &TransportName::Store(None), Some(&dest), &req)?;
+        meter.finish();
         if let Some(files) = &outcome.written_transfer {
             for line in crate::cmd::save::shipped_lines(&files.parse()?) {
                 eprintln!("{line}");

@@ -56,9 +56,9 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> Result<()> {
         (Some(p), false) if p.as_os_str() != "-" => check_sums(p, &trusted)?,
         _ => None,
     };
-    let meter = Meter::start("Verifying", &req.progress, args.quiet);
+    let meter = Meter::start("Verifying", &req.progress, ctx.progress, args.quiet);
     let outcome = transports::copy(&store, &src, None, &req)?;
-    drop(meter);
+    meter.finish();
     let transfer_by = if trusted.is_empty() {
         None
     } else {

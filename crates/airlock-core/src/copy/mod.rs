@@ -4,12 +4,14 @@
 //! destination has, foreign layers left where they are), verification (every blob through
 //! one [`BlobReader`]: digest and size at the end, the diffID of layers whose source has not
 //! checked it), parallelism (as many blobs at once as the destination takes, on one worker
-//! pool) and progress (counted where bytes are read). Destinations only write.
+//! pool) and progress (a [`Progress`] record, counted where bytes are read, with the blobs
+//! in flight). Destinations only write.
 //!
 //! Two schedules share it: [`copy_images`] for sources with random access (the store, a
 //! registry), where the destination learns the plan first; and [`stream`] for archives and
 //! the Docker Engine, read once front to back, each blob handed on as it streams by.
 
+pub mod progress;
 pub mod stream;
 
 #[cfg(test)]
@@ -20,10 +22,11 @@ mod hostile_tests;
 mod wild_tests;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use crate::blob_reader::{BlobFacts, BlobReader, Expect};
+pub use progress::{BlobProgress, Finished, InFlight, Progress};
 
 use crate::compression::{self, Compression};
 use crate::digest::{self, Digest};
@@ -35,8 +38,10 @@ use crate::transport::{ImageDestination, ImageSource, SourceImage};
 /// How a copy runs.
 #[derive(Clone, Debug, Default)]
 pub struct CopyOptions {
-    /// Bytes read from the source are added here (a progress display reads it).
-    pub progress: Option<Arc<AtomicU64>>,
+    /// Where the copy reports its progress (a display reads it). A planned copy counts
+    /// every blob's bytes into the total; a streamed one shows its blobs, and leaves the
+    /// total to whoever reads the stream ([`Progress::add_done`]).
+    pub progress: Option<Progress>,
     /// What the chosen images must pass before the destination makes any visible.
     pub gate: Option<Arc<dyn Gate>>,
 }
@@ -107,8 +112,20 @@ fn expected_diff_ids(images: &[SourceImage]) -> BTreeMap<Digest, Digest> {
 pub fn copy_images(
     source: &dyn ImageSource,
     images: &[SourceImage],
+    dest: Box<dyn ImageDestination + '_>,
+    opts: &CopyOptions,
+) -> Result<Vec<TagChange>> {
+    copy_planned(source, images, dest, opts, true)
+}
+
+/// [`copy_images`]; `counts_total` is false when the bytes were counted already, as a
+/// stream staged for a registry was read.
+pub(crate) fn copy_planned(
+    source: &dyn ImageSource,
+    images: &[SourceImage],
     mut dest: Box<dyn ImageDestination + '_>,
     opts: &CopyOptions,
+    counts_total: bool,
 ) -> Result<Vec<TagChange>> {
     pass_gate(opts, source, images)?;
     dest.begin(images)?;
@@ -120,13 +137,20 @@ pub fn copy_images(
         .collect();
     let dest_ref: &dyn ImageDestination = dest.as_ref();
     run_pool(dest_ref.parallelism(), &blobs, |blob| {
+        let progress = opts.progress.as_ref();
         if dest_ref.has_blob(&blob.digest) {
             // Counted as done: the progress total holds every blob.
-            if let Some(p) = &opts.progress {
-                p.fetch_add(blob.size, std::sync::atomic::Ordering::Relaxed);
+            match progress {
+                Some(p) if counts_total => p.present(blob.digest.to_string(), blob.size),
+                Some(p) => p.present_within(blob.digest.to_string(), blob.size),
+                None => {}
             }
             return Ok(());
         }
+        let ticket = progress.map(|p| match counts_total {
+            true => p.start(blob.digest.to_string(), Some(blob.size)),
+            false => p.start_within(blob.digest.to_string(), Some(blob.size)),
+        });
         let diff = check_diffs.as_ref().and_then(|m| m.get(&blob.digest));
         let label = format!("blob {} from {}", blob.digest, source.describe());
         let mut reader = BlobReader::new(
@@ -137,7 +161,7 @@ pub fn copy_images(
                 size: Some(blob.size),
                 diff_id: diff.is_some(),
             },
-            opts.progress.clone(),
+            ticket,
         );
         dest_ref.put_blob(blob, &mut reader)?;
         let facts = reader.finish()?;

@@ -17,7 +17,8 @@ use crate::archive::reader::{self, deliver_bytes, ArchiveContents};
 use crate::archive::resolve::{self, BlobLookup, Dialect};
 use crate::archive::writer::INCREMENTAL_FILE;
 use crate::compression::{self, Compression, ReadAhead};
-use crate::copy::{copy_images, CopyOptions};
+use crate::copy::progress::Progress;
+use crate::copy::{copy_planned, CopyOptions};
 use crate::error::{Error, Result};
 use crate::store::{Store, TagChange};
 use crate::transfer::{TransferFiles, TRANSFER_FILE, TRANSFER_SIGNATURE_FILE};
@@ -56,6 +57,10 @@ pub type Chooser<'c> = &'c dyn Fn(Vec<SourceImage>) -> Result<Vec<SourceImage>>;
 
 /// Read an archive once and copy the images `choose` keeps into `dest`.
 ///
+/// `opts.progress` shows each blob as it streams by; the bytes of a stream (and of
+/// resumable volumes) are the caller's to count as it reads them, those of a directory are
+/// counted here.
+///
 /// A destination that needs the plan first ([`ImageDestination::needs_plan`]) gets it from
 /// a staging area in `store`, filled by the same pass; every other destination receives each
 /// blob as it streams by.
@@ -75,7 +80,7 @@ pub fn copy_archive(
         })?;
         let staging = store.staging()?;
         let stage = StagingDestination::new(&staging, Some(store));
-        let (dialect, compression, contents) = read(input, &stage)?;
+        let (dialect, compression, contents) = read(input, &stage, opts.progress.as_ref())?;
         let lookup = BlobLookup {
             contents: &contents,
             store: Some(store),
@@ -89,8 +94,9 @@ pub fn copy_archive(
         let images = choose(all)?;
         let notes = lookup.notes.take();
         let source = StagedSource::new(&staging, Some(store), images.clone());
-        // copy_images asks the gate, reading from the staging area.
-        let changes = copy_images(&source, &images, dest, opts)?;
+        // The planned copy asks the gate, reading from the staging area; the bytes were
+        // counted as the stream came in.
+        let changes = copy_planned(&source, &images, dest, opts, false)?;
         return Ok(StreamReport {
             dialect,
             compression,
@@ -100,7 +106,7 @@ pub fn copy_archive(
             transfer: transfer_of(&contents),
         });
     }
-    let (dialect, compression, contents) = read(input, dest.as_ref())?;
+    let (dialect, compression, contents) = read(input, dest.as_ref(), opts.progress.as_ref())?;
     let lookup = BlobLookup {
         contents: &contents,
         store: dest.store(),
@@ -159,9 +165,13 @@ fn transfer_of(contents: &ArchiveContents) -> Option<TransferFiles> {
 fn read(
     input: ArchiveInput,
     dest: &dyn ImageDestination,
+    progress: Option<&Progress>,
 ) -> Result<(Dialect, Compression, ArchiveContents)> {
     let (codec, contents) = match input {
-        ArchiveInput::Dir(dir) => (Compression::None, reader::read_directory(&dir, dest)?),
+        ArchiveInput::Dir(dir) => (
+            Compression::None,
+            reader::read_directory(&dir, dest, progress)?,
+        ),
         ArchiveInput::Resumable(r) => {
             let r = *r;
             let mut input = r.reader;
@@ -171,7 +181,7 @@ fn read(
                 seen_archive_entry: r.seen_archive_entry,
                 start: r.start,
             };
-            let contents = reader::read_archive_from(&mut input, dest, Some(from))?;
+            let contents = reader::read_archive_from(&mut input, dest, Some(from), progress)?;
             (Compression::None, contents)
         }
         ArchiveInput::Stream(stream) => {
@@ -186,15 +196,17 @@ fn read(
             } else {
                 Box::new(ReadAhead::new(decoded, 1 << 20, 4))
             };
-            let contents = reader::read_archive(&mut ahead, dest).map_err(|e| match e {
-                Error::Stream { context, source } if codec != Compression::None => {
-                    Error::Decompress {
-                        codec: codec.name(),
-                        detail: format!("{context}: {source}"),
+            let contents = reader::read_archive_from(&mut ahead, dest, None, progress).map_err(
+                |e| match e {
+                    Error::Stream { context, source } if codec != Compression::None => {
+                        Error::Decompress {
+                            codec: codec.name(),
+                            detail: format!("{context}: {source}"),
+                        }
                     }
-                }
-                other => other,
-            })?;
+                    other => other,
+                },
+            )?;
             (codec, contents)
         }
     };

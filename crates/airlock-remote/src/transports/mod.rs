@@ -10,7 +10,6 @@
 
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use airlock_core::archive::file::{ArchiveFileDestination, ArchiveOptions, ArchiveTarget};
@@ -62,14 +61,11 @@ impl Selection {
     }
 }
 
-/// Progress counters the caller can draw: bytes read so far, and the total once known.
-#[derive(Clone, Debug, Default)]
-pub struct Progress {
-    /// Bytes read from the source.
-    pub done: Arc<AtomicU64>,
-    /// Bytes expected (0 while unknown).
-    pub total: Arc<AtomicU64>,
-}
+/// What the caller can draw: bytes read of the total, the blobs in flight and each one as
+/// it finishes. The copy engine's record, filled the same way by every transport: a
+/// planned source where each blob is read, a stream where its bytes come in (its blobs
+/// shown as they go by).
+pub use airlock_core::copy::Progress;
 
 /// Everything a copy can be asked to do; each option applies where it makes sense.
 #[derive(Clone, Debug)]
@@ -203,10 +199,10 @@ fn copy_staged(
             Some(mut r),
             TransportName::DockerArchive(_, name) | TransportName::OciArchive(_, name),
         ) => {
-            req.progress.total.store(r.end - r.start, Ordering::Relaxed);
+            req.progress.add_total(r.end - r.start);
             r.reader = Box::new(Counted {
                 inner: r.reader,
-                done: req.progress.done.clone(),
+                progress: req.progress.clone(),
             });
             Opened::Stream(ArchiveInput::Resumable(Box::new(r)), name.clone())
         }
@@ -217,7 +213,7 @@ fn copy_staged(
         other => other.image().map(str::to_string),
     });
     let opts = CopyOptions {
-        progress: Some(req.progress.done.clone()),
+        progress: Some(req.progress.clone()),
         gate: req.gate.clone(),
     };
     let mut outcome = CopyOutcome::default();
@@ -361,10 +357,10 @@ fn open_source<'a>(
             } else {
                 volumes::open_input(p)?
             };
-            progress.total.store(total, Ordering::Relaxed);
+            progress.add_total(total);
             let counted = Counted {
                 inner: reader,
-                done: progress.done.clone(),
+                progress: progress.clone(),
             };
             Opened::Stream(ArchiveInput::Stream(Box::new(counted)), name.clone())
         }
@@ -422,7 +418,7 @@ fn open_source<'a>(
             let stream = engine.save_images(&names)?;
             let counted = Counted {
                 inner: stream,
-                done: progress.done.clone(),
+                progress: progress.clone(),
             };
             // Everything the engine sends was asked for by name.
             Opened::Stream(ArchiveInput::Stream(Box::new(counted)), None)
@@ -447,7 +443,7 @@ fn set_total(progress: &Progress, images: &[SourceImage]) {
         .iter()
         .map(|b| b.size)
         .sum();
-    progress.total.store(total, Ordering::Relaxed);
+    progress.add_total(total);
 }
 
 /// The images `sel` picks (all of them when it names none); never none at all, so no
@@ -540,12 +536,9 @@ fn run_copy(
                 rename(&mut images, rename_to)?;
                 Ok(images)
             };
-            // Stream bytes were counted as they came in, not again at the destination.
-            let stream_opts = CopyOptions {
-                progress: None,
-                gate: opts.gate.clone(),
-            };
-            let report = copy_archive(input, dest, &choose, Some(store), &stream_opts)?;
+            // Stream bytes are counted as they come in (`Counted`); the engine shows the
+            // blobs among them without counting them again.
+            let report = copy_archive(input, dest, &choose, Some(store), opts)?;
             Ok(Ran {
                 images: report.images,
                 changes: report.changes,
@@ -560,13 +553,13 @@ fn run_copy(
 /// Counts the bytes read from a stream.
 struct Counted {
     inner: Box<dyn Read + Send>,
-    done: Arc<AtomicU64>,
+    progress: Progress,
 }
 
 impl Read for Counted {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.done.fetch_add(n as u64, Ordering::Relaxed);
+        self.progress.add_done(n as u64);
         Ok(n)
     }
 }

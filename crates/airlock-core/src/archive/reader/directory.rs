@@ -7,13 +7,19 @@ use std::path::Path;
 
 use super::sniff::{self, EntryKind};
 use super::{ArchiveContents, Ingest};
+use crate::copy::progress::Progress;
 use crate::error::{Error, Result};
 use crate::transport::ImageDestination;
 
 /// Read an image layout directory (OCI layout, or an unpacked docker-archive), handing
-/// every blob to `dest`.
-pub fn read_directory(dir: &Path, dest: &dyn ImageDestination) -> Result<ArchiveContents> {
+/// every blob to `dest`, each shown (and counted) in `progress`.
+pub fn read_directory(
+    dir: &Path,
+    dest: &dyn ImageDestination,
+    progress: Option<&Progress>,
+) -> Result<ArchiveContents> {
     let mut ingest = Ingest::new(dest);
+    ingest.progress = progress.map(|p| (p.clone(), true));
     ingest.refuse_early = false;
     let root = fs::canonicalize(dir).map_err(|e| Error::io("open", dir, e))?;
     let mut stack = vec![dir.to_path_buf()];

@@ -11,6 +11,7 @@ use super::sniff::{self, EntryKind};
 use super::strict::Kind;
 use crate::blob_reader::{BlobReader, Expect};
 use crate::compression::{self, Compression};
+use crate::copy::progress::Progress;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::spec::Descriptor;
@@ -120,6 +121,9 @@ struct Ingest<'a> {
     refuse_early: bool,
     small_total: u64,
     deltas: delta::Deltas,
+    /// Where blobs are shown as they stream by, and whether their bytes go into the total
+    /// (a directory's do; a stream's were counted as the stream was read).
+    progress: Option<(Progress, bool)>,
 }
 
 impl<'a> Ingest<'a> {
@@ -135,6 +139,7 @@ impl<'a> Ingest<'a> {
             refuse_early: true,
             small_total: 0,
             deltas: delta::Deltas::default(),
+            progress: None,
         }
     }
 
@@ -229,7 +234,15 @@ impl<'a> Ingest<'a> {
             let stored = self.store.is_some_and(|s| s.blob_is_intact(d));
             if stored || self.contents.delivered.contains(d) {
                 // Already there and verified (or a second copy): skip the body.
-                io::copy(reader, &mut io::sink()).map_err(|e| read_err(&path, e))?;
+                let skipped = io::copy(reader, &mut io::sink()).map_err(|e| read_err(&path, e))?;
+                if let Some((p, counts_total)) = &self.progress {
+                    if *counts_total {
+                        p.add_done(skipped);
+                    }
+                    if stored {
+                        p.present_within(d.to_string(), size);
+                    }
+                }
                 self.record(path, d.clone(), size);
                 return Ok(());
             }
@@ -247,7 +260,18 @@ impl<'a> Ingest<'a> {
             size: Some(size),
             diff_id: true,
         };
-        let mut blob = BlobReader::new(Box::new(&mut rest), path.clone(), expect, None);
+        // Shown by digest when the name gives it, else by path until hashing tells.
+        let shown = named
+            .as_ref()
+            .map_or_else(|| path.clone(), |d| d.to_string());
+        let ticket = self
+            .progress
+            .as_ref()
+            .map(|(p, counts_total)| match counts_total {
+                true => p.start(shown, Some(size)),
+                false => p.start_within(shown, Some(size)),
+            });
+        let mut blob = BlobReader::new(Box::new(&mut rest), path.clone(), expect, ticket);
         let digest = match &named {
             Some(d) => {
                 self.dest
@@ -317,10 +341,16 @@ impl<'a> Ingest<'a> {
                 });
             }
         }
+        if let Some((p, true)) = &self.progress {
+            p.add_done(size);
+        }
         if !self.contents.delivered.contains(&digest)
             && !self.store.is_some_and(|s| s.blob_is_intact(&digest))
         {
             deliver_bytes(self.dest, &bytes, &digest, &path)?;
+            if let Some((p, _)) = &self.progress {
+                p.delivered_within(digest.to_string(), size);
+            }
         }
         self.contents.small.insert(digest.clone(), bytes);
         self.record(path, digest, size);
@@ -372,7 +402,7 @@ fn truncation(path: &str, size: u64, e: Error) -> Error {
 /// Read a whole tar stream, handing every blob to `dest`. Files the destination's store
 /// already has under `blobs/sha256/<hex>` are skipped (not re-written).
 pub fn read_archive(input: &mut dyn Read, dest: &dyn ImageDestination) -> Result<ArchiveContents> {
-    read_archive_from(input, dest, None)
+    read_archive_from(input, dest, None, None)
 }
 
 /// What a resumable read tells about each tar entry (the resume journal, in
@@ -399,11 +429,13 @@ pub struct ResumeFrom<'j> {
 }
 
 /// [`read_archive`], logging every entry to a resume journal (and starting from what an
-/// interrupted run had read) when `resume` is given.
+/// interrupted run had read) when `resume` is given, and showing each blob in `progress`
+/// as it streams by (the stream's bytes are the caller's to count).
 pub fn read_archive_from(
     input: &mut dyn Read,
     dest: &dyn ImageDestination,
     resume: Option<ResumeFrom<'_>>,
+    progress: Option<&Progress>,
 ) -> Result<ArchiveContents> {
     // Judge the first block ourselves so a non-tar gets a useful message, not a parser's.
     let (head, rest) =
@@ -419,6 +451,7 @@ pub fn read_archive_from(
         hit_eof: false,
     }));
     let mut ingest = Ingest::new(dest);
+    ingest.progress = progress.map(|p| (p.clone(), false));
     let (journal, start) = match resume {
         Some(r) => {
             ingest.contents = r.contents;
