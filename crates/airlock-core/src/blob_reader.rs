@@ -12,9 +12,9 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use crate::compression::{self, ChunkReader, Compression};
-use crate::copy::progress::BlobProgress;
 use crate::digest::{self, Digest, Hasher};
 use crate::error::{Error, Result};
+use crate::progress::BlobProgress;
 
 /// What the bytes of a blob must be.
 #[derive(Clone, Debug, Default)]
@@ -411,7 +411,7 @@ mod tests {
 
     #[test]
     fn passes_matching_bytes_and_counts_progress() {
-        let counter = crate::copy::Progress::new();
+        let counter = crate::progress::Progress::new();
         let mut r = BlobReader::new(
             Box::new(&b"hello"[..]),
             "blob x",

@@ -31,6 +31,7 @@ pub mod fingerprint;
 pub mod graph;
 pub mod import;
 pub mod layer;
+pub mod progress;
 pub mod reference;
 pub mod shipment;
 pub mod snapshot;

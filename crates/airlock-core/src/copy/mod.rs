@@ -11,7 +11,7 @@
 //! registry), where the destination learns the plan first; and [`stream`] for archives and
 //! the Docker Engine, read once front to back, each blob handed on as it streams by.
 
-pub mod progress;
+pub use crate::progress;
 pub mod stream;
 
 #[cfg(test)]

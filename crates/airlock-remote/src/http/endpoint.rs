@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::ssh::SshPipe;
-use super::tls::{self, TlsSession};
+use super::tls::{self, TlsSession, TlsSettings};
 use crate::{RemoteError, Result};
 
 /// Where an engine listens.
@@ -35,20 +35,6 @@ pub enum Endpoint {
         /// The port, if not ssh's default.
         port: Option<u16>,
     },
-}
-
-/// TLS towards a TCP engine, from `DOCKER_TLS_VERIFY`/`DOCKER_CERT_PATH` or a context.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TlsSettings {
-    /// The CA that signed the engine's certificate (else the system's roots).
-    pub ca: Option<PathBuf>,
-    /// The client certificate and its key, when the engine asks for one.
-    pub client: Option<(PathBuf, PathBuf)>,
-    /// Check the engine's certificate (`DOCKER_TLS_VERIFY`; a context's `SkipTLSVerify`
-    /// turns it off).
-    pub verify: bool,
-    /// Where the files came from, for messages ("DOCKER_CERT_PATH=/x", "context prod").
-    pub origin: String,
 }
 
 impl std::fmt::Display for Endpoint {

@@ -14,8 +14,9 @@ mod endpoint;
 mod ssh;
 pub(crate) mod tls;
 
+pub use endpoint::Endpoint;
 use endpoint::Stream;
-pub use endpoint::{Endpoint, TlsSettings};
+pub use tls::TlsSettings;
 
 /// An HTTP response whose body has not been read yet.
 pub struct Response {

@@ -5,7 +5,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -13,7 +13,19 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore};
 
-use super::endpoint::TlsSettings;
+/// TLS towards a TCP engine, from `DOCKER_TLS_VERIFY`/`DOCKER_CERT_PATH` or a context.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The CA that signed the engine's certificate (else the system's roots).
+    pub ca: Option<PathBuf>,
+    /// The client certificate and its key, when the engine asks for one.
+    pub client: Option<(PathBuf, PathBuf)>,
+    /// Check the engine's certificate (`DOCKER_TLS_VERIFY`; a context's `SkipTLSVerify`
+    /// turns it off).
+    pub verify: bool,
+    /// Where the files came from, for messages ("DOCKER_CERT_PATH=/x", "context prod").
+    pub origin: String,
+}
 
 /// A TLS session over its TCP connection.
 pub(crate) type TlsSession = rustls::StreamOwned<ClientConnection, TcpStream>;

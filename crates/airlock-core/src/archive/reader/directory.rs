@@ -7,8 +7,8 @@ use std::path::Path;
 
 use super::sniff::{self, EntryKind};
 use super::{ArchiveContents, Ingest};
-use crate::copy::progress::Progress;
 use crate::error::{Error, Result};
+use crate::progress::Progress;
 use crate::transport::ImageDestination;
 
 /// Read an image layout directory (OCI layout, or an unpacked docker-archive), handing
