@@ -205,6 +205,16 @@ fn engine_id(name: &str) -> String {
         .to_string()
 }
 
+/// The oracle for a relay or an sshd: the docker CLI itself reaches the engine with `env`.
+fn docker_cli_reaches(env: &[(&str, &str)], over: &str) {
+    let v = sh(Command::new("docker").envs(env.iter().copied()).args([
+        "version",
+        "-f",
+        "{{.Server.Version}}",
+    ]));
+    assert!(!v.trim().is_empty(), "docker version over {over}: {v}");
+}
+
 /// airlock with only the given engine settings (none inherited from the caller).
 fn airlock(store: &Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
     let mut c = Airlock::new(store).cmd();
@@ -348,10 +358,7 @@ fn docker_tls_verify_and_cert_path_as_the_docker_cli_reads_them() {
         ("DOCKER_CERT_PATH", certs_s),
     ];
     // The oracle: the docker CLI reaches the engine through this relay with these files.
-    let v = sh(Command::new("docker")
-        .envs(env)
-        .args(["version", "-f", "{{.Server.Version}}"]));
-    assert!(!v.trim().is_empty(), "docker version over TLS: {v}");
+    docker_cli_reaches(&env, "TLS");
 
     let img = TestImage::new(dir.path(), "tls");
     round_trip(dir.path(), &img, &env, "tls");
@@ -500,10 +507,7 @@ fn ssh_hosts_run_docker_dial_stdio_like_the_docker_cli() {
     let host = format!("ssh://{}@127.0.0.1:{}", ssh.user, ssh.port);
     let env = [("DOCKER_HOST", host.as_str()), ("PATH", ssh.path.as_str())];
     // The oracle: the docker CLI's own ssh connection works through this sshd.
-    let v = sh(Command::new("docker")
-        .envs(env)
-        .args(["version", "-f", "{{.Server.Version}}"]));
-    assert!(!v.trim().is_empty(), "docker version over ssh: {v}");
+    docker_cli_reaches(&env, "ssh");
 
     let img = TestImage::new(dir.path(), "ssh");
     round_trip(dir.path(), &img, &env, "ssh");
