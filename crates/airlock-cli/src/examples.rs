@@ -16,11 +16,13 @@ pub const SAVE: &str = "Examples:
 /// `airlock verify`.
 pub const VERIFY: &str = "Examples:
   airlock verify -i app.tar
-  airlock verify -i ship.tar.000 --trusted-key ops.pub";
+  airlock verify -i ship.tar.000 --trusted-key ops.pub
+  airlock verify -i app.tar --format '{{.Repository}}:{{.Tag}}\\t{{.ID}}'";
 /// `airlock review`.
 pub const REVIEW: &str = "Examples:
   airlock review ship.tar
-  airlock review ship.tar --trusted-key ops.pub --json";
+  airlock review ship.tar --trusted-key ops.pub --json
+  airlock review ship.tar --format '{{.Repository}}:{{.Tag}}\\t{{.Signed}}'";
 /// `airlock sign`.
 pub const SIGN: &str = "Examples:
   airlock sign registry.example/app:1 --key cosign.key";
@@ -28,14 +30,21 @@ pub const SIGN: &str = "Examples:
 pub const IMAGES: &str = "Examples:
   airlock images
   airlock images 'registry.internal/*'
-  airlock images -q";
+  airlock images -q
+  airlock images --format '{{.Repository}}:{{.Tag}}'
+  airlock images --format 'table {{.Repository}}\\t{{.Tag}}\\t{{.Size}}'
+  airlock images --format '{{json .}}' | jq -r .ID";
 /// `airlock artifacts`.
 pub const ARTIFACTS: &str = "Examples:
-  airlock artifacts";
+  airlock artifacts
+  airlock artifacts --format '{{.Name}}\\t{{.ArtifactType}}'";
 /// `airlock inspect`.
 pub const INSPECT: &str = "Examples:
   airlock inspect app:1
-  airlock inspect app:1 | jq '.[0].RootFS.Layers'";
+  airlock inspect app:1 | jq '.[0].RootFS.Layers'
+  airlock inspect -f '{{.Os}}/{{.Architecture}}' app:1
+  airlock inspect -f '{{index .Config.Labels \"org.opencontainers.image.version\"}}' app:1
+  airlock inspect -f '{{range .Config.Env}}{{println .}}{{end}}' app:1";
 /// `airlock tag`.
 pub const TAG: &str = "Examples:
   airlock tag app:1 registry.internal/team/app:1";
@@ -62,7 +71,8 @@ pub const CREATE: &str = "Examples:
   airlock create app:1 --name work";
 /// `airlock containers`.
 pub const CONTAINERS: &str = "Examples:
-  airlock containers";
+  airlock containers
+  airlock containers --format '{{.Names}}\\t{{.Path}}'";
 /// `airlock rm`.
 pub const RM: &str = "Examples:
   airlock rm work";

@@ -9,10 +9,12 @@ mod cmd;
 mod context;
 mod examples;
 mod hints;
+mod listing;
 mod options;
 mod output;
 mod progress;
 mod sink;
+mod template;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -96,9 +98,8 @@ enum Command {
     Import(snapshots::ImportArgs),
     #[command(display_order = 11, after_help = examples::CREATE)]
     Create(snapshots::CreateArgs),
-    /// List work containers.
     #[command(display_order = 12, after_help = examples::CONTAINERS)]
-    Containers,
+    Containers(snapshots::ContainersArgs),
     #[command(display_order = 13, after_help = examples::RM)]
     Rm(snapshots::RmArgs),
     #[command(display_order = 14, after_help = examples::COMMIT)]
@@ -165,7 +166,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(a) => snapshots::run_export(&ctx, a),
         Command::Import(a) => snapshots::run_import(&ctx, a),
         Command::Create(a) => snapshots::run_create(&ctx, a),
-        Command::Containers => snapshots::containers(&ctx),
+        Command::Containers(a) => snapshots::containers(&ctx, a),
         Command::Rm(a) => snapshots::run_rm(&ctx, a),
         Command::Commit(a) => snapshots::run_commit(&ctx, a),
         Command::Copy(a) => copy::run(&ctx, a),

@@ -39,15 +39,6 @@ impl Compress {
     }
 }
 
-/// How `images` prints.
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
-pub enum ListFormat {
-    /// A table.
-    Table,
-    /// JSON.
-    Json,
-}
-
 /// How an archive is written: shared by `save` and `copy`.
 #[derive(Args, Debug, Clone)]
 pub struct ArchiveArgs {

@@ -8,7 +8,7 @@ use airlock_core::reference::glob_match;
 use airlock_core::store::{ImageRecord, Store, TagChange};
 use airlock_core::Digest;
 
-use crate::options::ListFormat;
+use crate::listing::{self, Layout};
 
 /// Say on standard error when a name moved to another image (the old one stays, untagged).
 pub fn report_moves(changes: &[TagChange]) {
@@ -76,24 +76,6 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
-fn ago(created: Option<&str>) -> String {
-    let Some(t) = created.and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok()) else {
-        return "N/A".into();
-    };
-    let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
-        .num_seconds()
-        .max(0);
-    let (n, unit) = match secs {
-        s if s < 60 => (s, "second"),
-        s if s < 3600 => (s / 60, "minute"),
-        s if s < 86_400 => (s / 3600, "hour"),
-        s if s < 86_400 * 30 => (s / 86_400, "day"),
-        s if s < 86_400 * 365 => (s / (86_400 * 30), "month"),
-        s => (s / (86_400 * 365), "year"),
-    };
-    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
-}
-
 /// Stored size of an image: manifests, configs and layers as kept in the store.
 fn image_size(store: &Store, img: &ImageRecord) -> u64 {
     let p = img.primary();
@@ -132,25 +114,41 @@ fn rows(images: &[ImageRecord], pattern: Option<&str>) -> Vec<(String, String, u
     out
 }
 
+/// How `images` was asked to list.
+pub struct ImagesLayout {
+    /// `--format`.
+    pub layout: Layout,
+    /// `-q`: only IDs.
+    pub quiet: bool,
+    /// `--digests`: a DIGEST column in the default table.
+    pub digests: bool,
+    /// `--no-trunc`: whole image IDs.
+    pub no_trunc: bool,
+}
+
 /// `airlock images`: container images only (artifacts are listed by `airlock artifacts`).
-pub fn images(store: &Store, pattern: Option<&str>, format: ListFormat, quiet: bool) -> Result<()> {
+pub fn images(store: &Store, pattern: Option<&str>, how: ImagesLayout) -> Result<()> {
     let images: Vec<ImageRecord> = store
         .images()?
         .into_iter()
         .filter(|i| i.artifact_type().is_none())
         .collect();
     let rows = rows(&images, pattern);
-    if quiet {
+    if how.quiet && matches!(how.layout, Layout::Default) {
         let mut seen = std::collections::BTreeSet::new();
         for (_, _, i) in &rows {
             let id = images[*i].id();
             if seen.insert(id.clone()) {
-                out(id.short())?;
+                out(&if how.no_trunc {
+                    id.to_string()
+                } else {
+                    id.short().to_string()
+                })?;
             }
         }
         return Ok(());
     }
-    if format == ListFormat::Json {
+    if matches!(how.layout, Layout::Json) {
         let v: Vec<Value> = rows
             .iter()
             .map(|(repo, tag, i)| {
@@ -169,21 +167,51 @@ pub fn images(store: &Store, pattern: Option<&str>, format: ListFormat, quiet: b
         out(&serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
-    let table: Vec<[String; 5]> = rows
+    let records: Vec<Value> = rows
         .iter()
-        .map(|(repo, tag, i)| {
-            let img = &images[*i];
-            [
-                repo.clone(),
-                tag.clone(),
-                img.id().short().to_string(),
-                ago(img.primary().config.created.as_deref()),
-                human_size(image_size(store, img)),
-            ]
-        })
+        .map(|(repo, tag, i)| image_record(store, &images[*i], repo, tag, how.no_trunc))
         .collect();
-    print_table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &table)?;
-    Ok(())
+    let format = match how.layout {
+        Layout::Template(f) => f,
+        _ => crate::template::Format::parse(if how.digests {
+            listing::IMAGE_TABLE_DIGESTS
+        } else {
+            listing::IMAGE_TABLE
+        })
+        .expect("the default format parses"),
+    };
+    listing::print(&format, &records, &listing::IMAGE_FIELDS, "images")
+}
+
+/// One `images` row as the docker CLI's image record.
+fn image_record(store: &Store, img: &ImageRecord, repo: &str, tag: &str, no_trunc: bool) -> Value {
+    let created = img.primary().config.created.as_deref();
+    let size = listing::docker_size(image_size(store, img));
+    // Only a name that came with a registry manifest has a digest docker would show.
+    let digest = img
+        .repo_digests()
+        .into_iter()
+        .find_map(|d| d.strip_prefix(&format!("{repo}@")).map(String::from))
+        .unwrap_or_else(|| "<none>".into());
+    let id = img.id();
+    listing::IMAGE_FIELDS.record(vec![
+        "N/A".into(),
+        listing::docker_time(created).into(),
+        listing::docker_since(created).into(),
+        digest.into(),
+        if no_trunc {
+            id.to_string()
+        } else {
+            id.short().to_string()
+        }
+        .into(),
+        repo.into(),
+        "N/A".into(),
+        size.clone().into(),
+        tag.into(),
+        "N/A".into(),
+        size.into(),
+    ])
 }
 
 pub(crate) fn print_table<const N: usize>(header: [&str; N], table: &[[String; N]]) -> Result<()> {
@@ -218,7 +246,7 @@ fn subject_label(images: &[ImageRecord], subject: &Digest) -> String {
 
 /// `airlock artifacts`: every OCI artifact in the store (signatures, SBOMs, charts,
 /// attestations inside an image's index) and what each refers to.
-pub fn artifacts(store: &Store, format: ListFormat) -> Result<()> {
+pub fn artifacts(store: &Store, layout: Layout) -> Result<()> {
     let images = store.images()?;
     // (name, type, refers to, digest, size)
     let mut rows: Vec<[String; 5]> = Vec::new();
@@ -267,15 +295,25 @@ pub fn artifacts(store: &Store, format: ListFormat) -> Result<()> {
             ]);
         }
     }
-    if format == ListFormat::Json {
-        let v: Vec<Value> = rows
-            .iter()
+    let records = || -> Vec<Value> {
+        rows.iter()
             .map(|[name, kind, refers, digest, size]| {
-                json!({"Name": name, "ArtifactType": kind, "RefersTo": refers, "Digest": digest, "Size": size.parse::<u64>().unwrap_or(0)})
+                listing::ARTIFACT_FIELDS.record(vec![
+                    name.clone().into(),
+                    kind.clone().into(),
+                    refers.clone().into(),
+                    digest.clone().into(),
+                    size.parse::<u64>().unwrap_or(0).into(),
+                ])
             })
-            .collect();
-        out(&serde_json::to_string_pretty(&v)?)?;
-        return Ok(());
+            .collect()
+    };
+    match &layout {
+        Layout::Json => return out(&serde_json::to_string_pretty(&records())?),
+        Layout::Template(f) => {
+            return listing::print(f, &records(), &listing::ARTIFACT_FIELDS, "artifacts")
+        }
+        Layout::Default => {}
     }
     let table: Vec<[String; 5]> = rows
         .into_iter()
@@ -318,7 +356,11 @@ fn inspect_artifact(img: &ImageRecord, kind: String, referrers: Vec<String>) -> 
 }
 
 /// `airlock inspect`.
-pub fn inspect(store: &Store, queries: &[String]) -> Result<()> {
+pub fn inspect(
+    store: &Store,
+    queries: &[String],
+    format: Option<crate::template::Format>,
+) -> Result<()> {
     let mut out = Vec::new();
     let all = store.images()?;
     for q in queries {
@@ -335,16 +377,22 @@ pub fn inspect(store: &Store, queries: &[String]) -> Result<()> {
         }
         let p = img.primary();
         let config: Value = serde_json::from_slice(&store.read_blob(&p.manifest.config.digest)?)?;
+        // Docker's own fields first, as its inspect has them (a string field the config
+        // lacks is empty there, not null).
+        let text = |k: &str| config.get(k).cloned().unwrap_or_else(|| json!(""));
         out.push(json!({
             "Id": img.id().to_string(),
             "RepoTags": img.names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
             "RepoDigests": img.repo_digests(),
+            "Parent": "",
+            "Comment": text("comment"),
             "Created": config.get("created"),
-            "Author": config.get("author"),
-            "Architecture": config.get("architecture"),
-            "Os": config.get("os"),
+            "DockerVersion": text("docker_version"),
+            "Author": text("author"),
+            "Config": listing::docker_container_config(config.get("config")),
+            "Architecture": text("architecture"),
             "Variant": config.get("variant"),
-            "Config": config.get("config"),
+            "Os": text("os"),
             "History": config.get("history"),
             "RootFS": {
                 "Type": "layers",
@@ -365,6 +413,9 @@ pub fn inspect(store: &Store, queries: &[String]) -> Result<()> {
                 "Digest": l.digest.to_string(), "Size": l.size, "MediaType": l.media_type,
             })).collect::<Vec<_>>(),
         }));
+    }
+    if let Some(f) = format {
+        return listing::print_free(&f, &out, "inspect");
     }
     self::out(&serde_json::to_string_pretty(&out)?)?;
     Ok(())

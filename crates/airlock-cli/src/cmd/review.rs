@@ -13,6 +13,7 @@ use airlock_remote::transports;
 
 use crate::context::Context;
 use crate::hints::UsageError;
+use crate::listing::{self, Layout};
 use crate::output::{human_size, out, print_table};
 
 /// Show what an archive carries, from the transfer manifest `save` writes first in it:
@@ -29,11 +30,17 @@ pub struct ReviewArgs {
     /// `verify --trusted-key` also checks every blob against it.
     #[arg(long = "trusted-key", value_name = "PUB")]
     pub trusted_keys: Vec<PathBuf>,
+    /// A Go template as docker's `--format` takes it, run over each image the manifest
+    /// lists, with the fields Repository, Tag, Names, Digest, Platforms, Size, Shipped,
+    /// Signatures, Signed (the key its signature was verified with at save), SBOMs.
+    #[arg(long, value_name = "FORMAT", conflicts_with = "json")]
+    pub format: Option<String>,
 }
 
 /// Run `airlock review`.
 pub fn run(ctx: &Context, args: ReviewArgs) -> Result<()> {
     let label = args.archive.display().to_string();
+    let layout = Layout::of(args.format.as_deref(), "review")?;
     if args.archive.is_dir() {
         bail!(UsageError(format!(
             "{label} is a directory: review reads an archive file; `airlock verify -i {label}` lists a layout"
@@ -63,9 +70,13 @@ pub fn run(ctx: &Context, args: ReviewArgs) -> Result<()> {
     };
     let manifest = files.parse()?;
     let signed = check_signature(&label, &files, &args.trusted_keys)?;
-    if args.json {
+    if args.json || matches!(layout, Layout::Json) {
         out(String::from_utf8_lossy(&files.manifest).trim_end())?;
         return Ok(());
+    }
+    if let Layout::Template(f) = layout {
+        let records: Vec<serde_json::Value> = manifest.images.iter().flat_map(records).collect();
+        return listing::print(&f, &records, &listing::REVIEWED_FIELDS, "review");
     }
     if from_content {
         out(&format!(
@@ -168,6 +179,47 @@ pub fn run(ctx: &Context, args: ReviewArgs) -> Result<()> {
         print_table(["ARTIFACT", "DIGEST", "TYPE"], &rows)?;
     }
     Ok(())
+}
+
+/// An image's `--format` records, one per name.
+fn records(img: &TransferImage) -> Vec<serde_json::Value> {
+    let count = |kind: &str| img.referrers.iter().filter(|r| r.kind == kind).count();
+    let platforms: Vec<serde_json::Value> = img
+        .platforms
+        .iter()
+        .filter_map(|p| p.platform.clone().map(Into::into))
+        .collect();
+    let signed = img
+        .signature
+        .as_ref()
+        .and_then(|s| s.signed_by.clone())
+        .unwrap_or_default();
+    let mut names: Vec<Option<airlock_core::Reference>> = img
+        .names
+        .iter()
+        .map(|n| airlock_core::Reference::parse(n).ok())
+        .collect();
+    if names.is_empty() {
+        names.push(None);
+    }
+    names
+        .iter()
+        .map(|name| {
+            let (repo, tag) = listing::repository_and_tag(name.as_ref());
+            listing::REVIEWED_FIELDS.record(vec![
+                repo.into(),
+                tag.into(),
+                img.names.clone().into(),
+                img.digest.to_string().into(),
+                platforms.clone().into(),
+                listing::docker_size(img.size).into(),
+                listing::docker_size(img.shipped.unwrap_or(img.size)).into(),
+                count("signature").into(),
+                signed.clone().into(),
+                count("sbom").into(),
+            ])
+        })
+        .collect()
 }
 
 /// One image's row.

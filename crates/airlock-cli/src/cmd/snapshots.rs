@@ -17,6 +17,7 @@ use clap::Args;
 
 use crate::context::Context;
 use crate::hints::UsageError;
+use crate::listing::{self, Layout};
 use crate::options::Compress;
 use crate::output::report_moves;
 use crate::sink;
@@ -72,6 +73,15 @@ pub struct CreateArgs {
     /// Container name [default: <image>-working-container].
     #[arg(long)]
     pub name: Option<String>,
+}
+
+/// List work containers.
+#[derive(Args, Debug)]
+pub struct ContainersArgs {
+    /// `table` (default), `json`, or a Go template as `docker ps --format` takes it, over
+    /// the fields Names, Image, ImageID, CreatedAt, RunningFor, Path.
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
 }
 
 /// Remove work containers.
@@ -255,22 +265,53 @@ fn create(store_dir: &Path, image: &str, name: Option<&str>) -> Result<()> {
 }
 
 /// Run `airlock containers`.
-pub fn containers(ctx: &Context) -> Result<()> {
+pub fn containers(ctx: &Context, args: ContainersArgs) -> Result<()> {
     let store = Store::open(&ctx.store_dir)?;
-    println!("{:<32} {:<14} {:<22} PATH", "NAME", "IMAGE ID", "CREATED");
-    for c in container::list(&store)? {
-        println!(
-            "{:<32} {:<14} {:<22} {}",
-            c.name,
-            c.image_id.short(),
-            c.created,
-            container::containers_dir(&store)
-                .join(&c.name)
-                .join("rootfs")
-                .display()
-        );
+    let layout = Layout::of(args.format.as_deref(), "containers")?;
+    let list = container::list(&store)?;
+    let path = |name: &str| {
+        container::containers_dir(&store)
+            .join(name)
+            .join("rootfs")
+            .display()
+            .to_string()
+    };
+    match layout {
+        Layout::Default => {
+            println!("{:<32} {:<14} {:<22} PATH", "NAME", "IMAGE ID", "CREATED");
+            for c in &list {
+                println!(
+                    "{:<32} {:<14} {:<22} {}",
+                    c.name,
+                    c.image_id.short(),
+                    c.created,
+                    path(&c.name)
+                );
+            }
+            Ok(())
+        }
+        Layout::Json | Layout::Template(_) => {
+            let records: Vec<serde_json::Value> = list
+                .iter()
+                .map(|c| {
+                    listing::CONTAINER_FIELDS.record(vec![
+                        c.name.clone().into(),
+                        c.image_ref.clone().into(),
+                        c.image_id.short().into(),
+                        listing::docker_time(Some(&c.created)).into(),
+                        listing::docker_since(Some(&c.created)).into(),
+                        path(&c.name).into(),
+                    ])
+                })
+                .collect();
+            match layout {
+                Layout::Template(f) => {
+                    listing::print(&f, &records, &listing::CONTAINER_FIELDS, "containers")
+                }
+                _ => crate::output::out(&serde_json::to_string_pretty(&records)?),
+            }
+        }
     }
-    Ok(())
 }
 
 fn rm(store_dir: &Path, names: &[String]) -> Result<()> {

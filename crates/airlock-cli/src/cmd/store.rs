@@ -9,7 +9,7 @@ use airlock_core::transport::inventory;
 use airlock_core::Reference;
 
 use crate::context::Context;
-use crate::options::ListFormat;
+use crate::listing::Layout;
 use crate::output::{self, report_moves};
 
 /// List images in the store.
@@ -17,21 +17,31 @@ use crate::output::{self, report_moves};
 pub struct ImagesArgs {
     /// Only names matching this glob.
     pub pattern: Option<String>,
-    /// `table` (default) or `json`.
-    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
-    pub format: ListFormat,
+    /// `table` (default), `json` (one document), or a Go template as `docker images
+    /// --format` takes it, over the fields ID, Repository, Tag, Digest, CreatedSince,
+    /// CreatedAt, Size, VirtualSize, SharedSize, UniqueSize, Containers (`table ...` adds
+    /// a header and aligns columns).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
     /// Only image IDs.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Show digests (a DIGEST column in the default table).
+    #[arg(long)]
+    pub digests: bool,
+    /// Do not shorten image IDs.
+    #[arg(long)]
+    pub no_trunc: bool,
 }
 
 /// List OCI artifacts in the store (signatures, SBOMs, charts, attestations) and the
 /// images they refer to.
 #[derive(Args, Debug)]
 pub struct ArtifactsArgs {
-    /// `table` (default) or `json`.
-    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
-    pub format: ListFormat,
+    /// `table` (default), `json`, or a Go template as docker's `--format` takes it, over
+    /// the fields Name, ArtifactType, RefersTo, Digest, Size (in bytes).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
 }
 
 /// Show details of images or artifacts as JSON.
@@ -40,6 +50,10 @@ pub struct InspectArgs {
     /// Images by name, image ID, manifest digest or `repo@sha256:...`.
     #[arg(required = true)]
     pub images: Vec<String>,
+    /// A Go template run over each image's document, as `docker inspect -f` takes it
+    /// (`{{.Id}}`, `{{json .Config}}`, `{{index .Config.Labels "k"}}`, ...).
+    #[arg(short, long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
 }
 
 /// Give an image another name.
@@ -70,22 +84,33 @@ pub struct InventoryArgs {
 
 /// Run `airlock images`.
 pub fn images(ctx: &Context, args: ImagesArgs) -> Result<()> {
-    output::images(
-        &ctx.store()?,
-        args.pattern.as_deref(),
-        args.format,
-        args.quiet,
-    )
+    let how = output::ImagesLayout {
+        layout: Layout::of(args.format.as_deref(), "images")?,
+        quiet: args.quiet,
+        digests: args.digests,
+        no_trunc: args.no_trunc,
+    };
+    output::images(&ctx.store()?, args.pattern.as_deref(), how)
 }
 
 /// Run `airlock artifacts`.
 pub fn artifacts(ctx: &Context, args: ArtifactsArgs) -> Result<()> {
-    output::artifacts(&ctx.store()?, args.format)
+    output::artifacts(
+        &ctx.store()?,
+        Layout::of(args.format.as_deref(), "artifacts")?,
+    )
 }
 
 /// Run `airlock inspect`.
 pub fn inspect(ctx: &Context, args: InspectArgs) -> Result<()> {
-    output::inspect(&ctx.store()?, &args.images)
+    let format = match args.format.as_deref() {
+        None | Some("json") => None,
+        Some(text) => match Layout::of(Some(text), "inspect")? {
+            Layout::Template(f) => Some(f),
+            _ => None,
+        },
+    };
+    output::inspect(&ctx.store()?, &args.images, format)
 }
 
 /// Run `airlock tag`.

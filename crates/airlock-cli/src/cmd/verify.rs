@@ -12,6 +12,7 @@ use airlock_remote::transports;
 
 use crate::cmd::load::input_name;
 use crate::context::Context;
+use crate::listing::{self, Layout};
 use crate::output::human_size;
 use crate::progress::Meter;
 
@@ -33,6 +34,11 @@ pub struct VerifyArgs {
     /// holds; the `SHA256SUMS` beside it, if there, must be signed too and match every file.
     #[arg(long = "trusted-key", value_name = "PUB")]
     pub trusted_keys: Vec<PathBuf>,
+    /// `table` (the default lines), `json`, or a Go template as docker's `--format` takes
+    /// it, run over each image read, with the fields Repository, Tag, Names, ID, Digest,
+    /// Platforms, Layers, Size, Archive, Dialect.
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
 }
 
 /// Run `airlock verify`.
@@ -42,6 +48,7 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> Result<()> {
         Some(p) if p.as_os_str() != "-" => p.display().to_string(),
         _ => "standard input".to_string(),
     };
+    let layout = Layout::of(args.format.as_deref(), "verify")?;
     let store = ctx.store()?;
     let mut req = crate::cmd::request::build(ctx, Vec::new(), None, None, None)?;
     let policy = args.trust.policy()?;
@@ -77,6 +84,9 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> Result<()> {
         .archive
         .map(|(d, c)| (d.name(), c))
         .unwrap_or(("archive", Compression::None));
+    if !matches!(layout, Layout::Default) {
+        return print_records(layout, &outcome.images, &label, dialect, compression);
+    }
     let compression = match compression {
         Compression::None => String::new(),
         c => format!(", {}-compressed", c.name()),
@@ -123,6 +133,64 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `--format`: a record per image read (one per name, as `images` lists them).
+fn print_records(
+    layout: Layout,
+    images: &[airlock_core::transport::SourceImage],
+    label: &str,
+    dialect: &str,
+    compression: Compression,
+) -> Result<()> {
+    let dialect = match compression {
+        Compression::None => dialect.to_string(),
+        c => format!("{dialect}+{}", c.name()),
+    };
+    let mut records = Vec::new();
+    for img in images {
+        let names: Vec<serde_json::Value> = img.names.iter().map(|n| n.familiar().into()).collect();
+        let layers: usize = img.platforms.iter().map(|p| p.manifest.layers.len()).sum();
+        let size: u64 = airlock_core::copy::blobs_of(std::slice::from_ref(img))
+            .iter()
+            .map(|b| b.size)
+            .sum();
+        let platforms: Vec<serde_json::Value> = img
+            .platforms
+            .iter()
+            .filter(|p| p.manifest.artifact_type().is_none())
+            .filter_map(|p| p.descriptor.platform.as_ref())
+            .map(|p| p.display().into())
+            .collect();
+        let digest = if img.generated {
+            "<none>".to_string()
+        } else {
+            img.root.digest.to_string()
+        };
+        let mut each: Vec<Option<&airlock_core::Reference>> = img.names.iter().map(Some).collect();
+        if each.is_empty() {
+            each.push(None);
+        }
+        for name in each {
+            let (repo, tag) = listing::repository_and_tag(name);
+            records.push(listing::VERIFIED_FIELDS.record(vec![
+                repo.into(),
+                tag.into(),
+                names.clone().into(),
+                img.id().short().into(),
+                digest.clone().into(),
+                platforms.clone().into(),
+                layers.into(),
+                listing::docker_size(size).into(),
+                label.into(),
+                dialect.clone().into(),
+            ]));
+        }
+    }
+    match layout {
+        Layout::Template(f) => listing::print(&f, &records, &listing::VERIFIED_FIELDS, "verify"),
+        _ => crate::output::out(&serde_json::to_string_pretty(&records)?),
+    }
 }
 
 /// Check the `SHA256SUMS` beside `input` (its signature by one of `keys`, and every file it

@@ -1,0 +1,258 @@
+//! Running a parsed template over JSON data, with Go's rules: what is true, how fields are
+//! looked up, how variables are scoped.
+
+use serde_json::Value;
+
+use super::funcs::{self, Mode};
+use super::parse::{Command, List, Node, Operand, Pipeline};
+use super::TemplateError;
+
+/// What fields a dot may have: `Some` for a record with a known set (docker's typed
+/// contexts, where an unknown field is an error), `None` for free-form data (`inspect`,
+/// where a missing key prints `<no value>`).
+pub type Fields<'a> = Option<&'a [&'a str]>;
+
+pub struct Run<'a> {
+    pub mode: Mode,
+    pub fields: Fields<'a>,
+    vars: Vec<(String, Value)>,
+    /// Where the data the template started with is: only its fields are checked against
+    /// [`Fields`].
+    root_at: usize,
+}
+
+impl<'a> Run<'a> {
+    pub fn new(mode: Mode, fields: Fields<'a>) -> Self {
+        Run {
+            mode,
+            fields,
+            vars: Vec::new(),
+            root_at: 0,
+        }
+    }
+
+    /// Write `list` run with dot = `data` to `out`.
+    pub fn list(
+        &mut self,
+        list: &List,
+        dot: &Value,
+        root: &Value,
+        out: &mut String,
+    ) -> Result<(), TemplateError> {
+        let mark = self.vars.len();
+        if mark == 0 {
+            self.vars.push(("$".into(), root.clone()));
+            self.root_at = root as *const Value as usize;
+        }
+        for node in list {
+            self.node(node, dot, root, out)?;
+        }
+        self.vars.truncate(mark.max(1));
+        Ok(())
+    }
+
+    fn node(
+        &mut self,
+        node: &Node,
+        dot: &Value,
+        root: &Value,
+        out: &mut String,
+    ) -> Result<(), TemplateError> {
+        match node {
+            Node::Text(t) => out.push_str(t),
+            Node::Action(p) => {
+                let v = self.pipeline(p, dot)?;
+                if p.declare.is_empty() {
+                    out.push_str(&funcs::print(&v, true));
+                }
+            }
+            Node::If {
+                with,
+                branches,
+                otherwise,
+            } => {
+                for (cond, body) in branches {
+                    let v = self.pipeline(cond, dot)?;
+                    if truth(&v) {
+                        let dot = if *with { &v } else { dot };
+                        return self.scoped(body, dot, root, out);
+                    }
+                }
+                self.scoped(otherwise, dot, root, out)?;
+            }
+            Node::Range {
+                pipe,
+                body,
+                otherwise,
+            } => {
+                let declared = pipe.declare.clone();
+                let bare = Pipeline {
+                    declare: Vec::new(),
+                    commands: pipe.commands.clone(),
+                };
+                let v = self.pipeline(&bare, dot)?;
+                let pairs: Vec<(Value, Value)> = match &v {
+                    Value::Array(a) => a
+                        .iter()
+                        .enumerate()
+                        .map(|(i, x)| (Value::from(i), x.clone()))
+                        .collect(),
+                    Value::Object(m) => {
+                        let mut keys: Vec<&String> = m.keys().collect();
+                        keys.sort();
+                        keys.into_iter()
+                            .map(|k| (Value::from(k.clone()), m[k].clone()))
+                            .collect()
+                    }
+                    Value::Null => Vec::new(),
+                    Value::Number(n) if n.as_u64().is_some() => (0..n.as_u64().unwrap_or(0))
+                        .map(|i| (Value::from(i), Value::from(i)))
+                        .collect(),
+                    other => {
+                        return Err(TemplateError::run(format!(
+                            "range can't iterate over {}",
+                            funcs::print(other, true)
+                        )))
+                    }
+                };
+                if pairs.is_empty() {
+                    return self.scoped(otherwise, dot, root, out);
+                }
+                for (key, item) in pairs {
+                    let mark = self.vars.len();
+                    match declared.as_slice() {
+                        [] => {}
+                        [v] => self.vars.push((v.clone(), item.clone())),
+                        [k, v, ..] => {
+                            self.vars.push((k.clone(), key));
+                            self.vars.push((v.clone(), item.clone()));
+                        }
+                    }
+                    for n in body {
+                        self.node(n, &item, root, out)?;
+                    }
+                    self.vars.truncate(mark);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn scoped(
+        &mut self,
+        list: &List,
+        dot: &Value,
+        root: &Value,
+        out: &mut String,
+    ) -> Result<(), TemplateError> {
+        let mark = self.vars.len();
+        for n in list {
+            self.node(n, dot, root, out)?;
+        }
+        self.vars.truncate(mark);
+        Ok(())
+    }
+
+    fn pipeline(&mut self, p: &Pipeline, dot: &Value) -> Result<Value, TemplateError> {
+        let mut value: Option<Value> = None;
+        for c in &p.commands {
+            value = Some(self.command(c, dot, value)?);
+        }
+        let v = value.unwrap_or(Value::Null);
+        if let Some(name) = p.declare.first() {
+            self.vars.push((name.clone(), v.clone()));
+        }
+        Ok(v)
+    }
+
+    fn command(
+        &mut self,
+        c: &Command,
+        dot: &Value,
+        piped: Option<Value>,
+    ) -> Result<Value, TemplateError> {
+        if let Operand::Func(name) = &c.words[0] {
+            let mut args = Vec::with_capacity(c.words.len());
+            for w in &c.words[1..] {
+                args.push(self.operand(w, dot)?);
+            }
+            args.extend(piped);
+            return funcs::call(name, args, self.mode);
+        }
+        if c.words.len() > 1 || piped.is_some() {
+            return Err(TemplateError::run(
+                "only a function takes arguments (a value was given some)".into(),
+            ));
+        }
+        self.operand(&c.words[0], dot)
+    }
+
+    fn operand(&mut self, o: &Operand, dot: &Value) -> Result<Value, TemplateError> {
+        match o {
+            Operand::Dot(fields) => {
+                let at_root = dot as *const Value as usize == self.root_at;
+                self.fields(dot, fields, at_root)
+            }
+            Operand::Var(name, fields) => {
+                let v = self
+                    .vars
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+                    .ok_or_else(|| TemplateError::run(format!("undefined variable {name}")))?;
+                self.fields(&v, fields, name == "$")
+            }
+            Operand::Func(name) => funcs::call(name, Vec::new(), self.mode),
+            Operand::Literal(v) => Ok(v.clone()),
+            Operand::Sub(p, fields) => {
+                let v = self.pipeline(p, dot)?;
+                self.fields(&v, fields, false)
+            }
+        }
+    }
+
+    fn fields(
+        &self,
+        start: &Value,
+        fields: &[String],
+        check: bool,
+    ) -> Result<Value, TemplateError> {
+        let mut v = start.clone();
+        for (i, f) in fields.iter().enumerate() {
+            if i == 0 && check {
+                if let Some(known) = self.fields {
+                    if !known.contains(&f.as_str()) {
+                        return Err(TemplateError::run(format!(
+                            "there is no field {f} (the fields are {})",
+                            known.join(", ")
+                        )));
+                    }
+                }
+            }
+            v = match v {
+                Value::Object(mut m) => m.remove(f).unwrap_or(Value::Null),
+                Value::Null => Value::Null,
+                other => {
+                    return Err(TemplateError::run(format!(
+                        "can't take field {f} of {}",
+                        funcs::print(&other, true)
+                    )))
+                }
+            };
+        }
+        Ok(v)
+    }
+}
+
+/// Go's truth: false, 0, nil and empty strings, lists and maps are false.
+pub fn truth(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(m) => !m.is_empty(),
+    }
+}
