@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde_json::{Map, Value};
 
 use crate::hints::UsageError;
-use crate::template::Format;
+use crate::template::{Format, Schema};
 
 /// What `--format` asked for.
 #[derive(Debug)]
@@ -67,17 +67,18 @@ impl Fields {
 pub fn print(format: &Format, records: &[Value], fields: &Fields, command: &str) -> Result<()> {
     let names = fields.names();
     let text = format
-        .render(records, &fields.header(), Some(&names))
+        .render(records, &fields.header(), Schema::Fixed(&names))
         .map_err(|e| UsageError(format!("--format: {e} (see `airlock {command} --help`)")))?;
     use std::io::Write;
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())
 }
 
-/// Print free-form records (`inspect`'s documents), where a missing key is `<no value>`.
+/// Print `inspect`'s documents, where a field the document leaves out is what the docker
+/// CLI's typed image record has for it (see [`docker_zero`]).
 pub fn print_free(format: &Format, records: &[Value], command: &str) -> Result<()> {
     let text = format
-        .render(records, &Value::Null, None)
+        .render(records, &Value::Null, Schema::Free(docker_zero))
         .map_err(|e| UsageError(format!("--format: {e} (see `airlock {command} --help`)")))?;
     use std::io::Write;
     std::io::stdout().lock().write_all(text.as_bytes())?;
@@ -164,9 +165,19 @@ pub fn repository_and_tag(name: Option<&airlock_core::Reference>) -> (String, St
     }
 }
 
-/// Bytes as `docker images` writes them: three significant digits, decimal units
+/// Bytes as `docker images` writes its SIZE: three significant digits, decimal units
 /// (go-units' `HumanSizeWithPrecision(size, 3)`).
 pub fn docker_size(bytes: u64) -> String {
+    go_units(bytes, 3)
+}
+
+/// Bytes as go-units' `HumanSize` writes them (four significant digits), as docker
+/// writes `VirtualSize`.
+pub fn docker_size4(bytes: u64) -> String {
+    go_units(bytes, 4)
+}
+
+fn go_units(bytes: u64, digits: usize) -> String {
     const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
     let mut size = bytes as f64;
     let mut unit = 0;
@@ -174,22 +185,22 @@ pub fn docker_size(bytes: u64) -> String {
         size /= 1000.0;
         unit += 1;
     }
-    format!("{}{}", go_g3(size), UNITS[unit])
+    format!("{}{}", go_g(size, digits), UNITS[unit])
 }
 
-/// Go's `%.3g`.
-fn go_g3(f: f64) -> String {
+/// Go's `%.Ng`: `digits` significant digits, trailing zeros dropped.
+fn go_g(f: f64, digits: usize) -> String {
     if f == 0.0 {
         return "0".into();
     }
-    let e = format!("{f:.2e}");
+    let e = format!("{f:.prec$e}", prec = digits - 1);
     let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    if !(-4..3).contains(&exp) {
+    if exp < -4 || exp >= digits as i32 {
         let m = mantissa.trim_end_matches('0').trim_end_matches('.');
         return format!("{m}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
     }
-    let decimals = (2 - exp).max(0) as usize;
+    let decimals = (digits as i32 - 1 - exp).max(0) as usize;
     let s = format!("{f:.decimals$}");
     if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -241,62 +252,101 @@ pub fn docker_time(created: Option<&str>) -> String {
     }
 }
 
-/// An image config's `config` as the docker engine's inspect shows it: every field of its
-/// `container.Config`, in that order, with null for what the image does not set, and the
-/// maps' keys sorted as Go writes them.
+/// What the docker CLI's typed image record holds for a field an image leaves out: the
+/// zero value of the field's Go type, which is what `docker inspect -f` prints.
+pub fn docker_zero(field: &str) -> Option<Value> {
+    const TEXT: &[&str] = &[
+        "User",
+        "WorkingDir",
+        "StopSignal",
+        "Variant",
+        "Comment",
+        "Author",
+        "Parent",
+        "DockerVersion",
+        "Os",
+        "Architecture",
+        "OsVersion",
+        "Hostname",
+        "Domainname",
+        "Image",
+        "MacAddress",
+    ];
+    const LISTS: &[&str] = &[
+        "Env",
+        "Entrypoint",
+        "Cmd",
+        "OnBuild",
+        "Shell",
+        "RepoTags",
+        "RepoDigests",
+        "Layers",
+    ];
+    const MAPS: &[&str] = &["Labels", "Volumes", "ExposedPorts"];
+    const FLAGS: &[&str] = &[
+        "ArgsEscaped",
+        "AttachStdin",
+        "AttachStdout",
+        "AttachStderr",
+        "Tty",
+        "OpenStdin",
+        "StdinOnce",
+        "NetworkDisabled",
+    ];
+    Some(if TEXT.contains(&field) {
+        Value::from("")
+    } else if LISTS.contains(&field) {
+        crate::template::typed_nil("list")
+    } else if MAPS.contains(&field) {
+        crate::template::typed_nil("map")
+    } else if FLAGS.contains(&field) {
+        Value::Bool(false)
+    } else {
+        return None;
+    })
+}
+
+/// An image config's `config` as the docker CLI's inspect shows it: the OCI image config's
+/// fields and docker's additions, in that order, each only when set, maps' keys sorted as
+/// Go writes them. Fields other tools add (`Hostname`, ...) are left out, as there.
 pub fn docker_container_config(config: Option<&Value>) -> Value {
+    const ORDER: [&str; 13] = [
+        "User",
+        "ExposedPorts",
+        "Env",
+        "Entrypoint",
+        "Cmd",
+        "Volumes",
+        "WorkingDir",
+        "Labels",
+        "StopSignal",
+        "ArgsEscaped",
+        "Healthcheck",
+        "OnBuild",
+        "Shell",
+    ];
     let empty = Map::new();
     let c = config.and_then(Value::as_object).unwrap_or(&empty);
-    let text = |k: &str| c.get(k).cloned().unwrap_or_else(|| Value::from(""));
-    let flag = |k: &str| c.get(k).cloned().unwrap_or(Value::Bool(false));
-    let raw = |k: &str| c.get(k).cloned().unwrap_or(Value::Null);
-    let sorted = |k: &str| match c.get(k) {
-        Some(Value::Object(m)) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            Value::Object(
-                keys.into_iter()
-                    .map(|k| (k.clone(), m[k].clone()))
-                    .collect(),
-            )
+    let mut out = Map::new();
+    for k in ORDER {
+        let v = match c.get(k) {
+            Some(Value::Object(m)) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), m[k].clone()))
+                        .collect(),
+                )
+            }
+            Some(v) => v.clone(),
+            None => continue,
+        };
+        if crate::template::truth(&v) {
+            out.insert(k.to_string(), v);
         }
-        Some(other) => other.clone(),
-        None => Value::Null,
-    };
-    // (field, value, whether Go leaves it out when empty), in container.Config's order.
-    let fields = [
-        ("Hostname", text("Hostname"), false),
-        ("Domainname", text("Domainname"), false),
-        ("User", text("User"), false),
-        ("AttachStdin", flag("AttachStdin"), false),
-        ("AttachStdout", flag("AttachStdout"), false),
-        ("AttachStderr", flag("AttachStderr"), false),
-        ("ExposedPorts", sorted("ExposedPorts"), true),
-        ("Tty", flag("Tty"), false),
-        ("OpenStdin", flag("OpenStdin"), false),
-        ("StdinOnce", flag("StdinOnce"), false),
-        ("Env", raw("Env"), false),
-        ("Cmd", raw("Cmd"), false),
-        ("Healthcheck", raw("Healthcheck"), true),
-        ("ArgsEscaped", raw("ArgsEscaped"), true),
-        ("Image", text("Image"), false),
-        ("Volumes", sorted("Volumes"), false),
-        ("WorkingDir", text("WorkingDir"), false),
-        ("Entrypoint", raw("Entrypoint"), false),
-        ("NetworkDisabled", raw("NetworkDisabled"), true),
-        ("MacAddress", raw("MacAddress"), true),
-        ("OnBuild", raw("OnBuild"), false),
-        ("Labels", sorted("Labels"), false),
-        ("StopSignal", raw("StopSignal"), true),
-        ("StopTimeout", raw("StopTimeout"), true),
-        ("Shell", raw("Shell"), true),
-    ];
-    let m: Map<String, Value> = fields
-        .into_iter()
-        .filter(|(_, v, omit_empty)| !omit_empty || crate::template::truth(v))
-        .map(|(k, v, _)| (k.to_string(), v))
-        .collect();
-    Value::Object(m)
+    }
+    Value::Object(out)
 }
 
 #[cfg(test)]
@@ -312,6 +362,8 @@ mod tests {
         assert_eq!(docker_size(7_800_000), "7.8MB");
         assert_eq!(docker_size(1_000_000), "1MB");
         assert_eq!(docker_size(999_999), "1e+03kB");
+        assert_eq!(docker_size4(128_456), "128.5kB");
+        assert_eq!(docker_size4(5_000), "5kB");
         assert_eq!(human_duration(0.2), "Less than a second");
         assert_eq!(human_duration(59.0), "59 seconds");
         assert_eq!(human_duration(90.0), "About a minute");

@@ -186,7 +186,8 @@ pub fn images(store: &Store, pattern: Option<&str>, how: ImagesLayout) -> Result
 /// One `images` row as the docker CLI's image record.
 fn image_record(store: &Store, img: &ImageRecord, repo: &str, tag: &str, no_trunc: bool) -> Value {
     let created = img.primary().config.created.as_deref();
-    let size = listing::docker_size(image_size(store, img));
+    let bytes = image_size(store, img);
+    let size = listing::docker_size(bytes);
     // Only a name that came with a registry manifest has a digest docker would show.
     let digest = img
         .repo_digests()
@@ -207,10 +208,10 @@ fn image_record(store: &Store, img: &ImageRecord, repo: &str, tag: &str, no_trun
         .into(),
         repo.into(),
         "N/A".into(),
-        size.clone().into(),
+        size.into(),
         tag.into(),
         "N/A".into(),
-        size.into(),
+        listing::docker_size4(bytes).into(),
     ])
 }
 
@@ -355,6 +356,16 @@ fn inspect_artifact(img: &ImageRecord, kind: String, referrers: Vec<String>) -> 
     })
 }
 
+/// An image's comment as docker shows it: the config's, else its last history entry's.
+fn comment(config: &Value) -> Value {
+    config
+        .get("comment")
+        .filter(|c| c.as_str().is_some_and(|c| !c.is_empty()))
+        .or_else(|| config.get("history")?.as_array()?.last()?.get("comment"))
+        .cloned()
+        .unwrap_or_else(|| json!(""))
+}
+
 /// `airlock inspect`.
 pub fn inspect(
     store: &Store,
@@ -380,18 +391,17 @@ pub fn inspect(
         // Docker's own fields first, as its inspect has them (a string field the config
         // lacks is empty there, not null).
         let text = |k: &str| config.get(k).cloned().unwrap_or_else(|| json!(""));
-        out.push(json!({
+        let mut doc = json!({
             "Id": img.id().to_string(),
             "RepoTags": img.names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
             "RepoDigests": img.repo_digests(),
             "Parent": "",
-            "Comment": text("comment"),
+            "Comment": comment(&config),
             "Created": config.get("created"),
             "DockerVersion": text("docker_version"),
             "Author": text("author"),
             "Config": listing::docker_container_config(config.get("config")),
             "Architecture": text("architecture"),
-            "Variant": config.get("variant"),
             "Os": text("os"),
             "History": config.get("history"),
             "RootFS": {
@@ -412,7 +422,19 @@ pub fn inspect(
             "Layers": p.manifest.layers.iter().map(|l| json!({
                 "Digest": l.digest.to_string(), "Size": l.size, "MediaType": l.media_type,
             })).collect::<Vec<_>>(),
-        }));
+        });
+        if let (Some(v), Value::Object(m)) = (config.get("variant"), &mut doc) {
+            // Where docker has it: after Architecture, and only when there is one.
+            let fields = std::mem::take(m);
+            for (k, x) in fields {
+                let after = k == "Architecture";
+                m.insert(k, x);
+                if after {
+                    m.insert("Variant".into(), v.clone());
+                }
+            }
+        }
+        out.push(doc);
     }
     if let Some(f) = format {
         return listing::print_free(&f, &out, "inspect");

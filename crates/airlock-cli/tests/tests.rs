@@ -14,6 +14,7 @@ mod differentials;
 mod dir_layout;
 mod engine_layers;
 mod fingerprints;
+mod format;
 mod gpg;
 mod interop;
 mod keyless;

@@ -7,14 +7,20 @@ use super::funcs::{self, Mode};
 use super::parse::{Command, List, Node, Operand, Pipeline};
 use super::TemplateError;
 
-/// What fields a dot may have: `Some` for a record with a known set (docker's typed
-/// contexts, where an unknown field is an error), `None` for free-form data (`inspect`,
-/// where a missing key prints `<no value>`).
-pub type Fields<'a> = Option<&'a [&'a str]>;
+/// What fields the data may have.
+#[derive(Clone, Copy)]
+pub enum Schema<'a> {
+    /// A record with a known set of fields (docker's typed contexts): another is an error.
+    Fixed(&'a [&'a str]),
+    /// Free-form documents (`inspect`): a missing key is the zero value this gives for the
+    /// field's name (as a typed Go struct would have it: `""`, `[]`, `map[]`), else nil,
+    /// which prints `<no value>`.
+    Free(fn(&str) -> Option<Value>),
+}
 
 pub struct Run<'a> {
     pub mode: Mode,
-    pub fields: Fields<'a>,
+    pub schema: Schema<'a>,
     vars: Vec<(String, Value)>,
     /// Where the data the template started with is: only its fields are checked against
     /// [`Fields`].
@@ -22,10 +28,10 @@ pub struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    pub fn new(mode: Mode, fields: Fields<'a>) -> Self {
+    pub fn new(mode: Mode, schema: Schema<'a>) -> Self {
         Run {
             mode,
-            fields,
+            schema,
             vars: Vec::new(),
             root_at: 0,
         }
@@ -92,6 +98,7 @@ impl<'a> Run<'a> {
                 };
                 let v = self.pipeline(&bare, dot)?;
                 let pairs: Vec<(Value, Value)> = match &v {
+                    v if funcs::nil_kind(v).is_some() => Vec::new(),
                     Value::Array(a) => a
                         .iter()
                         .enumerate()
@@ -177,6 +184,14 @@ impl<'a> Run<'a> {
                 args.push(self.operand(w, dot)?);
             }
             args.extend(piped);
+            // `{{json .}}` of a listing record: docker's records marshal themselves.
+            if name == "json" && self.mode == Mode::Row && matches!(self.schema, Schema::Fixed(_)) {
+                if let ([arg], Some((_, root))) = (args.as_slice(), self.vars.first()) {
+                    if arg == root {
+                        return Ok(Value::from(funcs::go_json(arg, true)));
+                    }
+                }
+            }
             return funcs::call(name, args, self.mode);
         }
         if c.words.len() > 1 || piped.is_some() {
@@ -221,7 +236,7 @@ impl<'a> Run<'a> {
         let mut v = start.clone();
         for (i, f) in fields.iter().enumerate() {
             if i == 0 && check {
-                if let Some(known) = self.fields {
+                if let Schema::Fixed(known) = self.schema {
                     if !known.contains(&f.as_str()) {
                         return Err(TemplateError::run(format!(
                             "there is no field {f} (the fields are {})",
@@ -231,7 +246,13 @@ impl<'a> Run<'a> {
                 }
             }
             v = match v {
-                Value::Object(mut m) => m.remove(f).unwrap_or(Value::Null),
+                Value::Object(mut m) => match m.remove(f) {
+                    Some(v) => v,
+                    None => match self.schema {
+                        Schema::Free(zero) => zero(f).unwrap_or(Value::Null),
+                        Schema::Fixed(_) => Value::Null,
+                    },
+                },
                 Value::Null => Value::Null,
                 other => {
                     return Err(TemplateError::run(format!(
@@ -247,6 +268,9 @@ impl<'a> Run<'a> {
 
 /// Go's truth: false, 0, nil and empty strings, lists and maps are false.
 pub fn truth(v: &Value) -> bool {
+    if funcs::nil_kind(v).is_some() {
+        return false;
+    }
     match v {
         Value::Null => false,
         Value::Bool(b) => *b,

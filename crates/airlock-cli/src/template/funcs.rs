@@ -15,6 +15,25 @@ pub enum Mode {
     Header,
 }
 
+/// The one key of the value standing for a typed Go nil: a list or map field a document
+/// leaves out, which prints `[]` or `map[]`, is false and empty, and is `null` in JSON.
+const NIL_KIND: &str = "\u{0}nil";
+
+/// A typed nil of `kind` (`list` or `map`).
+pub fn typed_nil(kind: &str) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert(NIL_KIND.into(), Value::from(kind));
+    Value::Object(m)
+}
+
+/// Which typed nil `v` is, if it is one.
+pub fn nil_kind(v: &Value) -> Option<&str> {
+    v.as_object()
+        .filter(|m| m.len() == 1)?
+        .get(NIL_KIND)?
+        .as_str()
+}
+
 const FUNCTIONS: &[&str] = &[
     "and", "eq", "ge", "gt", "index", "join", "json", "le", "len", "lower", "lt", "ne", "not",
     "or", "pad", "print", "printf", "println", "slice", "split", "title", "truncate", "upper",
@@ -48,7 +67,7 @@ pub fn call(name: &str, args: Vec<Value>, mode: Mode) -> Result<Value, TemplateE
     Ok(match name {
         "json" => {
             want(1)?;
-            Value::from(serde_json::to_string(&args[0]).unwrap_or_default())
+            Value::from(go_json(&args[0], false))
         }
         "lower" => {
             want(1)?;
@@ -130,6 +149,7 @@ pub fn call(name: &str, args: Vec<Value>, mode: Mode) -> Result<Value, TemplateE
         "len" => {
             want(1)?;
             Value::from(match &args[0] {
+                v if nil_kind(v).is_some() => 0,
                 Value::String(s) => s.len(),
                 Value::Array(a) => a.len(),
                 Value::Object(m) => m.len(),
@@ -189,6 +209,31 @@ pub fn call(name: &str, args: Vec<Value>, mode: Mode) -> Result<Value, TemplateE
     })
 }
 
+/// JSON as Go's `encoding/json` writes it: compact; with `escape_html`, `<`, `>`, `&`,
+/// U+2028 and U+2029 escaped. The docker CLI's `json` turns that escaping off, but its
+/// listing records (`{{json .}}` in `images`) marshal themselves with it on.
+pub fn go_json(v: &Value, escape_html: bool) -> String {
+    if nil_kind(v).is_some() {
+        return "null".into();
+    }
+    let text = serde_json::to_string(v).unwrap_or_default();
+    if !escape_html {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn int(v: &Value, name: &str) -> Result<i64, TemplateError> {
     v.as_i64()
         .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
@@ -216,6 +261,9 @@ fn title(s: &str) -> String {
 }
 
 fn index(v: Value, key: &Value) -> Result<Value, TemplateError> {
+    if nil_kind(&v).is_some() {
+        return Ok(Value::from(""));
+    }
     Ok(match (v, key) {
         (Value::Array(a), k) => {
             let i = k
@@ -229,7 +277,7 @@ fn index(v: Value, key: &Value) -> Result<Value, TemplateError> {
             let key = print(k, true);
             // A map of strings (labels, annotations) gives "" for a missing key, as the
             // docker CLI's typed `map[string]string` does.
-            let strings = !m.is_empty() && m.values().all(Value::is_string);
+            let strings = m.values().all(Value::is_string);
             match m.remove(&key) {
                 Some(v) => v,
                 None if strings => Value::from(""),
@@ -384,6 +432,11 @@ fn printf(format: &str, args: &[Value]) -> String {
 /// A value as Go's `fmt` prints it in a template: `top` is the value an action prints
 /// (where nil is `<no value>`), not one inside a list or map (where it is `<nil>`).
 pub fn print(v: &Value, top: bool) -> String {
+    match nil_kind(v) {
+        Some("list") => return "[]".into(),
+        Some(_) => return "map[]".into(),
+        None => {}
+    }
     match v {
         Value::Null if top => "<no value>".into(),
         Value::Null => "<nil>".into(),
@@ -398,6 +451,8 @@ pub fn print(v: &Value, top: bool) -> String {
             let items: Vec<String> = a.iter().map(|x| print(x, false)).collect();
             format!("[{}]", items.join(" "))
         }
+        // An empty value inside a map is a Go `struct{}` (`ExposedPorts`, `Volumes`).
+        Value::Object(m) if m.is_empty() && !top => "{}".into(),
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();

@@ -13,7 +13,8 @@ mod funcs;
 mod parse;
 mod table;
 
-pub use exec::truth;
+pub use exec::{truth, Schema};
+pub use funcs::typed_nil;
 
 use serde_json::Value;
 
@@ -74,23 +75,21 @@ impl Format {
     }
 
     /// The text for `records`, each followed by a newline; a table's header comes first,
-    /// made by running the template over `header` (each field's column title). `fields`
-    /// lists the records' fields when they are fixed, so that a misspelt one is an error
-    /// rather than `<no value>`.
+    /// made by running the template over `header` (each field's column title).
     pub fn render(
         &self,
         records: &[Value],
         header: &Value,
-        fields: Option<&[&str]>,
+        schema: Schema,
     ) -> Result<String, TemplateError> {
         let mut out = String::new();
         if self.table {
-            let mut run = exec::Run::new(funcs::Mode::Header, None);
+            let mut run = exec::Run::new(funcs::Mode::Header, schema);
             run.list(&self.tree, header, header, &mut out)?;
             out.push('\n');
         }
         for r in records {
-            let mut run = exec::Run::new(funcs::Mode::Row, fields);
+            let mut run = exec::Run::new(funcs::Mode::Row, schema);
             run.list(&self.tree, r, r, &mut out)?;
             out.push('\n');
         }
@@ -106,12 +105,14 @@ mod tests {
     fn render(format: &str, data: Value) -> String {
         Format::parse(format)
             .unwrap()
-            .render(&[data], &Value::Null, None)
+            .render(&[data], &Value::Null, FREE)
             .unwrap()
     }
 
+    const FREE: Schema = Schema::Free(|_| None);
+
     fn fails(format: &str, data: Value) -> String {
-        match Format::parse(format).and_then(|f| f.render(&[data], &Value::Null, None)) {
+        match Format::parse(format).and_then(|f| f.render(&[data], &Value::Null, FREE)) {
             Ok(text) => panic!("{format} gave {text:?}"),
             Err(e) => e.to_string(),
         }
@@ -209,7 +210,7 @@ mod tests {
         let header = json!({"Repository": "REPOSITORY", "Tag": "TAG"});
         let rows = [json!({"Repository": "busybox", "Tag": "Latest"})];
         assert_eq!(
-            f.render(&rows, &header, None).unwrap(),
+            f.render(&rows, &header, FREE).unwrap(),
             "REPOSITORY   TAG\nbusybox      latest\n"
         );
     }
@@ -225,7 +226,7 @@ mod tests {
             .render(
                 &[json!({"Repository": "x"})],
                 &Value::Null,
-                Some(&["Repository"]),
+                Schema::Fixed(&["Repository"]),
             )
             .unwrap_err()
             .to_string();
