@@ -116,6 +116,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<()> {
         body_timeout: Duration::from_secs(args.body_timeout.max(1)),
         tls,
         htpasswd,
+        progress: airlock_core::progress::Progress::new(),
     };
     // Before the store is opened (or made): a refused start changes nothing.
     opts.check()?;
@@ -126,6 +127,9 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<()> {
     } else {
         "read-only"
     };
+    // Pushes show as any copy does: a bar per upload in flight on a terminal, a line per
+    // blob stored with --progress plain (the server's total is unknown: no time left).
+    let meter = crate::progress::Meter::start("Receiving", &opts.progress, ctx.progress, false);
     serve::serve(store, opts, |addr| {
         // Not println!: a reader that went away (`| head -1`) must not stop the server.
         let mut out = std::io::stdout().lock();
@@ -138,6 +142,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<()> {
         }
         let _ = out.flush();
     })?;
+    meter.finish();
     Ok(())
 }
 

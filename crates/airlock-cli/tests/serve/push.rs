@@ -391,3 +391,64 @@ fn a_kill_9_in_the_middle_of_concurrent_pushes_leaves_the_store_consistent() {
         }
     }
 }
+
+/// Progress on the server's side of a push: with `--progress plain` a line per blob it
+/// stored, named by digest, and a summary when it stops.
+#[test]
+fn serve_reports_each_pushed_blob_with_progress_plain() {
+    let dir = scratch();
+    let archive = dir.path().join("app.tar");
+    write_docker_archive(
+        &archive,
+        "example/app:1",
+        &[
+            layer_with_file("big.bin", &noise(2 << 20, 11)),
+            layer_with_file("b.txt", b"b\n"),
+        ],
+    );
+    let server = Airlock::new(&dir.path().join("served"));
+    let mut served = Served::start(&server, &["--read-write", "--progress", "plain"]);
+    let host = served.host();
+    let out = skopeo_push(
+        &format!("docker-archive:{}", archive.display()),
+        &format!("{host}/team/app:1"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pushed = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{host}/team/app:1"))
+        .output()
+        .unwrap();
+    let manifest: Value = serde_json::from_slice(&pushed.stdout).unwrap();
+    let mut blobs = vec![manifest["config"]["digest"].as_str().unwrap().to_string()];
+    for l in manifest["layers"].as_array().unwrap() {
+        blobs.push(l["digest"].as_str().unwrap().to_string());
+    }
+    assert!(served.stop().success());
+    let log = served.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("Receiving "))
+        .collect();
+    for b in &blobs {
+        let short = &b[..7 + 12];
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("Receiving {short} ")) && l.ends_with(" done")),
+            "no line for {b}:\n{log}"
+        );
+    }
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.starts_with("Receiving done: 3 blobs")),
+        "{log}"
+    );
+    // Uploads that never completed are not reported done.
+    assert_eq!(lines.len(), blobs.len() + 1, "{log}");
+}

@@ -65,6 +65,9 @@ pub struct ServeOptions {
     /// without `tls` unless `listen` is a loopback address: the passwords would cross the
     /// network in the clear.
     pub htpasswd: Option<auth::Htpasswd>,
+    /// Where pushes report their uploads: bytes as they arrive, in flight per upload, and
+    /// a finished event per blob stored, named by its digest.
+    pub progress: airlock_core::progress::Progress,
 }
 
 impl Default for ServeOptions {
@@ -79,6 +82,7 @@ impl Default for ServeOptions {
             body_timeout: Duration::from_secs(60),
             tls: None,
             htpasswd: None,
+            progress: airlock_core::progress::Progress::new(),
         }
     }
 }

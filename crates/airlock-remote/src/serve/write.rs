@@ -122,12 +122,17 @@ impl Server {
 
     /// Stream a request body into `blob`, a frame at a time, each frame within the body
     /// timeout.
+    ///
+    /// The bytes count in the progress record as one upload in flight, `what`.
     async fn receive(
         &self,
         body: Incoming,
         blob: &mut PartialBlob,
         timeout: Duration,
+        what: String,
     ) -> Result<(), BodyError> {
+        let size = hyper::body::Body::size_hint(&body).exact();
+        let counted = self.opts.progress.start(what, size);
         let mut body = body;
         loop {
             let frame = match tokio::time::timeout(timeout, body.frame()).await {
@@ -139,6 +144,7 @@ impl Server {
             if let Ok(data) = frame.into_data() {
                 tokio::task::block_in_place(|| blob.append(&data))
                     .map_err(|e| BodyError::Store(e.to_string()))?;
+                counted.add(data.len() as u64);
             }
         }
     }
@@ -187,7 +193,8 @@ impl Server {
                         return error(Code::DigestInvalid, format!("{digest:?} is not a digest"));
                     };
                     let mut blob = blob;
-                    if let Err(e) = self.receive(body, &mut blob, w.body_timeout).await {
+                    let what = digest.to_string();
+                    if let Err(e) = self.receive(body, &mut blob, w.body_timeout, what).await {
                         return e.reply();
                     }
                     return self.complete(w, name, blob, &digest);
@@ -274,7 +281,8 @@ impl Server {
                                 );
                             }
                         }
-                        if let Err(e) = self.receive(body, blob, w.body_timeout).await {
+                        let what = format!("{name} upload {}", &id[..id.len().min(12)]);
+                        if let Err(e) = self.receive(body, blob, w.body_timeout, what).await {
                             guard.take();
                             self.forget(w, id);
                             return e.reply();
@@ -318,8 +326,15 @@ impl Server {
         digest: &Digest,
     ) -> Response<ReplyBody> {
         let label = format!("the upload to {name}");
+        let size = blob.len();
         match tokio::task::block_in_place(|| blob.finish(&w.staging, digest, &label)) {
-            Ok(_) => created(name, digest),
+            Ok(_) => {
+                // Its bytes were counted as they arrived, over one request or several.
+                self.opts
+                    .progress
+                    .delivered_within(digest.to_string(), size);
+                created(name, digest)
+            }
             Err(airlock_core::Error::DigestMismatch { actual, .. }) => error(
                 Code::DigestInvalid,
                 format!("the upload's bytes hash to {actual}, not {digest}; nothing was kept"),
