@@ -79,7 +79,7 @@ impl<'a> Run<'a> {
             } => {
                 for (cond, body) in branches {
                     let v = self.pipeline(cond, dot)?;
-                    if truth(&v) {
+                    if funcs::truth(&v) {
                         let dot = if *with { &v } else { dot };
                         return self.scoped(body, dot, root, out);
                     }
@@ -263,20 +263,5 @@ impl<'a> Run<'a> {
             };
         }
         Ok(v)
-    }
-}
-
-/// Go's truth: false, 0, nil and empty strings, lists and maps are false.
-pub fn truth(v: &Value) -> bool {
-    if funcs::nil_kind(v).is_some() {
-        return false;
-    }
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(m) => !m.is_empty(),
     }
 }

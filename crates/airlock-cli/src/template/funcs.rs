@@ -4,7 +4,6 @@
 
 use serde_json::Value;
 
-use super::exec::truth;
 use super::TemplateError;
 
 /// Whether a row is being printed, or a table's header (where docker's functions leave
@@ -484,4 +483,19 @@ fn go_float(f: f64) -> String {
         return format!("{f}");
     }
     format!("{mantissa}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
+}
+
+/// Go's truth: false, 0, nil and empty strings, lists and maps are false.
+pub fn truth(v: &Value) -> bool {
+    if nil_kind(v).is_some() {
+        return false;
+    }
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(m) => !m.is_empty(),
+    }
 }

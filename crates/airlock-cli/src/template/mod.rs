@@ -13,8 +13,8 @@ mod funcs;
 mod parse;
 mod table;
 
-pub use exec::{truth, Schema};
-pub use funcs::typed_nil;
+pub use exec::Schema;
+pub use funcs::{truth, typed_nil};
 
 use serde_json::Value;
 
