@@ -310,3 +310,109 @@ fn progress_by_default_shows_nothing_on_a_non_terminal() {
     assert_eq!((out, err.clone()), run("b", &["--progress", "none"]));
     assert!(!err.contains("Loading") && !err.contains('\x1b'), "{err:?}");
 }
+
+/// One HTTP/1.1 request on a connection of its own; the status line and headers of the
+/// answer. With `pause`, the body is sent in two halves and `pause` runs between them.
+fn http(addr: &str, head: &str, body: &[u8], pause: impl FnOnce()) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "{head} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let half = body.len() / 2;
+    s.write_all(&body[..half]).unwrap();
+    s.flush().unwrap();
+    pause();
+    s.write_all(&body[half..]).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+fn header<'a>(answer: &'a str, name: &str) -> &'a str {
+    answer
+        .lines()
+        .find_map(|l| {
+            l.split_once(": ")
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        })
+        .map(|(_, v)| v.trim())
+        .unwrap_or_else(|| panic!("no {name} in {answer}"))
+}
+
+/// `serve --read-write` on a terminal: an upload in flight has its bar (bytes of its
+/// Content-Length) while the client is still sending, and leaves a line naming the blob's
+/// digest once it is stored; Ctrl-C stops the server with the summary.
+#[test]
+fn serve_draws_a_bar_per_upload_in_flight() {
+    let tmp = scratch();
+    let tmux = Tmux::new("serve");
+    let line = format!(
+        "env -u NO_COLOR {bin} --store {store} serve --read-write --listen 127.0.0.1:0 --progress tty; echo EXIT=$?; sleep 600",
+        bin = airlock_bin().display(),
+        store = tmp.path().join("store").display(),
+    );
+    sh(tmux.cmd().args([
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &line,
+    ]));
+    let screen = tmux.wait_for("the server to listen", 30, |s| s.contains("/v2/"));
+    let addr = screen
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_once("/v2/"))
+        .map(|(a, _)| a.to_string())
+        .unwrap_or_else(|| panic!("no address on the screen:\n{screen}"));
+
+    let started = http(&addr, "POST /v2/team/app/blobs/uploads/", b"", || {});
+    assert!(started.starts_with("HTTP/1.1 202"), "{started}");
+    let location = header(&started, "Location").to_string();
+    let id = header(&started, "Docker-Upload-UUID").to_string();
+    let blob = noise(4 << 20, 5);
+    let row = format!("upload {}", &id[..12]);
+    let patched = http(&addr, &format!("PATCH {location}"), &blob, || {
+        let mid = tmux.wait_for("the upload's bar", 30, |s| {
+            s.contains(&row) && s.contains("2.10 MB/4.19 MB")
+        });
+        let bar = mid.lines().find(|l| l.contains(&row)).unwrap();
+        assert!(bar.contains('['), "{bar}");
+        assert!(
+            mid.lines().any(|l| l.starts_with("Receiving ")),
+            "no total line:\n{mid}"
+        );
+    });
+    assert!(patched.starts_with("HTTP/1.1 202"), "{patched}");
+    let digest = sha256(&blob);
+    let put = http(
+        &addr,
+        &format!("PUT {location}?digest={digest}"),
+        b"",
+        || {},
+    );
+    assert!(put.starts_with("HTTP/1.1 201"), "{put}");
+    let done = format!("{} 4.2MB done", &digest[..7 + 12]);
+    let after = tmux.wait_for("the stored blob's line", 30, |s| s.contains(&done));
+    assert!(
+        !after.contains(&row),
+        "the bar stays after the upload:\n{after}"
+    );
+
+    sh(tmux.cmd().args(["send-keys", "-t", "t", "C-c"]));
+    let end = tmux.wait_for("the server to stop", 30, |s| s.contains("EXIT="));
+    assert!(end.contains("EXIT=0"), "{end}");
+    assert!(
+        end.lines()
+            .any(|l| l.starts_with("Receiving done: 1 blobs, ")),
+        "{end}"
+    );
+}

@@ -281,7 +281,7 @@ impl Server {
                                 );
                             }
                         }
-                        let what = format!("{name} upload {}", &id[..id.len().min(12)]);
+                        let what = format!("upload {}", &id[..id.len().min(12)]);
                         if let Err(e) = self.receive(body, blob, w.body_timeout, what).await {
                             guard.take();
                             self.forget(w, id);
