@@ -6,7 +6,7 @@
 
 use std::io::{self, IsTerminal};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -72,6 +72,14 @@ pub struct Meter {
     label: String,
     started: Instant,
     blobs: Arc<AtomicU64>,
+    /// To the bars' thread, which prints lines above the bars.
+    lines: Option<Sender<Shown>>,
+}
+
+/// What the bars' thread prints above the bars.
+enum Shown {
+    Finished(Finished),
+    Line(String),
 }
 
 impl Meter {
@@ -82,6 +90,7 @@ impl Meter {
         let blobs = Arc::new(AtomicU64::new(0));
         let mode = choice.mode(quiet);
         let counted = blobs.clone();
+        let mut lines = None;
         let thread = match mode {
             Mode::Off => None,
             Mode::Lines => {
@@ -94,9 +103,10 @@ impl Meter {
             }
             Mode::Bars => {
                 let (tx, rx) = mpsc::channel();
+                lines = Some(tx.clone());
                 progress.set_listener(Some(Arc::new(move |f: &Finished| {
                     counted.fetch_add(1, Ordering::Relaxed);
-                    let _ = tx.send(f.clone());
+                    let _ = tx.send(Shown::Finished(f.clone()));
                 })));
                 let (p, stop, label) = (progress.clone(), stop.clone(), label.to_string());
                 Some(std::thread::spawn(move || draw_bars(&label, &p, &stop, rx)))
@@ -110,6 +120,18 @@ impl Meter {
             label: label.to_string(),
             started: Instant::now(),
             blobs,
+            lines,
+        }
+    }
+
+    /// A line of the command's own on standard error (`Pulled NAME`): above the bars
+    /// while they are drawn, so that no redraw overwrites it.
+    pub fn say(&self, line: String) {
+        match &self.lines {
+            Some(tx) if self.thread.is_some() => {
+                let _ = tx.send(Shown::Line(line));
+            }
+            _ => eprintln!("{line}"),
         }
     }
 
@@ -188,7 +210,7 @@ fn styles(colour: bool) -> (ProgressStyle, ProgressStyle, ProgressStyle) {
 
 /// The bars' thread: polls the record a few times a second, one bar per blob in flight
 /// above the total; finished blobs leave a line above the bars.
-fn draw_bars(label: &str, p: &Progress, stop: &AtomicBool, finished: Receiver<Finished>) {
+fn draw_bars(label: &str, p: &Progress, stop: &AtomicBool, shown: Receiver<Shown>) {
     let colour = colour();
     console::set_colors_enabled(colour);
     console::set_colors_enabled_stderr(colour);
@@ -206,8 +228,11 @@ fn draw_bars(label: &str, p: &Progress, stop: &AtomicBool, finished: Receiver<Fi
     let mut rows: Vec<(u64, ProgressBar)> = Vec::new();
     loop {
         let last = stop.load(Ordering::Relaxed);
-        for f in finished.try_iter() {
-            let _ = multi.println(finished_line(&f));
+        for s in shown.try_iter() {
+            let _ = multi.println(match s {
+                Shown::Finished(f) => finished_line(&f),
+                Shown::Line(l) => l,
+            });
         }
         let now = p.in_flight();
         rows.retain(|(id, bar)| {

@@ -416,3 +416,56 @@ fn serve_draws_a_bar_per_upload_in_flight() {
         "{end}"
     );
 }
+
+/// `sync` on a terminal: its own "Pulled SOURCE" lines go above the bars, so that the
+/// final screen has each of them whole, beside the blobs' lines and the summary.
+#[test]
+fn sync_prints_its_lines_above_the_bars() {
+    let tmp = scratch();
+    for (file, name, seed) in [("a.tar", "progress/a:1", 21), ("b.tar", "progress/b:1", 22)] {
+        write_docker_archive(
+            &tmp.path().join(file),
+            name,
+            &[layer_with_file("big.bin", &noise(3 << 20, seed))],
+        );
+    }
+    let shipment = tmp.path().join("shipment.yaml");
+    std::fs::write(
+        &shipment,
+        "apiVersion: airlock.dev/v1\nkind: Shipment\nimages:\n  - archive: a.tar\n  - archive: b.tar\n",
+    )
+    .unwrap();
+    let tmux = Tmux::new("sync");
+    let line = format!(
+        "env -u NO_COLOR {bin} --store {store} sync -f {shipment} --progress tty; echo EXIT=$?; sleep 600",
+        bin = airlock_bin().display(),
+        store = tmp.path().join("store").display(),
+        shipment = shipment.display(),
+    );
+    sh(tmux.cmd().args([
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &line,
+    ]));
+    let end = tmux.wait_for("the sync to end", 60, |s| s.contains("EXIT="));
+    assert!(end.contains("EXIT=0"), "{end}");
+    let lines: Vec<&str> = end.lines().map(str::trim_end).collect();
+    for file in ["a.tar", "b.tar"] {
+        let name = format!("archive:{}", tmp.path().join(file).display());
+        assert!(
+            lines.iter().any(|l| *l == format!("Pulled {name}")),
+            "no whole line for {name}:\n{end}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.starts_with("Pulling done: ")),
+        "{end}"
+    );
+    assert!(!end.contains('['), "bars left on the screen:\n{end}");
+}

@@ -114,12 +114,12 @@ pub fn run(ctx: &Context, args: SyncArgs) -> Result<()> {
     let meter = Meter::start("Pulling", &req.progress, ctx.progress, false);
     let synced = run::pull_new(&store, &plan, &req, args.jobs, &|s| {
         for n in &s.notes {
-            eprintln!("{n}");
+            meter.say(n.to_string());
         }
         match &s.error {
-            None if s.pulled => eprintln!("Pulled {}", s.reference),
+            None if s.pulled => meter.say(format!("Pulled {}", s.reference)),
             None => {}
-            Some(e) => eprintln!("Failed {}: {e}", s.reference),
+            Some(e) => meter.say(format!("Failed {}: {e}", s.reference)),
         }
     });
     meter.finish();
