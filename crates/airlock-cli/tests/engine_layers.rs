@@ -1,30 +1,7 @@
 //! `docker load` of archives whose images keep compressed layers: gzip layers are pointed at
 //! as they are, zstd layers through an uncompressed copy (Docker 20.10 reads no zstd).
 
-use std::process::Command;
-
-use crate::util::{fixtures, require_tool, scratch, Airlock};
-
-/// Images tagged into the engine by this test, removed when dropped.
-struct Tags(Vec<String>);
-
-impl Drop for Tags {
-    fn drop(&mut self) {
-        for t in &self.0 {
-            let _ = Command::new("docker").args(["rmi", "-f", t]).output();
-        }
-    }
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use crate::util::{docker, fixtures, require_tool, scratch, Airlock, DockerTags as Tags};
 
 #[test]
 fn docker_loads_saved_images_with_gzip_and_zstd_layers_and_runs_them() {

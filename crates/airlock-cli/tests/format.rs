@@ -4,32 +4,12 @@
 //! -f` for `airlock inspect -f`.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::json;
 
-use crate::util::{append_file, require_tool, scratch, sha256, Airlock};
-
-/// Images tagged into the engine by this test, removed when dropped.
-struct Tags(Vec<String>);
-
-impl Drop for Tags {
-    fn drop(&mut self) {
-        for t in &self.0 {
-            let _ = Command::new("docker").args(["rmi", "-f", t]).output();
-        }
-    }
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use crate::util::{
+    append_file, docker, require_tool, scratch, sha256, Airlock, DockerTags as Tags,
+};
 
 fn layer(files: &[(&str, usize)]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());

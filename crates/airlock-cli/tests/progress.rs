@@ -52,6 +52,21 @@ impl Tmux {
         c
     }
 
+    /// Run `line` in a 120x30 pane of a new session.
+    fn start(&self, line: &str) {
+        sh(self.cmd().args([
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            "120",
+            "-y",
+            "30",
+            line,
+        ]));
+    }
+
     /// The pane as shown (with `escapes`: with its colour and attribute escapes).
     fn screen(&self, escapes: bool) -> String {
         let mut c = self.cmd();
@@ -108,17 +123,7 @@ fn load_in_a_pane(tag: &str, env: &str, archive: &Path, big: &[u8]) -> Seen {
         store = store.display(),
         fifo = fifo.display(),
     );
-    sh(tmux.cmd().args([
-        "new-session",
-        "-d",
-        "-s",
-        "t",
-        "-x",
-        "120",
-        "-y",
-        "30",
-        &line,
-    ]));
+    tmux.start(&line);
     let bytes = std::fs::read(archive).unwrap();
     // Cut in the middle of the big layer's bytes.
     let at = find(&bytes, &big[..4096]) + big.len() / 2;
@@ -355,17 +360,7 @@ fn serve_draws_a_bar_per_upload_in_flight() {
         bin = airlock_bin().display(),
         store = tmp.path().join("store").display(),
     );
-    sh(tmux.cmd().args([
-        "new-session",
-        "-d",
-        "-s",
-        "t",
-        "-x",
-        "120",
-        "-y",
-        "30",
-        &line,
-    ]));
+    tmux.start(&line);
     let screen = tmux.wait_for("the server to listen", 30, |s| s.contains("/v2/"));
     let addr = screen
         .split("http://")
@@ -442,17 +437,7 @@ fn sync_prints_its_lines_above_the_bars() {
         store = tmp.path().join("store").display(),
         shipment = shipment.display(),
     );
-    sh(tmux.cmd().args([
-        "new-session",
-        "-d",
-        "-s",
-        "t",
-        "-x",
-        "120",
-        "-y",
-        "30",
-        &line,
-    ]));
+    tmux.start(&line);
     let end = tmux.wait_for("the sync to end", 60, |s| s.contains("EXIT="));
     assert!(end.contains("EXIT=0"), "{end}");
     let lines: Vec<&str> = end.lines().map(str::trim_end).collect();

@@ -105,6 +105,28 @@ impl Airlock {
     }
 }
 
+/// Images a test tagged into the Docker Engine, removed when dropped (pass or fail).
+pub struct DockerTags(pub Vec<String>);
+
+impl Drop for DockerTags {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            let _ = Command::new("docker").args(["rmi", "-f", t]).output();
+        }
+    }
+}
+
+/// The docker CLI, insisting on success; returns stdout.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Panic loudly when a real tool the test needs is missing: CI must never pass by skipping.
 pub fn require_tool(name: &str) {
     let found = std::env::var_os("PATH")

@@ -50,11 +50,7 @@ impl<'a> Run<'a> {
             self.vars.push(("$".into(), root.clone()));
             self.root_at = root as *const Value as usize;
         }
-        for node in list {
-            self.node(node, dot, root, out)?;
-        }
-        self.vars.truncate(mark.max(1));
-        Ok(())
+        self.scoped(list, dot, root, out)
     }
 
     fn node(

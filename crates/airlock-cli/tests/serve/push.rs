@@ -25,6 +25,21 @@ fn skopeo_push(source: &str, dest: &str) -> std::process::Output {
         .unwrap()
 }
 
+/// The manifest skopeo reads for `reference`, as the registry sent it.
+fn skopeo_raw(reference: &str) -> Vec<u8> {
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{reference}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// The store's visible state: its index and the names of its blobs (not `tmp/`, where the
 /// server's staging area lives).
 fn visible(store: &Path) -> (Vec<u8>, Vec<String>) {
@@ -63,16 +78,11 @@ fn skopeo_docker_and_airlock_push_and_what_they_pushed_pulls_back_byte_for_byte(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let pushed = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{host}/team/app:1"))
-        .output()
-        .unwrap();
-    assert!(pushed.status.success());
+    let pushed = skopeo_raw(&format!("{host}/team/app:1"));
     // Stored under the name it was pushed by (Docker Hub's form for `team/app`).
     assert_eq!(
         server.inspect("team/app:1")["ManifestDigest"],
-        sha256(&pushed.stdout).as_str()
+        sha256(&pushed).as_str()
     );
     assert!(server.ok(&["fsck"]).contains("consistent"));
 
@@ -418,12 +428,8 @@ fn serve_reports_each_pushed_blob_with_progress_plain() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let pushed = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{host}/team/app:1"))
-        .output()
-        .unwrap();
-    let manifest: Value = serde_json::from_slice(&pushed.stdout).unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&skopeo_raw(&format!("{host}/team/app:1"))).unwrap();
     let mut blobs = vec![manifest["config"]["digest"].as_str().unwrap().to_string()];
     for l in manifest["layers"].as_array().unwrap() {
         blobs.push(l["digest"].as_str().unwrap().to_string());
