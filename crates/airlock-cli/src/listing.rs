@@ -21,7 +21,7 @@ pub enum Layout {
 }
 
 impl Layout {
-    /// Read a `--format` value; `fields` are the record's fields, named in the error.
+    /// Read a `--format` value; `command` is named in the error, for its `--help`.
     pub fn of(arg: Option<&str>, command: &str) -> Result<Layout> {
         Ok(match arg.map(str::trim) {
             None | Some("table") => Layout::Default,
