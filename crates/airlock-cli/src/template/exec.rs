@@ -37,20 +37,16 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Write `list` run with dot = `data` to `out`.
-    pub fn list(
+    /// Write `list` run over `data` (dot and `$` both) to `out`.
+    pub fn run(
         &mut self,
         list: &List,
-        dot: &Value,
-        root: &Value,
+        data: &Value,
         out: &mut String,
     ) -> Result<(), TemplateError> {
-        let mark = self.vars.len();
-        if mark == 0 {
-            self.vars.push(("$".into(), root.clone()));
-            self.root_at = root as *const Value as usize;
-        }
-        self.scoped(list, dot, root, out)
+        self.vars = vec![("$".into(), data.clone())];
+        self.root_at = data as *const Value as usize;
+        self.scoped(list, data, data, out)
     }
 
     fn node(

@@ -85,12 +85,12 @@ impl Format {
         let mut out = String::new();
         if self.table {
             let mut run = exec::Run::new(funcs::Mode::Header, schema);
-            run.list(&self.tree, header, header, &mut out)?;
+            run.run(&self.tree, header, &mut out)?;
             out.push('\n');
         }
         for r in records {
             let mut run = exec::Run::new(funcs::Mode::Row, schema);
-            run.list(&self.tree, r, r, &mut out)?;
+            run.run(&self.tree, r, &mut out)?;
             out.push('\n');
         }
         Ok(if self.table { table::align(&out) } else { out })

@@ -18,6 +18,18 @@ use std::time::{Duration, Instant};
 use crate::containerd::Ctr;
 use crate::util::{require_tool, scratch, sha256, Airlock, Podman};
 
+/// The manifest skopeo reads for `reference` (`HOST:PORT/REPO:TAG`), as the server sent
+/// it.
+pub(crate) fn skopeo_raw(reference: &str) -> Vec<u8> {
+    require_tool("skopeo");
+    crate::util::sh(
+        Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{reference}")),
+    )
+    .into_bytes()
+}
+
 /// `airlock serve` on a free port, stopped with SIGTERM when dropped.
 pub(crate) struct Served {
     child: Option<Child>,
@@ -209,17 +221,7 @@ fn docker_podman_skopeo_ctr_and_airlock_pull_from_serve_and_run_what_they_pulled
     let remote = format!("{}/{name}", served.host());
 
     // skopeo: the manifest byte for byte, and a copy that checks every digest.
-    let inspected = Command::new("skopeo")
-        .args(["inspect", "--tls-verify=false", "--raw"])
-        .arg(format!("docker://{remote}"))
-        .output()
-        .unwrap();
-    assert!(
-        inspected.status.success(),
-        "{}",
-        String::from_utf8_lossy(&inspected.stderr)
-    );
-    assert_eq!(sha256(&inspected.stdout), digest);
+    assert_eq!(sha256(&skopeo_raw(&remote)), digest);
     let layout = dir.path().join("copied");
     let status = Command::new("skopeo")
         .args(["copy", "-q", "--src-tls-verify=false"])

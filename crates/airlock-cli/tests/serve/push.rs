@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{raw, raw_with_body, Served};
+use super::{raw, raw_with_body, skopeo_raw, Served};
 use crate::artifacts::gallery::{Gallery, APP, SPDX};
 use crate::util::{layer_with_file, noise, scratch, sha256, write_docker_archive, Airlock};
 
@@ -25,19 +25,19 @@ fn skopeo_push(source: &str, dest: &str) -> std::process::Output {
         .unwrap()
 }
 
-/// The manifest skopeo reads for `reference`, as the registry sent it.
-fn skopeo_raw(reference: &str) -> Vec<u8> {
-    let out = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{reference}"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+/// A docker-archive of `example/app:1`: a layer of `big` random bytes (from `seed`) and
+/// one small file.
+fn app_archive(dir: &Path, big: usize, seed: u64, small: (&str, &[u8])) -> std::path::PathBuf {
+    let archive = dir.join("app.tar");
+    write_docker_archive(
+        &archive,
+        "example/app:1",
+        &[
+            layer_with_file("big.bin", &noise(big, seed)),
+            layer_with_file(small.0, small.1),
+        ],
     );
-    out.stdout
+    archive
 }
 
 /// The store's visible state: its index and the names of its blobs (not `tmp/`, where the
@@ -55,15 +55,7 @@ fn visible(store: &Path) -> (Vec<u8>, Vec<String>) {
 #[test]
 fn skopeo_docker_and_airlock_push_and_what_they_pushed_pulls_back_byte_for_byte() {
     let dir = scratch();
-    let archive = dir.path().join("app.tar");
-    write_docker_archive(
-        &archive,
-        "example/app:1",
-        &[
-            layer_with_file("big.bin", &noise(3 << 20, 7)),
-            layer_with_file("a.txt", b"a\n"),
-        ],
-    );
+    let archive = app_archive(dir.path(), 3 << 20, 7, ("a.txt", b"a\n"));
     let server = Airlock::new(&dir.path().join("served"));
     let served = Served::start(&server, &["--read-write"]);
     let host = served.host();
@@ -407,15 +399,7 @@ fn a_kill_9_in_the_middle_of_concurrent_pushes_leaves_the_store_consistent() {
 #[test]
 fn serve_reports_each_pushed_blob_with_progress_plain() {
     let dir = scratch();
-    let archive = dir.path().join("app.tar");
-    write_docker_archive(
-        &archive,
-        "example/app:1",
-        &[
-            layer_with_file("big.bin", &noise(2 << 20, 11)),
-            layer_with_file("b.txt", b"b\n"),
-        ],
-    );
+    let archive = app_archive(dir.path(), 2 << 20, 11, ("b.txt", b"b\n"));
     let server = Airlock::new(&dir.path().join("served"));
     let mut served = Served::start(&server, &["--read-write", "--progress", "plain"]);
     let host = served.host();
